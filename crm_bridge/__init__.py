@@ -1,0 +1,1 @@
+"""CRM bridge: the built-in client directory and connectors to external CRMs."""

@@ -1,0 +1,205 @@
+"""Users, API tokens, passwords and role checks.
+
+API tokens are 256-bit random strings; only their SHA-256 is stored (a fast hash is right
+for high-entropy secrets, as a KDF is for passwords, which are hashed with Argon2id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.db.models import ApiToken, User
+from cti.domain import EXTENSION_PATTERN, ROLES_SEEING_ALL, Role, utcnow
+from cti.events import DomainEvent
+
+TOKEN_PREFIX = "cti_"  # noqa: S105 (a marker, not a secret)
+USERNAME_PATTERN = re.compile(r"^[^\s/\\:]{1,64}$")  # any script, no spaces or separators
+
+_password_hasher = PasswordHasher()
+
+
+class UserError(ValueError):
+    """A user or token request that cannot be carried out, worded for the person asking."""
+
+
+class UsernameTaken(UserError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user behind a valid token."""
+
+    user_id: int
+    username: str
+    display_name: str
+    role: Role
+    extension: str | None
+
+    def has_role(self, *roles: Role) -> bool:
+        """Admins pass every role check; others must hold one of ``roles``."""
+        return self.role is Role.ADMIN or self.role in roles
+
+    def sees_extension(self, extension: str | None) -> bool:
+        """Whether events about this extension are this user's business."""
+        if self.role in ROLES_SEEING_ALL:
+            return True
+        return extension is not None and extension == self.extension
+
+    def sees_event(self, event: DomainEvent) -> bool:
+        if self.role in ROLES_SEEING_ALL:
+            return True
+        return self.extension is not None and self.extension in event.extensions()
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.user_id,
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role.value,
+            "extension": self.extension,
+        }
+
+
+def principal_of(user: User) -> Principal:
+    return Principal(user.id, user.username, user.display_name, Role(user.role), user.extension)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _password_hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def validate_user_fields(username: str, role: str, extension: str | None) -> Role:
+    if not USERNAME_PATTERN.match(username):
+        raise UserError("username: 1 to 64 characters, no spaces, slashes or colons")
+    try:
+        parsed_role = Role(role)
+    except ValueError:
+        raise UserError(f"role: one of {', '.join(r.value for r in Role)}") from None
+    if extension is not None and not EXTENSION_PATTERN.match(extension):
+        raise UserError("extension: 1 to 10 digits")
+    if parsed_role is Role.OPERATOR and extension is None:
+        raise UserError("extension: an operator needs one (their own phone)")
+    return parsed_role
+
+
+async def create_user(
+    session: AsyncSession,
+    username: str,
+    role: str,
+    *,
+    extension: str | None = None,
+    display_name: str = "",
+    password: str | None = None,
+) -> User:
+    """Add a user (not committed). UserError if a field is wrong or the name is taken."""
+    validate_user_fields(username, role, extension)
+    if len(display_name) > 200:
+        raise UserError("display_name: at most 200 characters")
+    user = User(
+        username=username,
+        role=role,
+        extension=extension,
+        display_name=display_name or username,
+        password_hash=hash_password(password) if password else None,
+        is_active=True,
+        created_at=utcnow(),
+    )
+    if await find_user(session, username) is not None:
+        raise UsernameTaken(f"username: {username!r} is taken")
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise UsernameTaken(f"username: {username!r} is taken") from None
+    return user
+
+
+async def issue_token(session: AsyncSession, user: User, label: str = "") -> str:
+    """Create a token for ``user`` (not committed) and return it: the only time it is seen."""
+    token = new_token()
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            token_hash=hash_token(token),
+            prefix=token[: len(TOKEN_PREFIX) + 4],
+            label=label[:100],
+            created_at=utcnow(),
+        )
+    )
+    await session.flush()
+    return token
+
+
+async def find_user(session: AsyncSession, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def revoke_tokens(session: AsyncSession, user: User) -> int:
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount or 0
+
+
+class TokenAuthenticator:
+    """Resolves bearer tokens to principals. No cache: a revoked token stops at once."""
+
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+
+    async def authenticate(self, token: str) -> Principal | None:
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        digest = hash_token(token)
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiToken, User)
+                    .join(User, User.id == ApiToken.user_id)
+                    .where(ApiToken.token_hash == digest)
+                )
+            ).first()
+            if row is None:
+                return None
+            token_row, user = row
+            if token_row.revoked_at is not None or not user.is_active:
+                return None
+            now = utcnow()
+            # Record use at most once a minute, so authenticating is not a write per request.
+            if (
+                token_row.last_used_at is None
+                or (now - token_row.last_used_at).total_seconds() > 60
+            ):
+                token_row.last_used_at = now
+                await session.commit()
+            return principal_of(user)

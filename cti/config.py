@@ -1,0 +1,247 @@
+"""Configuration: one TOML file plus ``CTI_*`` environment overrides, validated at start-up.
+
+Environment overrides name a section and a key: ``CTI_SERVER_PORT=8081`` sets
+``[server] port``; list sections take an index: ``CTI_PBX_0_SECRET=...`` sets ``secret``
+of the first ``[[pbx]]``. Every option is documented in ``cti.example.toml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "CTI_"
+# CTI_* variables that are not configuration keys.
+ENV_NOT_CONFIG = {"CTI_CONFIG"}
+ENV_NOT_CONFIG_PREFIXES = ("CTI_TEST_",)
+
+LinkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who edits the file."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+class DatabaseConfig(_Section):
+    url: str = ""  # empty: SQLite file cti.db in server.data_dir
+    auto_migrate: bool = False
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                "(the service talks to its database asynchronously)"
+            )
+        return url
+
+
+class PhoneConfig(_Section):
+    default_region: str = "RU"
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        region = region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{region!r} is not an ISO 3166 region phonenumbers knows (e.g. RU)")
+        return region
+
+
+class PbxConfig(_Section):
+    name: LinkName = ""  # empty: "pbx<index>"
+    type: Literal["asterisk"]
+    host: str
+    port: int = Field(5038, ge=1, le=65535)
+    username: str
+    secret: SecretStr
+    enabled: bool = True
+
+
+class ModemConfig(_Section):
+    name: LinkName = ""  # empty: "modem<index>"
+    port: str
+    baudrate: int = Field(115200, gt=0)
+    pin: SecretStr | None = None
+    enabled: bool = True
+
+
+class CrmConfig(_Section):
+    type: Literal["builtin"] = "builtin"
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    phone: PhoneConfig = PhoneConfig()
+    pbx: list[PbxConfig] = []
+    modem: list[ModemConfig] = []
+    crm: CrmConfig = CrmConfig()
+
+    @model_validator(mode="after")
+    def _name_links(self) -> Config:
+        pbx = [p.model_copy(update={"name": p.name or f"pbx{i}"}) for i, p in enumerate(self.pbx)]
+        modems = [
+            m.model_copy(update={"name": m.name or f"modem{i}"}) for i, m in enumerate(self.modem)
+        ]
+        names = [link.name for link in [*pbx, *modems]]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"link names must be unique, repeated: {', '.join(duplicates)}")
+        object.__setattr__(self, "pbx", pbx)
+        object.__setattr__(self, "modem", modems)
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.server.data_dir / 'cti.db'}"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for the log redactor."""
+        values = [p.secret.get_secret_value() for p in self.pbx]
+        values += [m.pin.get_secret_value() for m in self.modem if m.pin]
+        return [v for v in values if v]
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, override and validate the configuration; raise ConfigError with one clear line."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read: {e}") from None
+        base_dir = path.resolve().parent
+    where = str(path) if path is not None else "configuration"
+    _apply_env_overrides(data, environ)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{where}: {_describe(e)}") from None
+    # Relative paths are relative to the file that names them.
+    data_dir = config.server.data_dir
+    if not data_dir.is_absolute():
+        server = config.server.model_copy(update={"data_dir": base_dir / data_dir})
+        config = config.model_copy(update={"server": server})
+    return config
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    sections = Config.model_fields
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_CONFIG:
+            continue
+        if name.startswith(ENV_NOT_CONFIG_PREFIXES):
+            continue
+        section, _, rest = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in sections or not rest:
+            hint = _did_you_mean(section, sections)
+            raise ConfigError(f"environment variable {name}: no section [{section}]{hint}")
+        if section in ("pbx", "modem"):
+            index_text, _, key = rest.partition("_")
+            if not index_text.isdigit() or not key:
+                raise ConfigError(
+                    f"environment variable {name}: a list section takes an index, "
+                    f"e.g. {ENV_PREFIX}{section.upper()}_0_{(key or 'HOST').upper()}"
+                )
+            items = data.setdefault(section, [])
+            index = int(index_text)
+            if index >= len(items):
+                raise ConfigError(
+                    f"environment variable {name}: there are {len(items)} [[{section}]] "
+                    "entries in the file; overrides may only change existing ones"
+                )
+            items[index][key] = value
+        else:
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"environment variable {name}: [{section}] is not a table")
+            table[rest] = value
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem as 'section.key: what is wrong'."""
+    first = error.errors()[0]
+    parts = [str(p) for p in first["loc"]]
+    key = ""
+    for p in parts:
+        key += f"[{p}]" if p.isdigit() else (f".{p}" if key else p)
+    if first["type"] == "extra_forbidden":
+        parent = _model_at(parts[:-1])
+        hint = _did_you_mean(parts[-1], parent.model_fields) if parent else ""
+        message = f"unknown option{hint}"
+    elif first["type"] == "missing":
+        message = "is required"
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        if "input" in first and not isinstance(first["input"], dict | list):
+            secret = parts and parts[-1] in ("secret", "pin")
+            if not secret:
+                message += f" (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{key or 'top level'}: {message}{suffix}"
+
+
+def _model_at(parts: list[str]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for p in parts:
+        if p.isdigit():
+            continue
+        field = model.model_fields.get(p)
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return None
+        model = inner
+    return model

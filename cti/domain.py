@@ -1,0 +1,65 @@
+"""The normalized vocabulary every room shares: roles, call directions and outcomes, lines.
+
+PBX adapters translate their own protocol into these words; nothing in the core knows a
+PBX's vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    RECEPTIONIST = "receptionist"
+    OPERATOR = "operator"
+    SALES = "sales"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+# Roles that see every call and line; the others see what involves their own extension.
+ROLES_SEEING_ALL = frozenset({Role.RECEPTIONIST, Role.SUPERVISOR, Role.ADMIN})
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+class Outcome(StrEnum):
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"  # rang out
+    ABANDONED = "abandoned"  # the caller hung up while ringing or queued
+    BUSY = "busy"
+    FAILED = "failed"
+
+
+class LineState(StrEnum):
+    IDLE = "idle"
+    RINGING = "ringing"
+    IN_USE = "in_use"
+    UNAVAILABLE = "unavailable"
+
+
+class TransferKind(StrEnum):
+    BLIND = "blind"
+    ATTENDED = "attended"
+
+
+class SmsStatus(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+EXTENSION_PATTERN = re.compile(r"^[0-9]{1,10}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

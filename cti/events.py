@@ -1,0 +1,183 @@
+"""Typed domain events: what the bus carries between adapters, storage and screens.
+
+Each event is a frozen dataclass with a stable ``type`` name and converts to and from
+plain JSON-able dicts, so a bus backend that crosses processes (Redis, NATS) can carry it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, get_type_hints
+
+from cti.domain import Direction, LineState, Outcome, SmsStatus, TransferKind, utcnow
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainEvent:
+    type: ClassVar[str]
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    at: datetime = field(default_factory=utcnow)
+
+    def extensions(self) -> frozenset[str]:
+        """The operator extensions this event concerns (who may see it beyond supervisors)."""
+        return frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, tuple | frozenset):
+                value = list(value)
+            data[f.name] = value
+        return data
+
+
+_EVENT_TYPES: dict[str, type[DomainEvent]] = {}
+
+
+def _register(cls: type[DomainEvent]) -> type[DomainEvent]:
+    if cls.type in _EVENT_TYPES:
+        raise ValueError(f"event type {cls.type!r} registered twice")
+    _EVENT_TYPES[cls.type] = cls
+    return cls
+
+
+def event_from_dict(data: dict[str, Any]) -> DomainEvent:
+    """Rebuild an event from ``to_dict`` output; ValueError for anything unknown or malformed."""
+    cls = _EVENT_TYPES.get(data.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        try:
+            if hint is datetime:
+                value = datetime.fromisoformat(value)
+            elif isinstance(hint, type) and issubclass(hint, StrEnum):
+                value = hint(value)
+            elif value is not None and getattr(hint, "__origin__", None) is tuple:
+                value = tuple(value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cls.type}.{f.name}: {e}") from None
+        kwargs[f.name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{cls.type}: {e}") from None
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRinging(DomainEvent):
+    """An extension started ringing for a call (drives screen pops)."""
+
+    type: ClassVar[str] = "call.ringing"
+    call_id: str
+    extension: str
+    direction: Direction
+    external_number: str | None = None  # E.164
+    external_name: str | None = None
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension})
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnswered(DomainEvent):
+    type: ClassVar[str] = "call.answered"
+    call_id: str
+    extension: str | None = None  # None when answered by something other than a person
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension}) if self.extension else frozenset()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallTransferred(DomainEvent):
+    type: ClassVar[str] = "call.transferred"
+    call_id: str
+    kind: TransferKind
+    from_extension: str | None
+    to_extension: str | None
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset(e for e in (self.from_extension, self.to_extension) if e)
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded(DomainEvent):
+    type: ClassVar[str] = "call.ended"
+    call_id: str
+    outcome: Outcome
+    missed: bool = False
+    involved_extensions: tuple[str, ...] = ()
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset(self.involved_extensions)
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineStateChanged(DomainEvent):
+    type: ClassVar[str] = "line.state"
+    extension: str
+    state: LineState
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension})
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsReceived(DomainEvent):
+    type: ClassVar[str] = "sms.received"
+    sms_id: str
+    modem: str
+    sender: str
+    text: str
+    manager_extension: str | None = None  # the sender's responsible manager, when known
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.manager_extension}) if self.manager_extension else frozenset()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmsStatusChanged(DomainEvent):
+    type: ClassVar[str] = "sms.status"
+    sms_id: str
+    status: SmsStatus
+    reason: str | None = None
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaxReceived(DomainEvent):
+    type: ClassVar[str] = "fax.received"
+    fax_id: str
+    sender: str | None
+    pages: int
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkStateChanged(DomainEvent):
+    """A PBX or modem link went up or down."""
+
+    type: ClassVar[str] = "link.state"
+    name: str
+    kind: str
+    up: bool
+    detail: str = ""

@@ -1,0 +1,196 @@
+"""Declaring API operations once: the route, its role check, its body model and its
+OpenAPI description all come from the same ``@api.operation(...)`` line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from cti import __version__
+from cti.auth import Principal
+from cti.domain import Role
+from cti.http.errors import STATUS_CODES, ApiError
+
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+MAX_JSON_BODY = 1 << 20
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: tuple[Role, ...]
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    tag: str
+    errors: tuple[int, ...] = field(default=())
+
+
+def json_dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL_KEY]
+
+
+async def read_body(request: web.Request, model: type[Model]) -> Model:
+    """Parse and validate a JSON body; 400 for broken JSON, 422 naming each bad field."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise ApiError(413, "request body too large")
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8") if raw else "null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ApiError(400, f"body is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in e.errors()
+        ]
+        first = details[0]
+        raise ApiError(422, f"{first['field']}: {first['problem']}", details=details) from None
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    return web.json_response(data, status=status, dumps=json_dumps)
+
+
+class Api:
+    """The set of operations under /api, and the OpenAPI document describing them."""
+
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def operation(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        roles: tuple[Role, ...] = (),
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        """Register a handler; ``roles`` empty means any authenticated user."""
+
+        def register(handler: Handler) -> Handler:
+            async def checked(request: web.Request) -> web.StreamResponse:
+                if roles and not principal(request).has_role(*roles):
+                    needed = " or ".join(r.value for r in roles)
+                    raise ApiError(403, f"this needs the role {needed}")
+                return await handler(request)
+
+            self.operations.append(
+                Operation(
+                    method, path, checked, summary, roles, body, response, status, tag, errors
+                )
+            )
+            return handler
+
+        return register
+
+    def add_routes(self, app: web.Application) -> None:
+        for op in self.operations:
+            app.router.add_route(op.method, op.path, op.handler)
+
+    def openapi(self) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+        for op in self.operations:
+            entry: dict[str, Any] = {
+                "summary": op.summary,
+                "tags": [op.tag],
+                "security": [{"bearer": []}],
+                "responses": {},
+            }
+            if op.roles:
+                allowed = sorted({Role.ADMIN, *op.roles})
+                entry["description"] = "Roles: " + ", ".join(allowed)
+            params = [p[1:-1] for p in op.path.split("/") if p.startswith("{")]
+            if params:
+                entry["parameters"] = [
+                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for p in params
+                ]
+            if op.body is not None:
+                schemas[op.body.__name__] = _schema(op.body, schemas)
+                entry["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(op.body)}},
+                }
+            ok: dict[str, Any] = {"description": "OK"}
+            if op.response is not None:
+                schemas[op.response.__name__] = _schema(op.response, schemas)
+                ok["content"] = {"application/json": {"schema": _ref(op.response)}}
+            entry["responses"][str(op.status)] = ok
+            codes = {401, *op.errors}
+            if op.roles:
+                codes.add(403)
+            if op.body is not None:
+                codes.update({400, 422})
+            for code in sorted(codes):
+                entry["responses"][str(code)] = {
+                    "description": STATUS_CODES.get(code, "error"),
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            paths.setdefault(op.path, {})[op.method.lower()] = entry
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "CTI middleware API", "version": __version__},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    return schema
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["status", "code", "message"],
+            "properties": {
+                "status": {"type": "integer"},
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {},
+            },
+        }
+    },
+}

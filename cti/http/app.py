@@ -1,0 +1,110 @@
+"""The aiohttp application: middlewares (errors, metrics, auth) and routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import Counter, Histogram
+
+from cti.http import system, users
+from cti.http.api import PRINCIPAL_KEY, Api
+from cti.http.errors import ApiError, error_response
+from cti.http.keys import API_KEY, SERVICE_KEY
+from cti.http.ws import bearer_token, websocket
+from cti.service import Service
+
+log = logging.getLogger("cti.http")
+
+
+def build_app(service: Service) -> web.Application:
+    api = Api()
+    app = web.Application(
+        middlewares=[_metrics_middleware(service), _error_middleware, _auth_middleware],
+        client_max_size=1 << 20,
+    )
+    app[SERVICE_KEY] = service
+    app[API_KEY] = api
+    system.add_routes(app, api)
+    users.add_routes(api)
+    api.add_routes(app)
+    app.router.add_get("/ws", websocket)
+    return app
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as the same JSON error shape; internals are logged, not shown."""
+    try:
+        response = await handler(request)
+    except ApiError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        headers = {k: v for k, v in e.headers.items() if k.lower() != "content-type"}
+        message = e.reason if e.text is None or e.text.startswith(f"{e.status}:") else e.text
+        return error_response(ApiError(e.status, message, headers=headers))
+    except Exception:
+        log.exception("unhandled error", extra={"fields": {"path": request.path}})
+        return error_response(ApiError(500, "internal error; see the service log"))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every /api route needs a valid bearer token (/ws authenticates in its handler)."""
+    if request.path.startswith("/api/") or request.path == "/api":
+        token = bearer_token(request.headers.get("Authorization"))
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if token is None:
+            raise ApiError(
+                401, "an API token is required: Authorization: Bearer <token>", headers=challenge
+            )
+        who = await request.app[SERVICE_KEY].authenticator.authenticate(token)
+        if who is None:
+            raise ApiError(
+                401,
+                "the API token is not valid (unknown, revoked or its user disabled)",
+                headers=challenge,
+            )
+        request[PRINCIPAL_KEY] = who
+    return await handler(request)
+
+
+def _metrics_middleware(service: Service) -> web.middleware:
+    requests = Counter(
+        "cti_http_requests",
+        "HTTP requests by route and status",
+        ["method", "route", "status"],
+        registry=service.metrics,
+    )
+    latency = Histogram(
+        "cti_http_request_duration_seconds",
+        "HTTP request handling time by route",
+        ["method", "route"],
+        registry=service.metrics,
+    )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            route = request.match_info.route.resource
+            # The route's pattern, not the raw path, keeps label cardinality bounded.
+            name = route.canonical if route is not None else "unmatched"
+            requests.labels(request.method, name, str(status)).inc()
+            latency.labels(request.method, name).observe(time.perf_counter() - started)
+
+    return middleware

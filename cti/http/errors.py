@@ -1,0 +1,61 @@
+"""One JSON error shape for every failure:
+
+``{"error": {"status": 422, "code": "invalid_request", "message": "...", "details": [...]}}``
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+# Codes for statuses aiohttp raises itself (unknown route, wrong method, ...).
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.headers = headers
+        self.status = status
+        self.code = code or STATUS_CODES.get(status, "error")
+        self.message = message
+        self.details = details
+
+
+def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(
+        error_body(error.status, error.code, error.message, error.details),
+        status=error.status,
+        headers=error.headers,
+        dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
+    )

@@ -1,0 +1,55 @@
+"""Operational endpoints: /healthz and /metrics (no token: for probes and scrapers), and
+the OpenAPI document (behind a token, like all of /api)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from cti.http.api import Api, json_response
+from cti.http.keys import API_KEY, SERVICE_KEY
+
+DB_CHECK_TIMEOUT = 2.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the database answers (``degraded`` if a link is down), 503 when it does not."""
+    service = request.app[SERVICE_KEY]
+    started = time.perf_counter()
+    database: dict[str, object]
+    try:
+        async with asyncio.timeout(DB_CHECK_TIMEOUT), service.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        database = {"up": True, "latency_ms": elapsed_ms}
+    except Exception as e:  # any failure is "down"; the reason is shown, not raised
+        database = {"up": False, "detail": type(e).__name__}
+    links = [link.to_dict() for link in service.links.all()]
+    if not database["up"]:
+        status = "down"
+    elif all(link["up"] for link in links):
+        status = "ok"
+    else:
+        status = "degraded"
+    return json_response(
+        {"status": status, "database": database, "links": links},
+        status=503 if status == "down" else 200,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[SERVICE_KEY].metrics)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application, api: Api) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+
+    @api.operation("GET", "/api/openapi.json", summary="This API, described", tag="system")
+    async def openapi(request: web.Request) -> web.Response:
+        return json_response(request.app[API_KEY].openapi())

@@ -1,0 +1,106 @@
+"""The service: configuration, storage, bus and links assembled, and the server run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from cti import __version__
+from cti.auth import TokenAuthenticator
+from cti.bus import InProcessBus
+from cti.config import Config
+from cti.db import migrate
+from cti.db.engine import create_engine, session_factory
+from cti.links import LinkRegistry
+from cti.logs import redactor
+
+log = logging.getLogger("cti.service")
+
+
+@dataclass
+class Service:
+    config: Config
+    engine: AsyncEngine
+    sessions: async_sessionmaker
+    bus: InProcessBus
+    links: LinkRegistry
+    metrics: CollectorRegistry
+    authenticator: TokenAuthenticator
+
+    @classmethod
+    async def start(cls, config: Config) -> Service:
+        """Open storage (migrating it only when configured to) and register the links.
+
+        Raises DatabaseNotMigrated when the schema is behind and auto_migrate is off.
+        """
+        for secret in config.secrets():
+            redactor.add_secret(secret)
+        engine = create_engine(config.database_url, echo=config.database.echo)
+        try:
+            if config.database.auto_migrate:
+                await migrate.upgrade(engine)
+            await migrate.check_up_to_date(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        metrics = CollectorRegistry()
+        ProcessCollector(registry=metrics)
+        Gauge("cti_build_info", "Version of the service", ["version"], registry=metrics).labels(
+            __version__
+        ).set(1)
+        bus = InProcessBus(metrics)
+        links = LinkRegistry(bus, metrics)
+        for pbx in config.pbx:
+            if pbx.enabled:
+                links.register(pbx.name, "pbx")
+        for modem in config.modem:
+            if modem.enabled:
+                links.register(modem.name, "modem")
+        sessions = session_factory(engine)
+        return cls(config, engine, sessions, bus, links, metrics, TokenAuthenticator(sessions))
+
+    async def close(self) -> None:
+        self.bus.close()
+        await self.engine.dispose()
+
+
+async def serve(
+    config: Config,
+    *,
+    on_started: Callable[[Service, str], Awaitable[None] | None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_started`` gets the base URL."""
+    from cti.http.app import build_app
+
+    service = await Service.start(config)
+    runner = web.AppRunner(build_app(service), access_log=logging.getLogger("cti.access"))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]  # the real port when 0 was asked
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        log.info("listening", extra={"fields": {"url": url, "version": __version__}})
+        if on_started is not None:
+            result = on_started(service, url)
+            if asyncio.iscoroutine(result):
+                await result
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+        await service.close()

@@ -1,0 +1,1 @@
+"""Fax: received and sent faxes, stored with their pages."""

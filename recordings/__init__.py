@@ -1,0 +1,1 @@
+"""Call recordings: attaching files to calls, serving them, retention."""

@@ -1,0 +1,106 @@
+"""Shared fixtures. Storage tests run on SQLite always and on PostgreSQL when it answers.
+
+PostgreSQL: ``CTI_TEST_POSTGRES_URL`` (default postgresql://postgres@127.0.0.1:5432/postgres)
+names a server where each test gets a database of its own. With
+``CTI_TEST_REQUIRE_POSTGRES=1`` (set by .ci/run) an unreachable server fails the run instead
+of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from cti import auth
+from cti.config import Config, DatabaseConfig, ServerConfig
+from cti.http.app import build_app
+from cti.service import Service
+
+POSTGRES_URL = os.environ.get(
+    "CTI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("CTI_TEST_REQUIRE_POSTGRES") == "1"
+_postgres_ok: bool | None = None
+
+
+async def _postgres_reachable() -> bool:
+    global _postgres_ok
+    if _postgres_ok is None:
+        try:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+            await conn.close()
+            _postgres_ok = True
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            _postgres_ok = False
+    return _postgres_ok
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    if not await _postgres_reachable():
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but does not answer")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer (set CTI_TEST_POSTGRES_URL)")
+    name = f"cti_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
+    finally:
+        await admin.close()
+    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+def config(db_url: str, tmp_path: Path) -> Config:
+    return Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+    )
+
+
+@pytest.fixture
+async def service(config: Config) -> AsyncIterator[Service]:
+    svc = await Service.start(config)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+@pytest.fixture
+async def client(service: Service, aiohttp_client) -> TestClient:
+    return await aiohttp_client(build_app(service))
+
+
+@pytest.fixture
+def make_user(service: Service):
+    """``await make_user(role, extension)`` -> the new user's API token."""
+
+    async def make(role: str, extension: str | None = None, username: str | None = None) -> str:
+        async with service.sessions() as session:
+            user = await auth.create_user(
+                session, username or f"{role}-{uuid.uuid4().hex[:6]}", role, extension=extension
+            )
+            token = await auth.issue_token(session, user)
+            await session.commit()
+        return token
+
+    return make

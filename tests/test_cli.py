@@ -1,0 +1,170 @@
+"""The ``cti`` command line, run as a user would run it."""
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from helpers import CTI, bearer, run_cti
+
+from cti import __version__
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cti.toml"
+    path.write_text(
+        '[server]\nport = 0\nlog_level = "debug"\n'
+        '[[pbx]]\nname = "office"\ntype = "asterisk"\nhost = "127.0.0.1"\nport = 1\n'
+        'username = "cti"\nsecret = "Ami-Secret-42"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    result = run_cti("--version", cwd=tmp_path)
+    assert result.stdout.strip() == f"cti {__version__}"
+    for command in (["serve"], ["demo"], ["db", "upgrade"], ["user", "add"], ["check-config"]):
+        result = run_cti(*command, "--help", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "usage: cti" in result.stdout
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path, config_file: Path) -> None:
+    result = run_cti("serve", "--config", str(config_file), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "run `cti db upgrade`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_user_add_prints_a_token_once(tmp_path: Path, config_file: Path) -> None:
+    assert run_cti("db", "upgrade", "-c", str(config_file), cwd=tmp_path).returncode == 0
+    result = run_cti(
+        "user",
+        "add",
+        "anna",
+        "--role",
+        "operator",
+        "--extension",
+        "101",
+        "--display-name",
+        "Анна Петрова",
+        "--password",
+        "-c",
+        str(config_file),
+        cwd=tmp_path,
+        stdin="long password\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"API token \(shown this once\): cti_\S{40,}", result.stdout)
+    listing = run_cti("user", "list", "-c", str(config_file), cwd=tmp_path)
+    assert "anna" in listing.stdout and "Анна Петрова" in listing.stdout
+    assert "cti_" not in listing.stdout
+    again = run_cti("user", "add", "anna", "--role", "sales", "-c", str(config_file), cwd=tmp_path)
+    assert again.returncode == 1 and "is taken" in again.stderr
+    no_ext = run_cti(
+        "user", "add", "boris", "--role", "operator", "-c", str(config_file), cwd=tmp_path
+    )
+    assert no_ext.returncode == 1 and "an operator needs one" in no_ext.stderr
+    revoke = run_cti("user", "revoke", "anna", "-c", str(config_file), cwd=tmp_path)
+    assert revoke.stdout.strip() == "revoked 1 token of anna"
+
+
+async def read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> re.Match:
+    async with asyncio.timeout(30):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(
+                    "process ended before printing " + pattern + "\n" + "".join(seen)
+                )
+            seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+
+
+async def test_serve_answers_health_and_metrics_and_stops_cleanly(
+    tmp_path: Path, config_file: Path
+) -> None:
+    assert run_cti("db", "upgrade", "-c", str(config_file), cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    process = await asyncio.create_subprocess_exec(
+        *CTI,
+        "serve",
+        "--config",
+        str(config_file),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    log: list[str] = []
+    try:
+        match = await read_until(process.stderr, r'"url": "(http://[^"]+)"', log)
+        url = match.group(1)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/healthz") as response:
+                health = await response.json()
+            assert response.status == 200
+            assert health["status"] == "degraded"  # the PBX at port 1 is not connected
+            assert health["links"][0]["name"] == "office"
+            async with http.get(f"{url}/metrics") as response:
+                assert "cti_link_up" in await response.text()
+            async with http.get(f"{url}/api/me") as response:
+                assert response.status == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    output = "".join(log) + rest.decode()
+    assert "Ami-Secret-42" not in output
+    for line in output.splitlines():
+        json.loads(line)  # every log line is one JSON object
+
+
+async def test_demo_runs_with_users_and_cleans_up(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    process = await asyncio.create_subprocess_exec(
+        *CTI,
+        "demo",
+        "--port",
+        "0",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    seen: list[str] = []
+    try:
+        url = (await read_until(process.stdout, r"running at (http://\S+)", seen)).group(1)
+        data_dir = Path((await read_until(process.stdout, r"^data: (.+)$", seen)).group(1))
+        anna = await read_until(process.stdout, r"^anna\s+operator\s+101\s+\S+\s+(cti_\S+)", seen)
+        await read_until(process.stdout, r"^boss\s+supervisor\s+-\s+\S+\s+cti_", seen)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/api/me", headers=bearer(anna.group(1))) as response:
+                me = await response.json()
+            assert me["display_name"] == "Анна Петрова"
+            async with http.get(f"{url}/healthz") as response:
+                assert (await response.json())["status"] == "ok"
+        assert (data_dir / "cti.db").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert not data_dir.exists()  # noqa: ASYNC240 (a single stat after the process ended)
+
+
+def test_module_entry_point_matches_console_script(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("cti")
+    if not script.exists():
+        pytest.skip("the cti console script is not installed beside this interpreter")
+    from subprocess import run
+
+    result = run([str(script), "--version"], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == f"cti {__version__}"
