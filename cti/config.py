@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +79,13 @@ class PhoneConfig(_Section):
         return region
 
 
+DEFAULT_EXTENSION_CHANNELS = [
+    r"^(?:SIP|PJSIP|IAX2)/(?P<ext>[0-9]{2,6})-[0-9a-fA-F]+$",
+    r"^Local/(?P<ext>[0-9]{2,6})@[^;]+-[0-9a-fA-F]+;[12]$",
+]
+DEFAULT_INBOUND_CONTEXTS = ["from-trunk", "from-pstn", "from-external", "from-did", "inbound"]
+
+
 class PbxConfig(_Section):
     name: LinkName = ""  # empty: "pbx<index>"
     type: Literal["asterisk"]
@@ -86,6 +94,41 @@ class PbxConfig(_Section):
     username: str
     secret: SecretStr
     enabled: bool = True
+    ping_interval: float = Field(10.0, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    extension_channels: list[str] = DEFAULT_EXTENSION_CHANNELS
+    trunk_channels: list[str] = []
+    inbound_contexts: list[str] = DEFAULT_INBOUND_CONTEXTS
+    originate_channel: str = "PJSIP/{extension}"
+    originate_context: str = "from-internal"
+    originate_timeout: int = Field(30, ge=5, le=300)
+    dial_format: Literal["local", "e164"] = "local"
+    dial_prefix: str = Field("", pattern=r"^[0-9*#]{0,4}$")
+
+    @field_validator("extension_channels", "trunk_channels")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+        return patterns
+
+    @field_validator("extension_channels")
+    @classmethod
+    def _patterns_name_the_extension(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if "ext" not in re.compile(pattern).groupindex:
+                raise ValueError(f"{pattern!r} needs a group (?P<ext>...) for the extension")
+        return patterns
+
+    @field_validator("originate_channel")
+    @classmethod
+    def _has_extension_placeholder(cls, template: str) -> str:
+        if "{extension}" not in template:
+            raise ValueError("must contain {extension}, e.g. PJSIP/{extension}")
+        return template
 
 
 class ModemConfig(_Section):
@@ -100,6 +143,15 @@ class CrmConfig(_Section):
     type: Literal["builtin"] = "builtin"
 
 
+class AgiConfig(_Section):
+    # FastAGI server inside the service, "host:port"; empty: off.
+    fastagi_listen: str = Field("", pattern=r"^$|^[^:\s]+:[0-9]{1,5}$")
+    # For the cti-agi script on the Asterisk host: the service's base URL and an API token.
+    service_url: str = "http://127.0.0.1:8080"
+    token: SecretStr | None = None
+    timeout: float = Field(1.0, gt=0, le=10)
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -107,6 +159,7 @@ class Config(_Section):
     pbx: list[PbxConfig] = []
     modem: list[ModemConfig] = []
     crm: CrmConfig = CrmConfig()
+    agi: AgiConfig = AgiConfig()
 
     @model_validator(mode="after")
     def _name_links(self) -> Config:
@@ -132,6 +185,8 @@ class Config(_Section):
         """Every secret value in the configuration, for the log redactor."""
         values = [p.secret.get_secret_value() for p in self.pbx]
         values += [m.pin.get_secret_value() for m in self.modem if m.pin]
+        if self.agi.token:
+            values.append(self.agi.token.get_secret_value())
         return [v for v in values if v]
 
 

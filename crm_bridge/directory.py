@@ -1,0 +1,82 @@
+"""The question every screen pop, AGI lookup and missed call starts with: who is this?
+
+The core depends on the ``Directory`` interface only; the built-in SQL directory and the
+external CRM connectors implement it. ``InMemoryDirectory`` serves the demo and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsibleManager:
+    name: str
+    extension: str | None = None
+    phone: str | None = None  # E.164
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A directory answer for one phone number."""
+
+    client_id: str
+    client_name: str
+    kind: Literal["company", "person"] = "company"
+    contact_name: str | None = None
+    manager: ResponsibleManager | None = None
+    tags: tuple[str, ...] = ()
+    crm_url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        manager = self.manager
+        return {
+            "client_id": self.client_id,
+            "client_name": self.client_name,
+            "kind": self.kind,
+            "contact_name": self.contact_name,
+            "manager": None
+            if manager is None
+            else {
+                "name": manager.name,
+                "extension": manager.extension,
+                "phone": manager.phone,
+                "user_id": manager.user_id,
+            },
+            "tags": list(self.tags),
+            "crm_url": self.crm_url,
+        }
+
+
+class Directory(Protocol):
+    async def lookup(self, number: str) -> Match | None:
+        """The client behind an E.164 number, or None when unknown."""
+        ...
+
+    async def search(self, text: str, limit: int = 20) -> list[Match]:
+        """Clients whose name, contact or number contains ``text``."""
+        ...
+
+
+@dataclass
+class InMemoryDirectory:
+    """A directory held in a dict keyed by E.164 number."""
+
+    entries: dict[str, Match] = field(default_factory=dict)
+
+    def add(self, number: str, match: Match) -> None:
+        self.entries[number] = match
+
+    async def lookup(self, number: str) -> Match | None:
+        return self.entries.get(number)
+
+    async def search(self, text: str, limit: int = 20) -> list[Match]:
+        needle = text.casefold()
+        found: dict[str, Match] = {}
+        for number, match in self.entries.items():
+            haystack = f"{number} {match.client_name} {match.contact_name or ''}".casefold()
+            if needle in haystack:
+                found.setdefault(match.client_id, match)
+        return list(found.values())[:limit]

@@ -1,0 +1,1 @@
+"""Asterisk: the AMI adapter (panoramisk), call tracking, click-to-dial and AGI."""
