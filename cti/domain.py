@@ -37,6 +37,17 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+class LegResult(StrEnum):
+    """How one extension's ringing ended."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    CANCELLED = "cancelled"  # answered elsewhere, or the caller gave up
+    PICKED_UP = "picked_up"  # a colleague took it with call pickup
+    FAILED = "failed"
+
+
 class LineState(StrEnum):
     IDLE = "idle"
     RINGING = "ringing"

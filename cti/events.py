@@ -96,10 +96,14 @@ class CallRinging(DomainEvent):
 class CallAnswered(DomainEvent):
     type: ClassVar[str] = "call.answered"
     call_id: str
-    extension: str | None = None  # None when answered by something other than a person
+    extension: str | None = None  # None: the outside party or a machine (fax) answered
+    involved_extensions: tuple[str, ...] = ()
 
     def extensions(self) -> frozenset[str]:
-        return frozenset({self.extension}) if self.extension else frozenset()
+        found = set(self.involved_extensions)
+        if self.extension:
+            found.add(self.extension)
+        return frozenset(found)
 
 
 @_register
@@ -110,9 +114,11 @@ class CallTransferred(DomainEvent):
     kind: TransferKind
     from_extension: str | None
     to_extension: str | None
+    involved_extensions: tuple[str, ...] = ()
 
     def extensions(self) -> frozenset[str]:
-        return frozenset(e for e in (self.from_extension, self.to_extension) if e)
+        found = {e for e in (self.from_extension, self.to_extension) if e}
+        return frozenset(found | set(self.involved_extensions))
 
 
 @_register
@@ -126,6 +132,22 @@ class CallEnded(DomainEvent):
 
     def extensions(self) -> frozenset[str]:
         return frozenset(self.involved_extensions)
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OriginateResult(DomainEvent):
+    """How a click-to-dial request ended: the operator's phone answered, or why not."""
+
+    type: ClassVar[str] = "call.originate"
+    request_id: str
+    extension: str
+    number: str
+    success: bool
+    reason: str = ""
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension})
 
 
 @_register

@@ -13,14 +13,17 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from crm_bridge.directory import Directory, InMemoryDirectory
 from cti import __version__
 from cti.auth import TokenAuthenticator
 from cti.bus import InProcessBus
-from cti.config import Config
+from cti.callstore import CallStore, calls_in_progress
+from cti.config import Config, PbxConfig
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.links import LinkRegistry
 from cti.logs import redactor
+from pbx_adapters.asterisk.adapter import AsteriskAdapter
 
 log = logging.getLogger("cti.service")
 
@@ -34,6 +37,9 @@ class Service:
     links: LinkRegistry
     metrics: CollectorRegistry
     authenticator: TokenAuthenticator
+    call_store: CallStore
+    directory: Directory
+    pbx: dict[str, AsteriskAdapter]
 
     @classmethod
     async def start(cls, config: Config) -> Service:
@@ -65,9 +71,44 @@ class Service:
             if modem.enabled:
                 links.register(modem.name, "modem")
         sessions = session_factory(engine)
-        return cls(config, engine, sessions, bus, links, metrics, TokenAuthenticator(sessions))
+        call_store = CallStore(sessions)
+        call_store.start()
+        service = cls(
+            config,
+            engine,
+            sessions,
+            bus,
+            links,
+            metrics,
+            TokenAuthenticator(sessions),
+            call_store,
+            InMemoryDirectory(),
+            {},
+        )
+        for pbx in config.pbx:
+            if pbx.enabled:
+                await service.start_pbx(pbx)
+        return service
+
+    async def start_pbx(self, pbx: PbxConfig) -> AsteriskAdapter:
+        """Connect to a PBX, picking up the calls it had in progress when we stopped."""
+        adapter = AsteriskAdapter(
+            pbx,
+            region=self.config.phone.default_region,
+            bus=self.bus,
+            links=self.links,
+            store=self.call_store,
+        )
+        async with self.sessions() as session:
+            in_progress = await calls_in_progress(session, pbx.name)
+        await adapter.start(restore=in_progress)
+        self.pbx[pbx.name] = adapter
+        return adapter
 
     async def close(self) -> None:
+        for adapter in self.pbx.values():
+            await adapter.stop()
+        await self.call_store.stop()
         self.bus.close()
         await self.engine.dispose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -76,3 +76,52 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
     __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
+
+
+class CallRecord(Base):
+    """A call as the log shows it; ``details`` holds the full normalized record."""
+
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    pbx: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str | None] = mapped_column(String(10))
+    external_number: Mapped[str | None] = mapped_column(String(40), index=True)
+    external_name: Mapped[str | None] = mapped_column(String(200))
+    did: Mapped[str | None] = mapped_column(String(40))
+    queue: Mapped[str | None] = mapped_column(String(80))
+    caller_extension: Mapped[str | None] = mapped_column(String(10))
+    answered_by: Mapped[str | None] = mapped_column(String(10))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(12))
+    missed: Mapped[bool] = mapped_column(default=False)
+    in_progress: Mapped[bool] = mapped_column(default=True)
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
+    talk_seconds: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_calls_started_at", "started_at", "id"),
+        Index("ix_calls_missed_started_at", "missed", "started_at"),
+        Index("ix_calls_pbx_in_progress", "pbx", "in_progress"),
+    )
+
+
+class CallLegRecord(Base):
+    """Each extension a call rang, for "calls of extension X" and per-person reports."""
+
+    __tablename__ = "call_legs"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    extension: Mapped[str] = mapped_column(String(10))
+    ring_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    result: Mapped[str | None] = mapped_column(String(12))
+
+    __table_args__ = (Index("ix_call_legs_extension", "extension", "call_id"),)

@@ -31,6 +31,7 @@ class Operation:
     summary: str
     roles: tuple[Role, ...]
     body: type[BaseModel] | None
+    query: type[BaseModel] | None
     response: type[BaseModel] | None
     status: int
     tag: str
@@ -67,6 +68,19 @@ async def read_body(request: web.Request, model: type[Model]) -> Model:
         raise ApiError(422, f"{first['field']}: {first['problem']}", details=details) from None
 
 
+def read_query(request: web.Request, model: type[Model]) -> Model:
+    """Validate query parameters; 422 naming each bad one."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as e:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in e.errors()
+        ]
+        first = details[0]
+        raise ApiError(422, f"{first['field']}: {first['problem']}", details=details) from None
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
@@ -88,6 +102,7 @@ class Api:
         tag: str,
         roles: tuple[Role, ...] = (),
         body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: tuple[int, ...] = (),
@@ -103,7 +118,17 @@ class Api:
 
             self.operations.append(
                 Operation(
-                    method, path, checked, summary, roles, body, response, status, tag, errors
+                    method,
+                    path,
+                    checked,
+                    summary,
+                    roles,
+                    body,
+                    query,
+                    response,
+                    status,
+                    tag,
+                    errors,
                 )
             )
             return handler
@@ -128,11 +153,25 @@ class Api:
                 allowed = sorted({Role.ADMIN, *op.roles})
                 entry["description"] = "Roles: " + ", ".join(allowed)
             params = [p[1:-1] for p in op.path.split("/") if p.startswith("{")]
-            if params:
-                entry["parameters"] = [
-                    {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for p in params
-                ]
+            parameters = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+            if op.query is not None:
+                query_schema = _schema(op.query, schemas)
+                required = set(query_schema.get("required", []))
+                for name, prop in query_schema.get("properties", {}).items():
+                    parameter = {
+                        "name": name,
+                        "in": "query",
+                        "required": name in required,
+                        "schema": prop,
+                    }
+                    if "description" in prop:
+                        parameter["description"] = prop["description"]
+                    parameters.append(parameter)
+            if parameters:
+                entry["parameters"] = parameters
             if op.body is not None:
                 schemas[op.body.__name__] = _schema(op.body, schemas)
                 entry["requestBody"] = {
@@ -149,6 +188,8 @@ class Api:
                 codes.add(403)
             if op.body is not None:
                 codes.update({400, 422})
+            if op.query is not None:
+                codes.add(422)
             for code in sorted(codes):
                 entry["responses"][str(code)] = {
                     "description": STATUS_CODES.get(code, "error"),

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
-from cti.http import system, users
+from cti.http import calls, system, users
 from cti.http.api import PRINCIPAL_KEY, Api
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
@@ -29,6 +29,7 @@ def build_app(service: Service) -> web.Application:
     app[API_KEY] = api
     system.add_routes(app, api)
     users.add_routes(api)
+    calls.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
     return app

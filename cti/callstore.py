@@ -1,0 +1,229 @@
+"""Writing calls down as they happen, and reading them back for the log.
+
+Adapters hand every changed call to ``CallStore.save``; a single writer task upserts
+them in batches. Changes to the same call made while a write is in flight coalesce into
+the next write, so memory is bounded by the calls in flight, not by the event rate.
+Writes are upserts keyed by the call id: the same stream seen twice stores the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.calls import Call
+from cti.db.models import CallLegRecord, CallRecord
+
+log = logging.getLogger("cti.callstore")
+
+
+class CallStore:
+    def __init__(self, sessions: async_sessionmaker) -> None:
+        self._sessions = sessions
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="call-store-writer")
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def save(self, calls: list[Call]) -> None:
+        """Queue these calls' current state for writing (never waits)."""
+        if not calls:
+            return
+        for call in calls:
+            self._pending[call.id] = call.to_dict()  # a snapshot: the tracker goes on
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def flush(self) -> None:
+        """Wait until everything saved so far is written."""
+        if self._task is None:
+            await self._write_pending()
+        else:
+            await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._write_pending()
+            except Exception:
+                # The rows stay pending and are retried: a database hiccup loses nothing.
+                log.exception("writing calls failed; retrying in 1 s")
+                await asyncio.sleep(1)
+                self._wakeup.set()
+                continue
+            if not self._pending:
+                self._idle.set()
+
+    async def _write_pending(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            async with self._sessions() as session:
+                await upsert_calls(session, list(batch.values()))
+                await session.commit()
+        except BaseException:
+            for call_id, data in batch.items():  # keep newer snapshots that arrived since
+                self._pending.setdefault(call_id, data)
+            raise
+
+
+def _row(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": data["id"],
+        "pbx": data["pbx"],
+        "direction": data["direction"],
+        "external_number": data["external_number"],
+        "external_name": data["external_name"],
+        "did": data["did"],
+        "queue": data["queue"],
+        "caller_extension": data["caller_extension"],
+        "answered_by": data["answered_by"],
+        "started_at": datetime.fromisoformat(data["started_at"]),
+        "answered_at": _dt(data["answered_at"]),
+        "ended_at": _dt(data["ended_at"]),
+        "outcome": data["outcome"],
+        "missed": data["missed"],
+        "in_progress": data["in_progress"],
+        "wait_seconds": data["wait_seconds"],
+        "talk_seconds": data["talk_seconds"],
+        "details": data,
+    }
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+UPSERT_CHUNK = 200  # rows a statement: well under SQLite's limit on bound parameters
+
+
+async def upsert_calls(session: AsyncSession, calls: list[dict[str, Any]]) -> None:
+    for start in range(0, len(calls), UPSERT_CHUNK):
+        await _upsert_chunk(session, calls[start : start + UPSERT_CHUNK])
+
+
+async def _upsert_chunk(session: AsyncSession, calls: list[dict[str, Any]]) -> None:
+    rows = [_row(data) for data in calls]
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(CallRecord).values(rows)
+    updated = {c: statement.excluded[c] for c in rows[0] if c != "id"}
+    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=updated))
+    ids = [row["id"] for row in rows]
+    await session.execute(delete(CallLegRecord).where(CallLegRecord.call_id.in_(ids)))
+    legs = [
+        {
+            "call_id": data["id"],
+            "seq": seq,
+            "extension": leg["extension"],
+            "ring_started_at": datetime.fromisoformat(leg["ring_started_at"]),
+            "answered_at": _dt(leg["answered_at"]),
+            "ended_at": _dt(leg["ended_at"]),
+            "result": leg["result"],
+        }
+        for data in calls
+        for seq, leg in enumerate(data["legs"])
+    ]
+    if legs:
+        await session.execute(insert(CallLegRecord).values(legs))
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    extension: str | None = None
+    direction: str | None = None
+    outcome: str | None = None
+    missed: bool | None = None
+    number: str | None = None
+    pbx: str | None = None
+    in_progress: bool | None = None
+
+
+def involves_extension(extension: str) -> Any:
+    """SQL condition: the call rang, was placed by, or was answered by ``extension``."""
+    rang = exists().where(
+        and_(CallLegRecord.call_id == CallRecord.id, CallLegRecord.extension == extension)
+    )
+    return or_(rang, CallRecord.caller_extension == extension, CallRecord.answered_by == extension)
+
+
+async def find_calls(
+    session: AsyncSession,
+    flt: CallFilter,
+    *,
+    visible_to_extension: str | bool | None = True,
+    limit: int = 50,
+    before: tuple[datetime, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first. ``visible_to_extension``: True for everything, else only calls that
+    involve that extension (None: an operator without one sees nothing)."""
+    query = select(CallRecord.details)
+    conditions = []
+    if visible_to_extension is not True:
+        if visible_to_extension is None:
+            return []
+        conditions.append(involves_extension(str(visible_to_extension)))
+    if flt.extension:
+        conditions.append(involves_extension(flt.extension))
+    for column, value in (
+        (CallRecord.direction, flt.direction),
+        (CallRecord.outcome, flt.outcome),
+        (CallRecord.missed, flt.missed),
+        (CallRecord.external_number, flt.number),
+        (CallRecord.pbx, flt.pbx),
+        (CallRecord.in_progress, flt.in_progress),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if flt.since is not None:
+        conditions.append(CallRecord.started_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(CallRecord.started_at < flt.until)
+    if before is not None:
+        started, call_id = before
+        conditions.append(
+            or_(
+                CallRecord.started_at < started,
+                and_(CallRecord.started_at == started, CallRecord.id < call_id),
+            )
+        )
+    query = (
+        query.where(*conditions)
+        .order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
+        .limit(limit)
+    )
+    return list((await session.scalars(query)).all())
+
+
+async def calls_in_progress(session: AsyncSession, pbx: str) -> list[Call]:
+    rows = await session.scalars(
+        select(CallRecord.details).where(CallRecord.pbx == pbx, CallRecord.in_progress.is_(True))
+    )
+    return [Call.from_dict(data) for data in rows]

@@ -1,0 +1,372 @@
+"""The Asterisk AMI adapter: panoramisk for the connection, our parser and tracker for
+the event stream.
+
+panoramisk's ``Manager`` logs in, sends actions and matches their responses. We give
+it our own protocol class: bytes go to the sans-I/O ``AmiParser`` (which keeps UTF-8
+characters and frames whole across TCP reads), event frames go straight to the
+``CallTracker``, and only responses to our own actions go through panoramisk's message
+objects. On top of it: backoff on reconnect, a ping that notices a dead link, state
+reload after every (re)connect, and actions that are never re-sent behind our back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from cti.bus import EventBus
+from cti.callstore import CallStore
+from cti.config import PbxConfig
+from cti.domain import LineState, utcnow
+from cti.events import DomainEvent, OriginateResult
+from cti.links import LinkRegistry
+from cti.phone import dialable, to_e164
+from pbx_adapters.asterisk.channels import ChannelMap
+from pbx_adapters.asterisk.frames import AmiParser, Frame, encode_action
+from pbx_adapters.asterisk.tracker import CallTracker
+
+log = logging.getLogger("cti.asterisk")
+
+STATE_LOAD_TIMEOUT = 10.0
+ORIGINATE_REASONS = {
+    "0": "the phone could not be reached",
+    "1": "the phone is unavailable",
+    "3": "the phone did not answer",
+    "4": "answered",
+    "5": "the phone is busy",
+    "8": "the line is congested",
+}
+
+
+class LinkDown(Exception):
+    """The PBX is not connected: the action was not sent."""
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    request_id: str
+    extension: str
+    number: str  # as dialled
+
+
+class _Protocol(AMIProtocol):
+    """panoramisk's protocol with our parser in front."""
+
+    factory: AmiManager
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.parser = AmiParser()
+
+    def data_received(self, data: bytes) -> None:
+        frames = self.parser.feed(data)
+        if self.parser.errors:
+            for error in self.parser.errors:
+                log.warning("AMI stream: %s", error)
+            self.parser.errors.clear()
+        for frame in frames:
+            action_id = frame.get("ActionID")
+            if action_id is not None and action_id in self.responses:
+                self.handle_message(Message(frame))
+            elif frame.get("Event") == "Shutdown":
+                self.connection_lost(None)
+            else:
+                self.factory.frame_received(frame)
+
+    def send(self, data: Any, as_list: bool | None = False) -> asyncio.Future:
+        # panoramisk writes field values verbatim: a CR/LF in one would smuggle a second
+        # action onto the socket. Refuse before anything is written.
+        encode_action(dict(data))
+        return super().send(data, as_list=as_list)
+
+
+class AmiManager(Manager):
+    """panoramisk's Manager with backoff, a checked keep-alive and no silent re-sends."""
+
+    def __init__(self, adapter: AsteriskAdapter, config: PbxConfig) -> None:
+        super().__init__(
+            host=config.host,
+            port=config.port,
+            username=config.username,
+            secret=config.secret.get_secret_value(),
+            protocol_factory=_Protocol,
+            ping_delay=config.ping_interval,
+            ping_interval=config.ping_interval,
+            reconnect_timeout=1,
+            # Nothing is re-sent after a reconnect: a repeated Originate would ring twice.
+            forgetable_actions=(
+                "ping",
+                "login",
+                "originate",
+                "redirect",
+                "coreshowchannels",
+                "devicestatelist",
+                "extensionstatelist",
+                "logoff",
+            ),
+            loop=asyncio.get_running_loop(),
+            log=logging.getLogger("cti.asterisk.panoramisk"),
+        )
+        self.ping_delay = self.ping_interval = config.ping_interval  # panoramisk int()s them
+        self.reconnect_timeout = 0.5
+        self.adapter = adapter
+        self.max_backoff = config.reconnect_max_seconds
+        self.stopping = False
+        self._ping_future: asyncio.Future | None = None
+
+    def connect(
+        self, run_forever: bool = False, on_startup: Any = None, on_shutdown: Any = None
+    ) -> Any:
+        if self.stopping:
+            return None
+        return super().connect()
+
+    def connection_made(self, f: asyncio.Future) -> None:
+        if f.cancelled():
+            return
+        error = f.exception()
+        if error is not None:
+            self._back_off()
+            self.loop.create_task(self.adapter.link_state(False, f"cannot connect: {error}"))
+        elif self.stopping:  # stopped while connecting
+            f.result()[0].close()
+            return
+        super().connection_made(f)
+
+    def login(self, future: asyncio.Future) -> bool:
+        ok = super().login(future)
+        if ok:
+            self.reconnect_timeout = 0.5
+            self.loop.create_task(self.adapter.logged_in())
+        else:
+            self.loop.create_task(self.adapter.link_state(False, "authentication failed"))
+            self._back_off()
+            if self.protocol is not None:
+                self.protocol.transport.close()
+        return ok
+
+    def ping(self) -> None:
+        """Keep-alive that notices a link that died without a FIN (cable, NAT, firewall)."""
+        if self._ping_future is not None and not self._ping_future.done():
+            log.warning("AMI ping unanswered: reconnecting")
+            self.protocol.transport.abort()
+            return
+        self.pinger = self.loop.call_later(self.ping_interval, self.ping)
+        if self.authenticated:
+            self._ping_future = self.protocol.send({"Action": "Ping"})
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.authenticated = False
+        self._ping_future = None
+        self.adapter.connection_lost()
+        if self.stopping:
+            return
+        self._back_off()
+        super().connection_lost(exc)
+
+    def _back_off(self) -> None:
+        # Exponential with jitter, so a PBX restart is not met by every client at once.
+        self.reconnect_timeout = min(self.max_backoff, self.reconnect_timeout * 2) * (
+            0.8 + 0.4 * random.random()  # noqa: S311 (jitter, not security)
+        )
+
+    def close(self) -> None:
+        self.stopping = True
+        super().close()
+
+
+class AsteriskAdapter:
+    """One configured Asterisk: its link, its calls and its commands."""
+
+    def __init__(
+        self,
+        config: PbxConfig,
+        *,
+        region: str,
+        bus: EventBus,
+        links: LinkRegistry,
+        store: CallStore,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.region = region
+        self.bus = bus
+        self.links = links
+        self.store = store
+        self.clock = clock
+        self.tracker = CallTracker(
+            config.name,
+            ChannelMap(config.extension_channels, config.trunk_channels),
+            region=region,
+            inbound_contexts=config.inbound_contexts,
+        )
+        self.manager: AmiManager | None = None
+        self.connected = asyncio.Event()
+        self._resyncing: list[Frame] | None = None  # frames held back during a state load
+        self._originates: dict[str, OriginateRequest] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, restore: list | None = None) -> None:
+        if restore:
+            self.tracker.restore(restore)
+        self.manager = AmiManager(self, self.config)
+        self.manager.connect()
+
+    async def stop(self) -> None:
+        if self.manager is not None:
+            self.manager.close()
+        self.connected.clear()
+        self.store.save(self.tracker.take_changed())
+
+    async def link_state(self, up: bool, detail: str) -> None:
+        await self.links.report(self.name, up, detail)
+
+    def connection_lost(self) -> None:
+        if self.connected.is_set():
+            log.warning("AMI link lost", extra={"fields": {"pbx": self.name}})
+        self.connected.clear()
+        self._resyncing = None
+        asyncio.get_running_loop().create_task(self.link_state(False, "connection lost"))
+
+    async def logged_in(self) -> None:
+        """Load the PBX's current state, holding live events back until it is applied."""
+        assert self.manager is not None
+        self._resyncing = []
+        try:
+            async with asyncio.timeout(STATE_LOAD_TIMEOUT):
+                channels = await self._list("CoreShowChannels", "CoreShowChannel")
+                devices = await self._list("DeviceStateList", "DeviceStateChange")
+                hints = await self._list("ExtensionStateList", "ExtensionStatus")
+        except (TimeoutError, LinkDown, ConnectionError) as e:
+            log.warning("AMI state load failed: %r; reconnecting", e)
+            self._resyncing = None
+            if self.manager.protocol is not None:
+                self.manager.protocol.transport.close()
+            return
+        now = self.clock()
+        events = self.tracker.resync(channels, now)
+        for frame in [*devices, *hints]:
+            events += self.tracker.feed(frame, now)
+        held, self._resyncing = self._resyncing or [], None
+        self._emit(events)
+        for frame in held:
+            self.frame_received(frame)
+        self.connected.set()
+        await self.link_state(True, f"connected to Asterisk {self._version()}".strip())
+        log.info("AMI link up", extra={"fields": {"pbx": self.name, "channels": len(channels)}})
+
+    def _version(self) -> str:
+        protocol = self.manager.protocol if self.manager else None
+        parser = getattr(protocol, "parser", None)
+        return f"(AMI {parser.version})" if parser and parser.version else ""
+
+    async def _list(self, action: str, item_event: str) -> list[Frame]:
+        assert self.manager is not None
+        # panoramisk gathers the list when the response says "EventList: start"; an
+        # Error response comes back alone.
+        reply = await self.manager.send_action({"Action": action})
+        messages = reply if isinstance(reply, list) else [reply]
+        if messages and messages[0].get("Response") == "Error":
+            # Older PBXs lack some lists (ExtensionStateList came with Asterisk 13).
+            return []
+        return [dict(m.items()) for m in messages if m.get("Event") == item_event]
+
+    # -- the event stream ------------------------------------------------------------
+
+    def frame_received(self, frame: Frame) -> None:
+        if self._resyncing is not None:
+            self._resyncing.append(frame)
+            return
+        if frame.get("Event") == "OriginateResponse":
+            self._originate_answered(frame)
+        self._emit(self.tracker.feed(frame, self.clock()))
+
+    def _emit(self, events: list[DomainEvent]) -> None:
+        for event in events:
+            self.bus.publish_nowait(event)
+        self.store.save(self.tracker.take_changed())
+
+    def lines(self) -> dict[str, LineState]:
+        return dict(self.tracker.lines)
+
+    # -- commands --------------------------------------------------------------------
+
+    async def originate(self, extension: str, number: str) -> OriginateRequest:
+        """Ring the operator's own phone, then dial ``number`` from it. Returns at once;
+        the result arrives as an ``OriginateResult`` event."""
+        if not self.connected.is_set() or self.manager is None:
+            raise LinkDown(f"PBX {self.name} is not connected")
+        digits = dialable(
+            number, self.region, dial_format=self.config.dial_format, prefix=self.config.dial_prefix
+        )
+        request = OriginateRequest(uuid.uuid4().hex, extension, digits)
+        action = {
+            "Action": "Originate",
+            "ActionID": f"cti-originate-{request.request_id}",
+            "Channel": self.config.originate_channel.format(extension=extension),
+            "Context": self.config.originate_context,
+            "Exten": digits,
+            "Priority": "1",
+            "CallerID": f"{digits} <{digits}>",
+            "Timeout": str(self.config.originate_timeout * 1000),
+            "Async": "true",
+            "Variable": f"CTI_REQUEST_ID={request.request_id}",
+        }
+        encode_action(action)  # raises UnsafeAction before anything is sent
+        self.tracker.expect_originate(
+            extension, to_e164(number, self.region) or number, request.request_id
+        )
+        self._originates[action["ActionID"]] = request
+        future = self.manager.send_action(action)
+        future.add_done_callback(lambda f: self._originate_done(action["ActionID"], f))
+        return request
+
+    def _originate_done(self, action_id: str, future: asyncio.Future) -> None:
+        """panoramisk resolves an async Originate with [response, OriginateResponse]."""
+        if future.cancelled() or future.exception() is not None:
+            self._originate_result(action_id, False, "the PBX link dropped")
+            return
+        replies = future.result()
+        replies = replies if isinstance(replies, list) else [replies]
+        if replies[0].get("Response") != "Success":
+            self._originate_result(action_id, False, replies[0].get("Message") or "refused")
+            return
+        for reply in replies[1:]:
+            if reply.get("Event") == "OriginateResponse":
+                self._originate_answered(dict(reply.items()))
+
+    def _originate_answered(self, frame: Frame) -> None:
+        ok = frame.get("Response") == "Success"
+        reason = ORIGINATE_REASONS.get(frame.get("Reason", ""), "failed")
+        self._originate_result(frame.get("ActionID", ""), ok, "" if ok else reason)
+
+    def _originate_result(self, action_id: str, ok: bool, reason: str) -> None:
+        request = self._originates.pop(action_id, None)
+        if request is None:
+            return
+        log.info(
+            "click-to-dial %s",
+            "answered" if ok else f"failed: {reason}",
+            extra={"fields": {"request": request.request_id, "extension": request.extension}},
+        )
+        self.bus.publish_nowait(
+            OriginateResult(
+                request_id=request.request_id,
+                extension=request.extension,
+                number=request.number,
+                success=ok,
+                reason=reason,
+            )
+        )

@@ -1,0 +1,718 @@
+"""Call tracking from AMI events, sans-I/O: frames and the time in, domain events out.
+
+One call per ``Linkedid``, followed through Local channel pairs, ring groups, queues,
+transfers and pickups. Ringing starts at ``DialBegin`` towards an operator's channel (a
+Local-channel handset may never report "Ringing"), answers come from ``DialEnd``
+(``BridgeEnter`` as a fallback), and a call ends when its last channel hangs up.
+
+The tracker never raises on input: a frame it cannot use is counted in ``problems`` and
+skipped. Time comes from the caller (``now``), or from a frame's ``Timestamp`` when
+Asterisk sends one (``timestampevents = yes``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
+from cti.domain import Direction, LegResult, LineState, Outcome, TransferKind
+from cti.events import (
+    CallAnswered,
+    CallEnded,
+    CallRinging,
+    CallTransferred,
+    DomainEvent,
+    LineStateChanged,
+)
+from cti.phone import to_e164
+from pbx_adapters.asterisk.channels import ChannelMap
+from pbx_adapters.asterisk.frames import Frame
+
+log = logging.getLogger("cti.asterisk.tracker")
+
+DIAL_RESULTS = {
+    "ANSWER": LegResult.ANSWERED,
+    "NOANSWER": LegResult.NO_ANSWER,
+    "BUSY": LegResult.BUSY,
+    "CANCEL": LegResult.CANCELLED,
+}
+# Q.850 causes of a ringing channel's hangup, for legs that end without a DialEnd.
+HANGUP_CAUSES = {
+    17: LegResult.BUSY,
+    21: LegResult.BUSY,
+    18: LegResult.NO_ANSWER,
+    19: LegResult.NO_ANSWER,
+}
+SPECIAL_EXTENS = {"s", "h", "i", "t", "o", "a", "e", "fax"}
+UNAVAILABLE_DEVICE_STATES = {"UNAVAILABLE", "INVALID", "UNKNOWN"}
+RECENTLY_ENDED = 10_000  # ended Linkedids remembered, so a replayed stream is not logged twice
+
+
+@dataclass(slots=True)
+class Channel:
+    uniqueid: str
+    name: str
+    extension: str | None
+    call_id: str
+    state: str = "Down"
+    is_root: bool = False
+    leg: CallLeg | None = None
+
+
+@dataclass(slots=True)
+class _CallState:
+    """The tracker's working knowledge of a call beyond the normalized record."""
+
+    call: Call
+    linkedid: str
+    channels: set[str] = field(default_factory=set)
+    root_is_operator: bool = False
+    outside_channels: set[str] = field(default_factory=set)  # trunk legs we dialled
+    outside_result: LegResult | None = None  # how the dial to the outside world ended
+    abandoned_in_queue: bool = False
+    transfer_pending_to: str | None = None
+    recording_candidates: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PendingOriginate:
+    request_id: str
+    number: str  # E.164 or as dialled
+
+
+class CallTracker:
+    def __init__(
+        self,
+        pbx: str,
+        channel_map: ChannelMap,
+        *,
+        region: str = "RU",
+        inbound_contexts: list[str] | None = None,
+    ) -> None:
+        self.pbx = pbx
+        self.channel_map = channel_map
+        self.region = region
+        self.inbound_contexts = tuple(inbound_contexts or ("from-trunk", "from-pstn", "inbound"))
+        self.calls: dict[str, _CallState] = {}  # by call id
+        self.channels: dict[str, Channel] = {}  # by Uniqueid
+        self.lines: dict[str, LineState] = {}
+        self.unavailable: set[str] = set()
+        self.problems = 0
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._dirty: dict[str, Call] = {}
+        self._originates: dict[str, PendingOriginate] = {}  # by extension
+        self._handlers: dict[str, Callable[[Frame, datetime, list[DomainEvent]], None]] = {
+            "Newchannel": self._on_newchannel,
+            "Newstate": self._on_channel_update,
+            "NewCallerid": self._on_channel_update,
+            "NewConnectedLine": self._on_channel_update,
+            "Newexten": self._on_newexten,
+            "VarSet": self._on_varset,
+            "MixMonitorStart": self._on_mixmonitor,
+            "DialBegin": self._on_dial_begin,
+            "DialEnd": self._on_dial_end,
+            "BridgeEnter": self._on_bridge_enter,
+            "BlindTransfer": self._on_blind_transfer,
+            "AttendedTransfer": self._on_attended_transfer,
+            "Pickup": self._on_pickup,
+            "QueueCallerJoin": self._on_queue_join,
+            "QueueCallerAbandon": self._on_queue_abandon,
+            "ReceiveFAX": self._on_receive_fax,
+            "Hangup": self._on_hangup,
+            "DeviceStateChange": self._on_device_state,
+            "ExtensionStatus": self._on_extension_status,
+        }
+
+    # -- input -----------------------------------------------------------------------
+
+    def feed(self, frame: Frame, now: datetime) -> list[DomainEvent]:
+        """Apply one AMI frame; returns the domain events it causes."""
+        handler = self._handlers.get(frame.get("Event", ""))
+        if handler is None:
+            return []
+        events: list[DomainEvent] = []
+        try:
+            stamp = frame.get("Timestamp")
+            if stamp:
+                now = datetime.fromtimestamp(float(stamp), UTC)
+            handler(frame, now, events)
+        except Exception as e:  # a frame we cannot use must never stop the stream
+            self.problems += 1
+            log.warning(
+                "skipped an AMI frame the tracker could not use",
+                extra={"fields": {"event": frame.get("Event"), "error": repr(e)}},
+            )
+        return events
+
+    def expect_originate(self, extension: str, number: str, request_id: str) -> None:
+        """Click-to-dial: the next call that rings ``extension`` by itself is this one."""
+        self._originates[extension] = PendingOriginate(request_id, number)
+
+    def take_changed(self) -> list[Call]:
+        """Calls changed since the last call, for storage."""
+        changed, self._dirty = list(self._dirty.values()), {}
+        return changed
+
+    def active_calls(self) -> list[Call]:
+        return [state.call for state in self.calls.values()]
+
+    # -- resynchronisation after (re)connecting --------------------------------------
+
+    def restore(self, calls: list[Call]) -> None:
+        """Calls that were in progress when we last knew (e.g. from storage at start-up)."""
+        for call in calls:
+            if call.id not in self.calls and call.in_progress:
+                linkedid = call.id.split(":", 1)[1]
+                self.calls[call.id] = _CallState(call, linkedid)
+
+    def resync(self, live_channels: list[Frame], now: datetime) -> list[DomainEvent]:
+        """Reconcile with the PBX's channel list (``CoreShowChannel`` frames).
+
+        Calls with no live channel ended while we were not listening: they are closed and
+        marked so. Live channels we did not know are adopted without a new screen pop.
+        """
+        events: list[DomainEvent] = []
+        live_ids = set()
+        for frame in live_channels:
+            uid = frame.get("Uniqueid", "")
+            if not uid:
+                continue
+            live_ids.add(uid)
+            if uid not in self.channels:
+                self._adopt_channel(frame, now)
+            else:
+                self.channels[uid].state = frame.get("ChannelStateDesc", self.channels[uid].state)
+        for uid in [u for u in self.channels if u not in live_ids]:
+            channel = self.channels.pop(uid)
+            state = self.calls.get(channel.call_id)
+            if state is not None:
+                state.channels.discard(uid)
+        for state in list(self.calls.values()):
+            if not state.channels:
+                state.call.ended_while_disconnected = True
+                self._end_call(state, now, events)
+        extensions = set(self.lines) | {c.extension for c in self.channels.values() if c.extension}
+        for ext in sorted(extensions):
+            self._update_line(ext, events)
+        return events
+
+    def _adopt_channel(self, frame: Frame, now: datetime) -> None:
+        uid, linkedid = frame["Uniqueid"], frame.get("Linkedid") or frame["Uniqueid"]
+        state = self._call_for(linkedid, now)
+        if state is None:
+            return
+        name = frame.get("Channel", "")
+        channel = self._add_channel(state, uid, name, frame.get("ChannelStateDesc", "Down"))
+        call = state.call
+        if channel.is_root and channel.extension is None and call.direction is None:
+            call.direction = Direction.INBOUND
+            self._take_caller_id(state, frame)
+        if channel.extension and not channel.is_root:
+            leg = self._active_leg(call, channel.extension)
+            if leg is None:
+                leg = CallLeg(channel.extension, ring_started_at=now)
+                call.legs.append(leg)
+            channel.leg = leg
+            if channel.state == "Up" and leg.answered_at is None:
+                leg.answered_at = now
+                leg.result = LegResult.ANSWERED
+                if call.answered_at is None:
+                    call.answered_at, call.answered_by = now, channel.extension
+        self._touch(state)
+
+    # -- call and channel bookkeeping ------------------------------------------------
+
+    def _call_for(self, linkedid: str, now: datetime) -> _CallState | None:
+        call_id = f"{self.pbx}:{linkedid}"
+        state = self.calls.get(call_id)
+        if state is None:
+            if call_id in self._ended:
+                return None  # the same stream again: already logged
+            state = self.calls[call_id] = _CallState(Call(call_id, self.pbx, now), linkedid)
+            self._touch(state)
+        return state
+
+    def _add_channel(self, state: _CallState, uid: str, name: str, chan_state: str) -> Channel:
+        ext = self.channel_map.extension_of(name)
+        channel = Channel(uid, name, ext, state.call.id, chan_state, is_root=uid == state.linkedid)
+        self.channels[uid] = channel
+        state.channels.add(uid)
+        if channel.is_root and ext is not None:
+            state.root_is_operator = True
+            if state.call.caller_extension is None:
+                state.call.caller_extension = ext
+        return channel
+
+    def _state_of(self, uid: str | None) -> tuple[Channel | None, _CallState | None]:
+        channel = self.channels.get(uid or "")
+        if channel is None:
+            return None, None
+        return channel, self.calls.get(channel.call_id)
+
+    def _channel_or_new(self, frame: Frame, prefix: str, now: datetime) -> Channel | None:
+        """The channel a frame names (``prefix`` "" or "Dest"), registering it if new."""
+        uid = frame.get(f"{prefix}Uniqueid")
+        if not uid:
+            return None
+        channel = self.channels.get(uid)
+        if channel is None:
+            linkedid = frame.get(f"{prefix}Linkedid") or uid
+            state = self._call_for(linkedid, now)
+            if state is None:
+                return None
+            name = frame.get(f"{prefix}Channel", "")
+            channel = self._add_channel(
+                state, uid, name, frame.get(f"{prefix}ChannelStateDesc", "Down")
+            )
+            if channel.is_root and channel.extension is None:
+                state.call.direction = state.call.direction or Direction.INBOUND
+        return channel
+
+    def _touch(self, state: _CallState) -> None:
+        # A channel that never became a call (a pickup code, a voicemail check) stays out
+        # of the log; it is written once it has a direction.
+        if state.call.direction is not None:
+            self._dirty[state.call.id] = state.call
+
+    @staticmethod
+    def _active_leg(call: Call, extension: str) -> CallLeg | None:
+        for leg in reversed(call.legs):
+            if leg.extension == extension and leg.active:
+                return leg
+        return None
+
+    def _take_caller_id(self, state: _CallState, frame: Frame) -> None:
+        """The outside caller's number and name, from the call's first (trunk) channel."""
+        call = state.call
+        number = frame.get("CallerIDNum", "")
+        if number and number != "<unknown>" and not self._is_internal(number):
+            normalized = to_e164(number, self.region)
+            if call.external_number is None or (
+                normalized and call.external_number != normalized and call.answered_at is None
+            ):
+                call.external_number = normalized or number
+        name = frame.get("CallerIDName", "")
+        if name and name != "<unknown>" and call.external_name is None:
+            call.external_name = name
+
+    def _is_internal(self, number: str) -> bool:
+        return number.isdigit() and len(number) <= 6
+
+    # -- handlers --------------------------------------------------------------------
+
+    def _on_newchannel(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        channel = self._channel_or_new(frame, "", now)
+        if channel is None:
+            return
+        state = self.calls[channel.call_id]
+        channel.state = frame.get("ChannelStateDesc", channel.state)
+        if channel.is_root and channel.extension is None:
+            self._take_caller_id(state, frame)
+            self._take_did(state, frame)
+            self._touch(state)
+        if channel.extension:
+            self._update_line(channel.extension, events)
+
+    def _on_channel_update(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        channel, state = self._state_of(frame.get("Uniqueid"))
+        if channel is None or state is None:
+            return
+        new_state = frame.get("ChannelStateDesc", channel.state)
+        changed = new_state != channel.state
+        channel.state = new_state
+        if channel.is_root and channel.extension is None:
+            self._take_caller_id(state, frame)
+            self._touch(state)
+        if changed and channel.extension:
+            self._update_line(channel.extension, events)
+
+    def _on_newexten(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        channel, state = self._state_of(frame.get("Uniqueid"))
+        if state is not None and channel is not None and channel.is_root and state.call.did is None:
+            self._take_did(state, frame)
+
+    def _take_did(self, state: _CallState, frame: Frame) -> None:
+        exten = frame.get("Exten", "")
+        if (
+            state.call.did is None
+            and exten
+            and exten not in SPECIAL_EXTENS
+            and frame.get("Context", "").startswith(self.inbound_contexts)
+        ):
+            state.call.did = exten
+            self._touch(state)
+
+    def _on_varset(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        if frame.get("Variable") != "MIXMONITOR_FILENAME":
+            return
+        _, state = self._state_of(frame.get("Uniqueid"))
+        path = frame.get("Value", "")
+        if state is not None and path and path not in state.call.recordings:
+            state.call.recordings.append(path)
+            self._touch(state)
+
+    def _on_mixmonitor(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        # Asterisk announces the file in the MIXMONITOR_FILENAME VarSet just before; this
+        # event only confirms it. Nothing more to record.
+        return
+
+    def _on_dial_begin(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        source = self._channel_or_new(frame, "", now) if frame.get("Uniqueid") else None
+        dest = self._channel_or_new(frame, "Dest", now)
+        if dest is None:
+            return
+        if source is not None and dest.call_id != source.call_id:
+            self._move_channel(dest, self.calls[source.call_id], now, events)
+        state = self.calls.get(dest.call_id)
+        if state is None:
+            return
+        call = state.call
+        if dest.extension is None:
+            self._dial_outside(state, source, frame)
+            return
+        if source is not None and source.extension == dest.extension:
+            dest.leg = source.leg  # a Local channel's ;2 dialling the real phone
+            return
+        leg = self._active_leg(call, dest.extension)
+        if leg is None:
+            leg = CallLeg(dest.extension, ring_started_at=now)
+            call.legs.append(leg)
+            if source is None:
+                self._start_originate(state, leg, frame)
+            elif call.direction is None and state.root_is_operator:
+                call.direction = Direction.INTERNAL
+            self._note_transfer(state, dest.extension, now, events)
+            events.append(
+                CallRinging(
+                    call_id=call.id,
+                    extension=dest.extension,
+                    direction=call.direction or Direction.INTERNAL,
+                    external_number=call.external_number,
+                    external_name=call.external_name,
+                    at=now,
+                )
+            )
+        dest.leg = leg
+        self._touch(state)
+        self._update_line(dest.extension, events)
+
+    def _start_originate(self, state: _CallState, leg: CallLeg, frame: Frame) -> None:
+        """The operator's own phone rings first: click-to-dial (ours or another tool's)."""
+        call = state.call
+        leg.originate = True
+        call.caller_extension = leg.extension
+        state.root_is_operator = True
+        call.direction = Direction.OUTBOUND
+        pending = self._originates.pop(leg.extension, None)
+        if pending is not None:
+            call.originate_id = pending.request_id
+            call.external_number = pending.number
+        else:
+            number = frame.get("DestConnectedLineNum") or frame.get("DestCallerIDNum") or ""
+            if number and not self._is_internal(number) and number != "<unknown>":
+                call.external_number = to_e164(number, self.region) or number
+
+    def _dial_outside(self, state: _CallState, source: Channel | None, frame: Frame) -> None:
+        """A dial towards a trunk: an operator's call going out (inbound calls that are
+        forwarded outside keep their direction)."""
+        call = state.call
+        if not state.root_is_operator or source is None:
+            return
+        state.outside_channels.add(frame.get("DestUniqueid", ""))
+        call.direction = Direction.OUTBOUND
+        if call.external_number is None or not call.originate_id:
+            for key in ("Exten", "DestExten", "DestCallerIDNum", "DestConnectedLineNum"):
+                number = frame.get(key, "")
+                if number and number not in SPECIAL_EXTENS and number != "<unknown>":
+                    call.external_number = to_e164(number, self.region) or number
+                    break
+        self._touch(state)
+
+    def _note_transfer(
+        self, state: _CallState, target: str, now: datetime, events: list[DomainEvent]
+    ) -> None:
+        """A new extension rung after someone else answered: the call was passed on (a
+        Redirect or a PBX feature that raises no transfer event of its own)."""
+        call = state.call
+        if state.transfer_pending_to == target:
+            state.transfer_pending_to = None
+            return
+        if call.answered_by is None or call.answered_by == target:
+            return
+        transfer = CallTransfer(TransferKind.BLIND, call.answered_by, target, now)
+        call.transfers.append(transfer)
+        events.append(self._transfer_event(call, transfer))
+
+    def _transfer_event(self, call: Call, transfer: CallTransfer) -> CallTransferred:
+        return CallTransferred(
+            call_id=call.id,
+            kind=transfer.kind,
+            from_extension=transfer.from_extension,
+            to_extension=transfer.to,
+            involved_extensions=call.extensions(),
+            at=transfer.at,
+        )
+
+    def _on_dial_end(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        dest, state = self._state_of(frame.get("DestUniqueid"))
+        if dest is None or state is None:
+            return
+        status = frame.get("DialStatus", "")
+        result = DIAL_RESULTS.get(status, LegResult.FAILED if status else None)
+        if result is None:
+            return
+        call = state.call
+        if dest.extension is None:
+            if dest.uniqueid not in state.outside_channels:
+                return  # e.g. the PBX answering an incoming trunk channel of its own
+            state.outside_result = result
+            if result is LegResult.ANSWERED and call.answered_at is None:
+                call.answered_at = now
+                events.append(self._answered_event(call, None, now))
+            self._touch(state)
+            return
+        leg = dest.leg
+        if leg is None or not leg.active:
+            return
+        if result is LegResult.ANSWERED:
+            self._answer_leg(state, leg, now, events)
+        elif leg.answered_at is None:
+            leg.result, leg.ended_at = result, now
+        self._touch(state)
+        self._update_line(dest.extension, events)
+
+    def _answer_leg(
+        self, state: _CallState, leg: CallLeg, now: datetime, events: list[DomainEvent]
+    ) -> None:
+        if leg.answered_at is not None:
+            return
+        leg.answered_at, leg.result = now, LegResult.ANSWERED
+        call = state.call
+        if leg.originate:
+            return  # the operator picked up their own phone; the call is not answered yet
+        if call.answered_at is None:
+            call.answered_at = now
+        call.answered_by = leg.extension
+        events.append(self._answered_event(call, leg.extension, now))
+
+    def _answered_event(self, call: Call, extension: str | None, now: datetime) -> CallAnswered:
+        return CallAnswered(
+            call_id=call.id, extension=extension, involved_extensions=call.extensions(), at=now
+        )
+
+    def _on_bridge_enter(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        """An operator's channel in a bridge has answered, even where no DialEnd said so."""
+        channel, state = self._state_of(frame.get("Uniqueid"))
+        if channel is None or state is None or channel.extension is None:
+            return
+        leg = channel.leg
+        if leg is not None and leg.answered_at is None and leg.active:
+            self._answer_leg(state, leg, now, events)
+            self._touch(state)
+
+    def _on_blind_transfer(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        if frame.get("Result", "Success") != "Success":
+            return
+        transferer, state = self._state_of(frame.get("TransfererUniqueid"))
+        if state is None:
+            _, state = self._state_of(frame.get("TransfereeUniqueid"))
+        if state is None:
+            return
+        target = frame.get("Extension") or None
+        from_ext = transferer.extension if transferer else None
+        transfer = CallTransfer(TransferKind.BLIND, from_ext, target, now)
+        state.call.transfers.append(transfer)
+        state.transfer_pending_to = target
+        self._touch(state)
+        events.append(self._transfer_event(state.call, transfer))
+
+    def _on_attended_transfer(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        """The transferer talked to the target first, then joined caller and target: the
+        target's channel moves into the caller's call."""
+        if frame.get("Result", "Success") != "Success":
+            return
+        _, state = self._state_of(frame.get("TransfereeUniqueid"))
+        transferer, _ = self._state_of(frame.get("OrigTransfererUniqueid"))
+        target, _ = self._state_of(frame.get("TransferTargetUniqueid"))
+        if state is None:
+            return
+        call = state.call
+        from_ext = transferer.extension if transferer else None
+        to_ext = target.extension if target else None
+        transfer = CallTransfer(TransferKind.ATTENDED, from_ext, to_ext, now)
+        call.transfers.append(transfer)
+        if target is not None and to_ext is not None:
+            self._move_channel(target, state, now, events)
+            leg = CallLeg(to_ext, ring_started_at=now, answered_at=now, result=LegResult.ANSWERED)
+            call.legs.append(leg)
+            target.leg = leg
+            call.answered_by = to_ext
+        self._touch(state)
+        events.append(self._transfer_event(call, transfer))
+
+    def _on_pickup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        picker, _ = self._state_of(frame.get("Uniqueid"))
+        target, state = self._state_of(frame.get("TargetUniqueid"))
+        if state is None or picker is None or picker.extension is None:
+            return
+        if target is not None and target.leg is not None and target.leg.ringing:
+            target.leg.result, target.leg.ended_at = LegResult.PICKED_UP, now
+        self._move_channel(picker, state, now, events)
+        leg = CallLeg(picker.extension, ring_started_at=now)
+        state.call.legs.append(leg)
+        picker.leg = leg
+        self._answer_leg(state, leg, now, events)
+        self._touch(state)
+        if target is not None and target.extension:
+            self._update_line(target.extension, events)
+
+    def _move_channel(
+        self, channel: Channel, to: _CallState, now: datetime, events: list[DomainEvent]
+    ) -> None:
+        old = self.calls.get(channel.call_id)
+        channel.call_id = to.call.id
+        channel.is_root = False
+        to.channels.add(channel.uniqueid)
+        if old is not None and old is not to:
+            old.channels.discard(channel.uniqueid)
+            if not old.channels:
+                self._end_call(old, now, events)
+
+    def _on_queue_join(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        _, state = self._state_of(frame.get("Uniqueid"))
+        if state is not None and frame.get("Queue"):
+            state.call.queue = frame["Queue"]
+            self._take_did(state, frame)
+            self._touch(state)
+
+    def _on_queue_abandon(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        _, state = self._state_of(frame.get("Uniqueid"))
+        if state is not None:
+            state.abandoned_in_queue = True
+
+    def _on_receive_fax(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        _, state = self._state_of(frame.get("Uniqueid"))
+        if state is None:
+            return
+        call = state.call
+        pages = int(frame.get("PagesTransferred") or 0)
+        call.fax = FaxInfo(pages, frame.get("FileName") or None)
+        if pages > 0 and call.answered_at is None:
+            call.answered_at = now
+            events.append(self._answered_event(call, None, now))
+        self._touch(state)
+
+    def _on_hangup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        uid = frame.get("Uniqueid", "")
+        channel = self.channels.pop(uid, None)
+        if channel is None:
+            return
+        state = self.calls.get(channel.call_id)
+        if state is None:
+            return
+        state.channels.discard(uid)
+        leg = channel.leg
+        if leg is not None and leg.active and not self._leg_has_channels(state, leg):
+            if leg.answered_at is None:
+                cause = int(frame.get("Cause") or 0)
+                leg.result = HANGUP_CAUSES.get(cause, LegResult.CANCELLED)
+            leg.ended_at = now
+        if channel.extension:
+            self._update_line(channel.extension, events)
+        if not state.channels:
+            self._end_call(state, now, events)
+        else:
+            self._touch(state)
+
+    def _leg_has_channels(self, state: _CallState, leg: CallLeg) -> bool:
+        return any(self.channels[uid].leg is leg for uid in state.channels)
+
+    def _end_call(self, state: _CallState, now: datetime, events: list[DomainEvent]) -> None:
+        call = state.call
+        del self.calls[call.id]
+        if call.direction is None:
+            return  # never became a call: nothing to log
+        call.ended_at = now
+        for leg in call.legs:
+            if leg.active:
+                leg.ended_at = now
+                leg.result = leg.result or LegResult.CANCELLED
+        call.outcome = self._outcome(state)
+        call.missed = call.direction is Direction.INBOUND and call.outcome is not Outcome.ANSWERED
+        self._ended[call.id] = None
+        if len(self._ended) > RECENTLY_ENDED:
+            self._ended.popitem(last=False)
+        self._touch(state)
+        events.append(
+            CallEnded(
+                call_id=call.id,
+                outcome=call.outcome,
+                missed=call.missed,
+                involved_extensions=call.extensions(),
+                at=now,
+            )
+        )
+
+    def _outcome(self, state: _CallState) -> Outcome:
+        call = state.call
+        if call.answered_at is not None:
+            return Outcome.ANSWERED
+        if state.abandoned_in_queue:
+            return Outcome.ABANDONED
+        results = [leg.result for leg in call.legs if not leg.originate]
+        if state.outside_result is not None:
+            results.append(state.outside_result)
+        if LegResult.NO_ANSWER in results:
+            return Outcome.NO_ANSWER
+        if results and all(r is LegResult.BUSY for r in results):
+            return Outcome.BUSY
+        if results and all(r is LegResult.FAILED for r in results):
+            return Outcome.FAILED
+        if LegResult.BUSY in results and LegResult.CANCELLED not in results:
+            return Outcome.BUSY
+        return Outcome.ABANDONED
+
+    # -- lines -----------------------------------------------------------------------
+
+    def _on_device_state(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        ext = self.channel_map.extension_of_device(frame.get("Device", ""))
+        if ext is None:
+            return
+        if frame.get("State", "") in UNAVAILABLE_DEVICE_STATES:
+            self.unavailable.add(ext)
+        else:
+            self.unavailable.discard(ext)
+        self._update_line(ext, events)
+
+    def _on_extension_status(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
+        ext = frame.get("Exten", "")
+        if not (ext.isdigit() and len(ext) <= 6):
+            return
+        if frame.get("Status") in ("4", "-1", "-2"):
+            self.unavailable.add(ext)
+        else:
+            self.unavailable.discard(ext)
+        self._update_line(ext, events)
+
+    def _update_line(self, ext: str, events: list[DomainEvent]) -> None:
+        new = self._line_state(ext)
+        if self.lines.get(ext) != new:
+            self.lines[ext] = new
+            events.append(LineStateChanged(extension=ext, state=new))
+
+    def _line_state(self, ext: str) -> LineState:
+        ringing = False
+        for channel in self.channels.values():
+            if channel.extension != ext:
+                continue
+            if channel.state == "Up" or (channel.is_root and channel.state in ("Ring", "Up")):
+                return LineState.IN_USE
+            if channel.leg is not None and channel.leg.ringing:
+                ringing = True
+        if ringing:
+            return LineState.RINGING
+        return LineState.UNAVAILABLE if ext in self.unavailable else LineState.IDLE
