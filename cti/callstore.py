@@ -28,7 +28,9 @@ log = logging.getLogger("cti.callstore")
 class CallStore:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
-        self._pending: dict[str, dict[str, Any]] = {}
+        # Latest state by call id; serialized when written, so a call changed ten times
+        # between two writes costs one row.
+        self._pending: dict[str, Call] = {}
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -53,7 +55,7 @@ class CallStore:
         if not calls:
             return
         for call in calls:
-            self._pending[call.id] = call.to_dict()  # a snapshot: the tracker goes on
+            self._pending[call.id] = call
         self._idle.clear()
         self._wakeup.set()
 
@@ -83,13 +85,15 @@ class CallStore:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
+        # Snapshot now, before the first await: the tracker keeps changing these calls.
+        rows = [call.to_dict() for call in batch.values()]
         try:
             async with self._sessions() as session:
-                await upsert_calls(session, list(batch.values()))
+                await upsert_calls(session, rows)
                 await session.commit()
         except BaseException:
-            for call_id, data in batch.items():  # keep newer snapshots that arrived since
-                self._pending.setdefault(call_id, data)
+            for call_id, call in batch.items():
+                self._pending.setdefault(call_id, call)
             raise
 
 

@@ -82,6 +82,19 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", "Validate the configuration and print it, secrets hidden.", _check_config
     )
 
+    watch = command(
+        "watch",
+        "Print the live events a user sees (calls, lines), one a line.",
+        _watch,
+        config=False,
+    )
+    watch.add_argument("url", help="the service's base URL, e.g. http://127.0.0.1:8080")
+    watch.add_argument(
+        "--token",
+        default=os.environ.get("CTI_TOKEN"),
+        help="API token (default: $CTI_TOKEN, which keeps it out of `ps`)",
+    )
+
     db = commands.add_parser("db", help="Database schema.", description="Database schema.")
     db_commands = db.add_subparsers(title="commands", metavar="COMMAND", required=True)
     command(
@@ -156,6 +169,43 @@ def _demo(args: argparse.Namespace, _config: None) -> int:
     from cti.demo import run_demo
 
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
+
+
+def _watch(args: argparse.Namespace, _config: None) -> int:
+    import json
+
+    import aiohttp
+
+    if not args.token:
+        print("cti watch: give a token with --token or $CTI_TOKEN", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        url = args.url.rstrip("/") + "/ws"
+        async with aiohttp.ClientSession() as http:
+            try:
+                ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {args.token}"})
+            except aiohttp.WSServerHandshakeError as e:
+                print(f"cti watch: {url}: {e.status} {e.message}", file=sys.stderr)
+                return 1
+            except aiohttp.ClientError as e:
+                print(f"cti watch: {url}: {e}", file=sys.stderr)
+                return 1
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frame = json.loads(message.data)
+                if frame["type"] == "hello":
+                    print(f"connected as {frame['user']['username']}", flush=True)
+                    continue
+                data = frame.get("data", {})
+                details = " ".join(
+                    f"{k}={v}" for k, v in data.items() if k not in ("event_id", "type", "at")
+                )
+                print(f"{data.get('at', '')[11:19]} {frame['type']:<16} {details}", flush=True)
+        return 0
+
+    return asyncio.run(run())
 
 
 def _check_config(args: argparse.Namespace, config: Config) -> int:

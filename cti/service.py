@@ -42,7 +42,7 @@ class Service:
     pbx: dict[str, AsteriskAdapter]
 
     @classmethod
-    async def start(cls, config: Config) -> Service:
+    async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
         """Open storage (migrating it only when configured to) and register the links.
 
         Raises DatabaseNotMigrated when the schema is behind and auto_migrate is off.
@@ -118,11 +118,12 @@ async def serve(
     *,
     on_started: Callable[[Service, str], Awaitable[None] | None] | None = None,
     stop: asyncio.Event | None = None,
+    directory: Directory | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_started`` gets the base URL."""
     from cti.http.app import build_app
 
-    service = await Service.start(config)
+    service = await Service.start(config, directory=directory)
     runner = web.AppRunner(build_app(service), access_log=logging.getLogger("cti.access"))
     await runner.setup()
     try:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "asterisk20"
+from pbx_adapters.asterisk.simulator import LAB_PBX_OPTIONS
 
-# The lab simulates the outside world with Local channels in these contexts.
-LAB_TRUNKS = [r"^Local/[^@]+@(?:callers|remote|inbound)-"]
-LAB_INBOUND_CONTEXTS = ["inbound"]  # matches "inbound" and "inbound-sip"
+# The recorded transcripts, as shipped in the package (byte-identical to
+# ../shared/fixtures/asterisk20: test_ami_simulator checks).
+FIXTURES = Path(__file__).resolve().parents[1] / "pbx_adapters" / "asterisk" / "transcripts"
+SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "asterisk20"
+
+# The lab simulates the outside world with Local channels in contexts callers, remote
+# and inbound; its DIDs arrive in "inbound" and "inbound-sip".
+LAB_TRUNKS = LAB_PBX_OPTIONS["trunk_channels"]
+LAB_INBOUND_CONTEXTS = LAB_PBX_OPTIONS["inbound_contexts"]
 
 # The README's table, normalized for region RU. The lab's MixMonitor records every call
 # to DIDs 4951000/4952000, missed and busy ones included: the streams name the files.

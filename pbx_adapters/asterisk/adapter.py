@@ -48,6 +48,12 @@ ORIGINATE_REASONS = {
 }
 
 
+# What the adapter reads besides the tracker's events; everything else is skipped unread.
+KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
+    "OriginateResponse", "FullyBooted", "Shutdown",
+}
+
+
 class LinkDown(Exception):
     """The PBX is not connected: the action was not sent."""
 
@@ -66,7 +72,7 @@ class _Protocol(AMIProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.parser = AmiParser()
+        self.parser = AmiParser(events=KEPT_EVENTS, needles=CallTracker.NEEDLES)
 
     def data_received(self, data: bytes) -> None:
         frames = self.parser.feed(data)
@@ -81,7 +87,7 @@ class _Protocol(AMIProtocol):
             elif frame.get("Event") == "Shutdown":
                 self.connection_lost(None)
             else:
-                self.factory.frame_received(frame)
+                self.factory.adapter.frame_received(frame)
 
     def send(self, data: Any, as_list: bool | None = False) -> asyncio.Future:
         # panoramisk writes field values verbatim: a CR/LF in one would smuggle a second
@@ -149,6 +155,7 @@ class AmiManager(Manager):
             self.reconnect_timeout = 0.5
             self.loop.create_task(self.adapter.logged_in())
         else:
+            self.adapter.down_reason = "authentication failed"
             self.loop.create_task(self.adapter.link_state(False, "authentication failed"))
             self._back_off()
             if self.protocol is not None:
@@ -214,6 +221,7 @@ class AsteriskAdapter:
         self.manager: AmiManager | None = None
         self.connected = asyncio.Event()
         self._resyncing: list[Frame] | None = None  # frames held back during a state load
+        self.down_reason = ""  # why the link last failed, when we know better than "lost"
         self._originates: dict[str, OriginateRequest] = {}
 
     # -- lifecycle -------------------------------------------------------------------
@@ -238,7 +246,8 @@ class AsteriskAdapter:
             log.warning("AMI link lost", extra={"fields": {"pbx": self.name}})
         self.connected.clear()
         self._resyncing = None
-        asyncio.get_running_loop().create_task(self.link_state(False, "connection lost"))
+        reason = self.down_reason or "connection lost"
+        asyncio.get_running_loop().create_task(self.link_state(False, reason))
 
     async def logged_in(self) -> None:
         """Load the PBX's current state, holding live events back until it is applied."""
@@ -264,6 +273,7 @@ class AsteriskAdapter:
         for frame in held:
             self.frame_received(frame)
         self.connected.set()
+        self.down_reason = ""
         await self.link_state(True, f"connected to Asterisk {self._version()}".strip())
         log.info("AMI link up", extra={"fields": {"pbx": self.name, "channels": len(channels)}})
 

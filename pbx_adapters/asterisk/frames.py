@@ -30,13 +30,27 @@ class UnsafeAction(ValueError):
 
 @dataclass
 class AmiParser:
-    """Feed it bytes as they arrive; it returns the complete frames they finish."""
+    """Feed it bytes as they arrive; it returns the complete frames they finish.
+
+    ``events``, when given, names the events worth parsing: any other event frame is
+    dropped by its first line without being decoded (a busy PBX sends mostly VarSet,
+    CEL and Newexten). ``needles`` narrows an event further to frames containing some
+    bytes (only the VarSet of one variable, say). Responses and anything carrying an
+    ActionID are always kept.
+    """
 
     max_frame_bytes: int = MAX_FRAME_BYTES
+    events: frozenset[str] | None = None
+    needles: dict[str, bytes] = field(default_factory=dict)
     version: str | None = None
     errors: list[str] = field(default_factory=list)  # problems seen, for the caller to log
     _buffer: bytes = b""
     _skipping: bool = False  # dropping an oversized frame up to its end
+
+    def __post_init__(self) -> None:
+        # Compared as bytes, so a skipped frame is never decoded.
+        self._wanted = None if self.events is None else {e.encode() for e in self.events}
+        self._needles = {name.encode(): needle for name, needle in self.needles.items()}
 
     def feed(self, data: bytes) -> list[Frame]:
         buffer = self._buffer + data if self._buffer else data
@@ -54,7 +68,15 @@ class AmiParser:
             self._buffer = b""
             self._skipping = True
         frames = []
+        wanted, needles = self._wanted, self._needles
         for chunk in chunks:
+            if wanted is not None and chunk.startswith(b"Event: "):
+                end = chunk.find(b"\r\n")
+                name = chunk[7:end] if end > 0 else chunk[7:]
+                needle = needles.get(name)
+                skip = name not in wanted or (needle is not None and needle not in chunk)
+                if skip and b"\r\nActionID: " not in chunk:
+                    continue
             frame = parse_frame(chunk)
             if frame:
                 frames.append(frame)
@@ -85,8 +107,13 @@ def parse_frame(chunk: bytes) -> Frame:
     except UnicodeDecodeError:
         # A PBX misconfigured to send another encoding: keep the frame, mark the damage.
         text = chunk.decode("utf-8", "replace")
+    lines = text.split("\r\n")
+    try:
+        return dict(line.split(": ", 1) for line in lines)  # every line "Key: Value"
+    except ValueError:
+        pass
     frame: Frame = {}
-    for line in text.split("\r\n"):
+    for line in lines:
         key, sep, value = line.partition(": ")
         if sep:
             frame[key] = value

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
 from cti.domain import Direction, LegResult, LineState, Outcome, TransferKind
@@ -147,6 +148,16 @@ class CallTracker:
                 extra={"fields": {"event": frame.get("Event"), "error": repr(e)}},
             )
         return events
+
+    @property
+    def events(self) -> frozenset[str]:
+        """The AMI events the tracker uses (for ``AmiParser(events=...)``)."""
+        return frozenset(self._handlers)
+
+    # Of all VarSets (a third of a busy PBX's frames) only the recording's file name counts.
+    NEEDLES: ClassVar[dict[str, bytes]] = {
+        "VarSet": b"\r\nVariable: MIXMONITOR_FILENAME\r\n"
+    }
 
     def expect_originate(self, extension: str, number: str, request_id: str) -> None:
         """Click-to-dial: the next call that rings ``extension`` by itself is this one."""
