@@ -278,7 +278,7 @@ def _describe(error: ValidationError) -> str:
     else:
         message = first["msg"].removeprefix("Value error, ")
         if "input" in first and not isinstance(first["input"], dict | list):
-            secret = parts and parts[-1] in ("secret", "pin")
+            secret = parts and parts[-1] in ("secret", "pin", "token")
             if not secret:
                 message += f" (got {first['input']!r})"
     more = len(error.errors()) - 1

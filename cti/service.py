@@ -24,6 +24,7 @@ from cti.db.engine import create_engine, session_factory
 from cti.links import LinkRegistry
 from cti.logs import redactor
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
+from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
 
 log = logging.getLogger("cti.service")
 
@@ -82,7 +83,7 @@ class Service:
             metrics,
             TokenAuthenticator(sessions),
             call_store,
-            InMemoryDirectory(),
+            directory or InMemoryDirectory(),
             {},
         )
         for pbx in config.pbx:
@@ -126,9 +127,19 @@ async def serve(
     service = await Service.start(config, directory=directory)
     runner = web.AppRunner(build_app(service), access_log=logging.getLogger("cti.access"))
     await runner.setup()
+    fastagi: FastAgiServer | None = None
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)
         await site.start()
+        if config.agi.fastagi_listen:
+            agi_host, agi_port = parse_listen(config.agi.fastagi_listen)
+            fastagi = await start_fastagi(
+                service.directory,
+                config.phone.default_region,
+                agi_host,
+                agi_port,
+                lookup_timeout=config.agi.timeout,
+            )
         host, port = runner.addresses[0][:2]  # the real port when 0 was asked
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         log.info("listening", extra={"fields": {"url": url, "version": __version__}})
@@ -144,5 +155,7 @@ async def serve(
         await stop.wait()
         log.info("stopping")
     finally:
+        if fastagi is not None:
+            await fastagi.stop()
         await runner.cleanup()
         await service.close()

@@ -228,3 +228,33 @@ async def test_internal_errors_are_json_and_hide_details(
     response = await client.get("/api/me", headers=bearer(token))
     error = await assert_error(response, 500, "internal_error")
     assert "hunter2" not in error["message"]
+
+
+async def test_a_directory_given_to_the_service_answers_lookups(
+    db_url,
+    tmp_path,
+    aiohttp_client,
+) -> None:
+    from crm_bridge.directory import InMemoryDirectory, Match
+
+    directory = InMemoryDirectory()
+    directory.add("+78125550111", Match("c-1", "ООО «Ромашка»"))
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+    )
+    service = await Service.start(config, directory=directory)
+    try:
+        client = await aiohttp_client(build_app(service))
+        async with service.sessions() as session:
+            from cti import auth
+
+            user = await auth.create_user(session, "maria", "receptionist", extension="100")
+            token = await auth.issue_token(session, user)
+            await session.commit()
+        response = await client.get("/api/lookup?number=8%20812%20555-01-11", headers=bearer(token))
+        body = await response.json()
+        assert body["number"] == "+78125550111"
+        assert body["match"]["client_name"] == "ООО «Ромашка»"
+    finally:
+        await service.close()

@@ -9,11 +9,12 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from sqlalchemy import select
 
 from cti.auth import Principal
 from cti.calls import Call
 from cti.callstore import CallFilter, find_calls
-from cti.db.models import CallRecord
+from cti.db.models import CallRecord, User
 from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
 from cti.http.api import Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
@@ -159,8 +160,13 @@ def add_routes(api: Api) -> None:
     )
     async def lines(request: web.Request) -> web.Response:
         service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            rows = await session.execute(
+                select(User.extension, User.display_name).where(User.extension.is_not(None))
+            )
+            names = {extension: name for extension, name in rows}
         found = [
-            Line(extension=ext, state=state, pbx=name)
+            Line(extension=ext, state=state, pbx=name, user=names.get(ext))
             for name, adapter in service.pbx.items()
             for ext, state in sorted(adapter.lines().items())
         ]

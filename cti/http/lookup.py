@@ -14,18 +14,24 @@ from pydantic import BaseModel, Field
 
 from crm_bridge.directory import Directory
 from cti.domain import Role
-from cti.http.api import Api, json_response
+from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
-
-# TODO(architecture): the normalization is not Asterisk vocabulary; it belongs in cti/
-# (e.g. cti/phone.py) so that cti/ need not import pbx_adapters/.
-from pbx_adapters.asterisk.agi import normalize_caller
+from cti.phone import to_e164
 
 DIRECTORY_KEY: web.AppKey[Directory] = web.AppKey("directory")
 
 # The caller waits on this answer (AGI): a directory slower than this is unavailable.
 LOOKUP_TIMEOUT = 5.0
+
+
+class LookupQuery(BaseModel):
+    number: str = Field(
+        min_length=1,
+        max_length=40,
+        description="E.164 (+78125550101, sent as %2B78125550101) or as dialled locally "
+        "(88125550101)",
+    )
 
 
 class ManagerOut(BaseModel):
@@ -54,23 +60,21 @@ def add_routes(api: Api) -> None:
     @api.operation(
         "GET",
         "/api/lookup",
-        summary="The client behind a phone number: query parameter number (required), "
-        "E.164 or as dialled locally, e.g. ?number=%2B78125550101 or ?number=88125550101",
+        summary="The client behind a phone number (?number=...)",
         tag="directory",
         roles=(Role.RECEPTIONIST, Role.OPERATOR, Role.SALES, Role.SUPERVISOR),
+        query=LookupQuery,
         response=LookupResult,
         errors=(422, 503),
     )
     async def lookup(request: web.Request) -> web.Response:
-        raw = request.query.get("number", "")
+        query = read_query(request, LookupQuery)
         region = request.app[SERVICE_KEY].config.phone.default_region
-        number = normalize_caller(raw, region)
+        number = to_e164(query.number, region)
         if number is None:
-            problem = "is required" if not raw.strip() else "is not a phone number"
+            problem = "not a valid phone number (extensions are not looked up)"
             raise ApiError(
-                422,
-                f"number: {problem}",
-                details=[{"field": "number", "problem": problem}],
+                422, f"number: {problem}", details=[{"field": "number", "problem": problem}]
             )
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT):
