@@ -57,21 +57,17 @@ async def read_body(request: web.Request, model: type[Model]) -> Model:
         raise ApiError(400, f"body is not valid UTF-8 JSON: {e}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        details = [
-            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
-            for err in e.errors()
-        ]
-        first = details[0]
-        raise ApiError(422, f"{first['field']}: {first['problem']}", details=details) from None
+    return _validate(model, data)
 
 
 def read_query(request: web.Request, model: type[Model]) -> Model:
     """Validate query parameters; 422 naming each bad one."""
+    return _validate(model, dict(request.query))
+
+
+def _validate(model: type[Model], data: dict[str, Any]) -> Model:
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate(data)
     except ValidationError as e:
         details = [
             {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
