@@ -179,6 +179,35 @@ async def test_calls_in_progress_survive_a_service_restart(db_url, tmp_path, pbx
         await second.close()
 
 
+class SilentPbx(AmiSimulator):
+    """Stops answering pings when told to: a link that died without a FIN."""
+
+    silent = False
+
+    async def _handle(self, client, frame) -> bool:
+        if self.silent and frame.get("Action") == "Ping":
+            return True
+        return await super()._handle(client, frame)
+
+
+async def test_an_unanswered_ping_means_a_dead_link(db_url, tmp_path) -> None:
+    sim = SilentPbx(username="cti", secret=SECRET)
+    await sim.start()
+    service = await Service.start(lab_config(db_url, tmp_path, sim.port))
+    try:
+        adapter = service.pbx["lab"]
+        await asyncio.wait_for(adapter.connected.wait(), 10)
+        logins = sum(1 for a in sim.actions if a.get("Action") == "Login")
+        sim.silent = True
+        await eventually(lambda: not adapter.connected.is_set())  # ping_interval is 0.3 s
+        sim.silent = False
+        await eventually(lambda: adapter.connected.is_set())
+        assert sum(1 for a in sim.actions if a.get("Action") == "Login") == logins + 1
+    finally:
+        await service.close()
+        await sim.stop()
+
+
 async def test_wrong_secret_is_reported_down(db_url, tmp_path, pbx, aiohttp_client) -> None:
     service = await Service.start(lab_config(db_url, tmp_path, pbx.port, secret="wrong"))
     try:

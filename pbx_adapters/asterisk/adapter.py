@@ -157,8 +157,7 @@ class AmiManager(Manager):
         else:
             self.adapter.down_reason = "authentication failed"
             self.loop.create_task(self.adapter.link_state(False, "authentication failed"))
-            self._back_off()
-            if self.protocol is not None:
+            if self.protocol is not None:  # connection_lost backs off and retries
                 self.protocol.transport.close()
         return ok
 
