@@ -140,7 +140,36 @@ class ModemConfig(_Section):
 
 
 class CrmConfig(_Section):
-    type: Literal["builtin"] = "builtin"
+    type: Literal["builtin", "http", "bitrix24"] = "builtin"
+    # A screen pop waits at most this long for the directory; a later answer updates it.
+    lookup_budget_ms: int = Field(300, ge=10, le=10_000)
+    timeout_ms: int = Field(2000, ge=50, le=60_000)  # one request to an external CRM
+    cache_seconds: int = Field(300, ge=0)  # answers, found or not, kept this long
+    breaker_failures: int = Field(5, ge=1)  # failures in a row that stop asking for a while
+    breaker_reset_seconds: int = Field(30, ge=1)
+    # A number the PBX delivered without its area code matches a stored number that ends
+    # in the same last N digits, when exactly one does. 0 turns this off.
+    suffix_digits: int = Field(7, ge=0, le=15)
+    # Callback tasks for missed calls of unknown callers (and clients without a manager).
+    default_manager_extension: str = Field("", pattern=r"^[0-9]{0,10}$")
+    create_leads: bool = False  # an unknown caller becomes a new client ("lead")
+    # type = "http": a GET to http_url with {number} (E.164, URL-encoded) filled in.
+    http_url: str = ""
+    http_headers: dict[str, SecretStr] = {}  # e.g. Authorization; never logged
+    # Where each Match field is in the JSON answer, as dotted paths ("owner.name").
+    http_fields: dict[str, str] = {}
+    # type = "bitrix24": the inbound webhook URL (it contains the key; never logged).
+    bitrix24_webhook: SecretStr | None = None
+    bitrix24_users: dict[str, int] = {}  # extension -> Bitrix24 user id
+    bitrix24_register_calls: bool = True
+
+    @model_validator(mode="after")
+    def _connector_settings(self) -> CrmConfig:
+        if self.type == "http" and "{number}" not in self.http_url:
+            raise ValueError("http_url must contain {number} when type = \"http\"")
+        if self.type == "bitrix24" and not self.bitrix24_webhook:
+            raise ValueError("bitrix24_webhook is required when type = \"bitrix24\"")
+        return self
 
 
 class AgiConfig(_Section):
@@ -187,6 +216,9 @@ class Config(_Section):
         values += [m.pin.get_secret_value() for m in self.modem if m.pin]
         if self.agi.token:
             values.append(self.agi.token.get_secret_value())
+        values += [h.get_secret_value() for h in self.crm.http_headers.values()]
+        if self.crm.bitrix24_webhook:
+            values.append(self.crm.bitrix24_webhook.get_secret_value())
         return [v for v in values if v]
 
 
