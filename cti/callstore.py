@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,15 @@ from cti.db.models import CallLegRecord, CallRecord
 log = logging.getLogger("cti.callstore")
 
 
+AfterWrite = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
 class CallStore:
     def __init__(self, sessions: async_sessionmaker) -> None:
         self._sessions = sessions
+        # Run after each batch is committed, with the rows written (e.g. the directory's
+        # follow-ups). A failing hook is logged; the calls themselves are already safe.
+        self.after_write: list[AfterWrite] = []
         # Latest state by call id; serialized when written, so a call changed ten times
         # between two writes costs one row.
         self._pending: dict[str, Call] = {}
@@ -95,6 +102,11 @@ class CallStore:
             for call_id, call in batch.items():
                 self._pending.setdefault(call_id, call)
             raise
+        for hook in self.after_write:
+            try:
+                await hook(rows)
+            except Exception:
+                log.exception("a call follow-up failed; it is retried at the next start")
 
 
 def _row(data: dict[str, Any]) -> dict[str, Any]:

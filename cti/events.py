@@ -195,6 +195,22 @@ class FaxReceived(DomainEvent):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackTaskChanged(DomainEvent):
+    """A callback task was opened, counted another missed call, or was closed."""
+
+    type: ClassVar[str] = "task.changed"
+    task_id: int
+    number: str
+    assignee_extension: str | None
+    open: bool
+    missed_calls: int = 1
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.assignee_extension}) if self.assignee_extension else frozenset()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LinkStateChanged(DomainEvent):
     """A PBX or modem link went up or down."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import phonenumbers
 
@@ -14,6 +15,41 @@ _SHORT_EXTENSION = re.compile(r"^[0-9]{2,6}$")
 
 class NotAPhoneNumber(ValueError):
     pass
+
+
+# A number as people write it in a CRM or a search box: digits, separators, a + and an
+# optional extension ("доб. 12", "ext. 12", "x12", "#12"). No control characters.
+_WRITTEN_NUMBER = re.compile(r"^[+0-9 ()./\-]{2,40}(?:[,;]?\s*(?:доб|ext|x|#)\.?\s*[0-9]{1,8})?$",
+                             re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedNumber:
+    """A number someone wrote: its E.164 form when it is a valid phone number, else only
+    its digits (a short extension, or a number the PBX sent without its area code)."""
+
+    e164: str | None
+    digits: str
+    extension: str | None = None
+
+
+def parse_number(raw: str, region: str) -> ParsedNumber:
+    """Parse a written number (with an optional extension); NotAPhoneNumber for text that
+    is not one, such as letters, line breaks or separators out of place."""
+    if any(ord(ch) < 32 for ch in raw):
+        raise NotAPhoneNumber("not a phone number: it contains control characters")
+    text = " ".join(raw.split())
+    if not _WRITTEN_NUMBER.match(text):
+        raise NotAPhoneNumber("not a phone number")
+    main, extension = text, None
+    found = re.search(r"[,;]?\s*(?:доб|ext|x|#)\.?\s*([0-9]{1,8})$", text, re.IGNORECASE)
+    if found:
+        main, extension = text[: found.start()], found.group(1)
+    e164 = to_e164(main, region)
+    digits = re.sub(r"[^0-9]", "", main)
+    if e164 is None and not 2 <= len(digits) <= 15:
+        raise NotAPhoneNumber("not a phone number")
+    return ParsedNumber(e164, e164[1:] if e164 else digits, extension)
 
 
 def to_e164(raw: str | None, region: str) -> str | None:

@@ -13,7 +13,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from crm_bridge.directory import Directory, InMemoryDirectory
+from crm_bridge.builtin import SqlDirectory
+from crm_bridge.directory import Directory
+from crm_bridge.writeback import CallWriteBack
 from cti import __version__
 from cti.auth import TokenAuthenticator
 from cti.bus import InProcessBus
@@ -72,7 +74,18 @@ class Service:
             if modem.enabled:
                 links.register(modem.name, "modem")
         sessions = session_factory(engine)
+        crm = config.crm
+        writeback = CallWriteBack(
+            sessions,
+            bus.publish_nowait,
+            region=config.phone.default_region,
+            suffix_digits=crm.suffix_digits,
+            default_extension=crm.default_manager_extension,
+            create_leads=crm.create_leads,
+        )
+        await writeback.catch_up()
         call_store = CallStore(sessions)
+        call_store.after_write.append(writeback.after_write)
         call_store.start()
         service = cls(
             config,
@@ -83,7 +96,7 @@ class Service:
             metrics,
             TokenAuthenticator(sessions),
             call_store,
-            directory or InMemoryDirectory(),
+            directory or SqlDirectory(sessions, crm.suffix_digits),
             {},
         )
         for pbx in config.pbx:

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
-from cti.http import calls, lookup, system, users
+from cti.http import calls, clients, lookup, system, users
 from cti.http.api import PRINCIPAL_KEY, Api
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
@@ -32,6 +32,7 @@ def build_app(service: Service) -> web.Application:
     calls.add_routes(api)
     app[lookup.DIRECTORY_KEY] = service.directory
     lookup.add_routes(api)
+    clients.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
     return app

@@ -17,7 +17,7 @@ from cti.domain import Role
 from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
-from cti.phone import to_e164
+from cti.phone import NotAPhoneNumber, is_extension, parse_number
 
 DIRECTORY_KEY: web.AppKey[Directory] = web.AppKey("directory")
 
@@ -29,8 +29,8 @@ class LookupQuery(BaseModel):
     number: str = Field(
         min_length=1,
         max_length=40,
-        description="E.164 (+78125550101, sent as %2B78125550101) or as dialled locally "
-        "(88125550101)",
+        description="As written: +78125550101 (sent as %2B78125550101), 8 (812) 555-01-01, "
+        "810..., with 'доб. 12' or 'ext. 12', or without the area code (5550101)",
     )
 
 
@@ -52,7 +52,9 @@ class MatchOut(BaseModel):
 
 
 class LookupResult(BaseModel):
-    number: str = Field(description="The number asked about, in E.164")
+    number: str = Field(
+        description="The number asked about in E.164, or its digits when it has no area code"
+    )
     match: MatchOut | None = Field(description="The client, or null when the number is unknown")
 
 
@@ -70,12 +72,18 @@ def add_routes(api: Api) -> None:
     async def lookup(request: web.Request) -> web.Response:
         query = read_query(request, LookupQuery)
         region = request.app[SERVICE_KEY].config.phone.default_region
-        number = to_e164(query.number, region)
-        if number is None:
-            problem = "not a valid phone number (extensions are not looked up)"
+        try:
+            parsed = parse_number(query.number, region)
+        except NotAPhoneNumber:
+            parsed = None
+        if parsed is not None and parsed.e164 is None and is_extension(parsed.digits):
+            parsed = None  # an internal extension is nobody in the directory
+        if parsed is None:
+            problem = "not a phone number (internal extensions are not looked up)"
             raise ApiError(
                 422, f"number: {problem}", details=[{"field": "number", "problem": problem}]
             )
+        number = parsed.e164 or parsed.digits
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT):
                 match = await request.app[DIRECTORY_KEY].lookup(number)

@@ -1,0 +1,191 @@
+"""What the directory learns from every finished call.
+
+- an activity on the matched client (its history);
+- a missed inbound call opens a callback task for the client's responsible manager (or
+  ``[crm] default_manager_extension``); further missed calls from the number count on it;
+- a conversation with that number (we call back and they answer, or they call again and
+  someone answers) closes the task;
+- optionally an unknown caller becomes a new client, a lead.
+
+Each call is followed up once: ``call_followups`` records it in the same transaction as
+the work. Follow-ups run after the call itself is stored; whatever a crash leaves undone
+is picked up by ``catch_up`` at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from crm_bridge.builtin import ClientIn, PhoneIn, lookup_in, save_client
+from crm_bridge.models import Activity, CallbackTask, CallFollowUp
+from cti.db.models import CallRecord
+from cti.domain import utcnow
+from cti.events import CallbackTaskChanged, DomainEvent
+
+log = logging.getLogger("cti.crm.writeback")
+
+CATCH_UP_BATCH = 500
+
+
+@dataclass
+class CallWriteBack:
+    sessions: async_sessionmaker
+    publish: Callable[[DomainEvent], None]
+    region: str = "RU"
+    suffix_digits: int = 7
+    default_extension: str = ""
+    create_leads: bool = False
+
+    async def after_write(self, calls: list[dict[str, Any]]) -> None:
+        """CallStore hook: follow up the calls that have just ended."""
+        ended = [c for c in calls if c.get("ended_at") and c.get("direction")]
+        if ended:
+            await self._follow_up(sorted(ended, key=lambda c: c["ended_at"]))
+
+    async def catch_up(self) -> int:
+        """Follow up finished calls that a crash left without one; returns how many."""
+        done = 0
+        while True:
+            async with self.sessions() as session:
+                rows = await session.scalars(
+                    select(CallRecord.details)
+                    .outerjoin(CallFollowUp, CallFollowUp.call_id == CallRecord.id)
+                    .where(CallRecord.in_progress.is_(False), CallFollowUp.call_id.is_(None))
+                    .order_by(CallRecord.ended_at)
+                    .limit(CATCH_UP_BATCH)
+                )
+                calls = list(rows)
+            if not calls:
+                return done
+            await self._follow_up(calls)
+            done += len(calls)
+
+    async def _follow_up(self, calls: list[dict[str, Any]]) -> None:
+        events: list[DomainEvent] = []
+        async with self.sessions() as session:
+            seen = set(
+                await session.scalars(
+                    select(CallFollowUp.call_id).where(
+                        CallFollowUp.call_id.in_([c["id"] for c in calls])
+                    )
+                )
+            )
+            for call in calls:
+                if call["id"] in seen:
+                    continue
+                seen.add(call["id"])
+                events += await self._one(session, call)
+                session.add(CallFollowUp(call_id=call["id"], done_at=utcnow()))
+            await session.commit()
+        for event in events:
+            self.publish(event)
+
+    async def _one(self, session: AsyncSession, call: dict[str, Any]) -> list[DomainEvent]:
+        number = call.get("external_number")
+        if not number or call["direction"] == "internal":
+            return []
+        match = await lookup_in(session, number, self.suffix_digits)
+        ended = datetime.fromisoformat(call["ended_at"])
+        if match is None and self.create_leads and call["direction"] == "inbound":
+            if number.startswith("+"):
+                lead = await save_client(
+                    session,
+                    ClientIn(
+                        call.get("external_name") or number,
+                        kind="person",
+                        phones=[PhoneIn(number)],
+                        is_lead=True,
+                    ),
+                    self.region,
+                )
+                match = await lookup_in(session, number, self.suffix_digits)
+                log.info("new lead from an unknown caller", extra={"fields": {"client": lead.id}})
+        if match is not None:
+            session.add(
+                Activity(
+                    client_id=int(match.client_id),
+                    kind="call",
+                    ref=call["id"],
+                    at=datetime.fromisoformat(call["started_at"]),
+                    summary={
+                        key: call.get(key)
+                        for key in (
+                            "direction",
+                            "outcome",
+                            "missed",
+                            "answered_by",
+                            "caller_extension",
+                            "wait_seconds",
+                            "talk_seconds",
+                        )
+                    },
+                )
+            )
+        if call["missed"]:
+            return [await self._open_task(session, call, number, match, ended)]
+        if call["outcome"] == "answered":
+            return await self._close_tasks(session, call, number, ended)
+        return []
+
+    async def _open_task(
+        self,
+        session: AsyncSession,
+        call: dict[str, Any],
+        number: str,
+        match: Any,
+        ended: datetime,
+    ) -> DomainEvent:
+        task = await session.scalar(
+            select(CallbackTask)
+            .where(CallbackTask.number == number, CallbackTask.closed_at.is_(None))
+            .limit(1)
+        )
+        if task is not None:
+            task.missed_calls += 1
+        else:
+            manager = match.manager if match is not None else None
+            assignee = (manager.extension if manager else None) or self.default_extension or None
+            task = CallbackTask(
+                number=number,
+                client_id=int(match.client_id) if match is not None else None,
+                assignee_extension=assignee,
+                missed_call_id=call["id"],
+                created_at=ended,
+                missed_calls=1,
+            )
+            session.add(task)
+        await session.flush()
+        return task_event(task)
+
+    async def _close_tasks(
+        self, session: AsyncSession, call: dict[str, Any], number: str, ended: datetime
+    ) -> list[DomainEvent]:
+        tasks = list(
+            await session.scalars(
+                select(CallbackTask).where(
+                    CallbackTask.number == number, CallbackTask.closed_at.is_(None)
+                )
+            )
+        )
+        reason = "called_back" if call["direction"] == "outbound" else "called_again"
+        for task in tasks:
+            task.closed_at, task.closed_by_call_id, task.closed_reason = ended, call["id"], reason
+        await session.flush()
+        return [task_event(task) for task in tasks]
+
+
+def task_event(task: CallbackTask) -> CallbackTaskChanged:
+    return CallbackTaskChanged(
+        task_id=task.id,
+        number=task.number,
+        assignee_extension=task.assignee_extension,
+        open=task.closed_at is None,
+        missed_calls=task.missed_calls,
+    )

@@ -1,0 +1,365 @@
+"""The built-in client directory and callback tasks over the API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_bridge import builtin
+from crm_bridge.models import Activity, CallbackTask, Client, Contact
+from crm_bridge.writeback import task_event
+from cti.db.models import User
+from cti.domain import ROLES_SEEING_ALL, Role, utcnow
+from cti.http.api import Api, json_response, principal, read_body, read_query
+from cti.http.errors import ApiError
+from cti.http.keys import SERVICE_KEY
+
+EDITORS = (Role.RECEPTIONIST, Role.OPERATOR, Role.SALES, Role.SUPERVISOR)
+HISTORY = 20
+
+
+class PhoneBody(BaseModel):
+    number: str = Field(min_length=2, max_length=60)
+    label: str = Field("", max_length=40)
+
+
+class ContactBody(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    position: str = Field("", max_length=200)
+    email: str = Field("", max_length=200)
+    phones: list[PhoneBody] = Field(default_factory=list, max_length=20)
+
+
+class ClientBody(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["company", "person"] = "company"
+    manager_extension: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    notes: str = Field("", max_length=2000)
+    phones: list[PhoneBody] = Field(default_factory=list, max_length=20)
+    contacts: list[ContactBody] | None = Field(
+        None, max_length=100, description="Replaces the contacts; leave out to keep them"
+    )
+
+    def to_input(self) -> builtin.ClientIn:
+        return builtin.ClientIn(
+            name=self.name,
+            kind=self.kind,
+            manager_extension=self.manager_extension,
+            tags=[t.strip() for t in self.tags if t.strip()],
+            notes=self.notes,
+            phones=[builtin.PhoneIn(p.number, p.label) for p in self.phones],
+            contacts=None if self.contacts is None else [_contact_input(c) for c in self.contacts],
+        )
+
+
+def _contact_input(body: ContactBody) -> builtin.ContactIn:
+    return builtin.ContactIn(
+        body.name,
+        body.position,
+        body.email,
+        [builtin.PhoneIn(p.number, p.label) for p in body.phones],
+    )
+
+
+class ClientQuery(BaseModel):
+    q: str = Field("", max_length=200, description="Part of a name, contact or number")
+    limit: int = Field(50, ge=1, le=200)
+    after: int | None = Field(None, ge=0, description="next_after of the previous page")
+
+
+class TaskQuery(BaseModel):
+    open: bool = True
+    assignee: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
+    limit: int = Field(100, ge=1, le=500)
+
+
+class CloseTask(BaseModel):
+    comment: str = Field("", max_length=2000)
+
+
+async def _client_out(session: AsyncSession, client: Client, full: bool = False) -> dict[str, Any]:
+    manager = await session.get(User, client.manager_id) if client.manager_id else None
+    out = builtin.client_to_dict(client, manager)
+    if full:
+        activities = await session.scalars(
+            select(Activity)
+            .where(Activity.client_id == client.id)
+            .order_by(Activity.at.desc())
+            .limit(HISTORY)
+        )
+        out["history"] = [
+            {"kind": a.kind, "ref": a.ref, "at": a.at.isoformat(), **a.summary} for a in activities
+        ]
+        tasks = await session.scalars(
+            select(CallbackTask).where(
+                CallbackTask.client_id == client.id, CallbackTask.closed_at.is_(None)
+            )
+        )
+        out["open_tasks"] = [_task_out(t) for t in tasks]
+    return out
+
+
+def _task_out(task: CallbackTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "number": task.number,
+        "client_id": task.client_id,
+        "assignee_extension": task.assignee_extension,
+        "missed_call_id": task.missed_call_id,
+        "missed_calls": task.missed_calls,
+        "created_at": task.created_at.isoformat(),
+        "closed_at": task.closed_at.isoformat() if task.closed_at else None,
+        "closed_reason": task.closed_reason,
+        "closed_by_call_id": task.closed_by_call_id,
+        "comment": task.comment,
+    }
+
+
+async def _existing(session: AsyncSession, request: web.Request) -> Client:
+    try:
+        client_id = int(request.match_info["client_id"])
+    except ValueError:
+        raise ApiError(404, "no such client") from None
+    client = await builtin.get_client(session, client_id)
+    if client is None:
+        raise ApiError(404, f"no client {client_id}")
+    return client
+
+
+def _invalid(error: builtin.DirectoryError) -> ApiError:
+    return ApiError(422, str(error))
+
+
+def add_routes(api: Api) -> None:
+    @api.operation(
+        "GET",
+        "/api/clients",
+        summary="Find clients by name, contact or number",
+        tag="directory",
+        query=ClientQuery,
+    )
+    async def list_clients(request: web.Request) -> web.Response:
+        query = read_query(request, ClientQuery)
+        async with request.app[SERVICE_KEY].sessions() as session:
+            clients = await builtin.search_clients(
+                session, query.q, limit=query.limit, after_id=query.after
+            )
+            out = [await _client_out(session, c) for c in clients]
+        more = len(clients) == query.limit
+        return json_response({"clients": out, "next_after": clients[-1].id if more else None})
+
+    @api.operation(
+        "POST",
+        "/api/clients",
+        summary="Add a client with its contacts and phones",
+        tag="directory",
+        roles=EDITORS,
+        body=ClientBody,
+        status=201,
+    )
+    async def create_client(request: web.Request) -> web.Response:
+        body = await read_body(request, ClientBody)
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            try:
+                client = await builtin.save_client(
+                    session, body.to_input(), service.config.phone.default_region
+                )
+            except builtin.DirectoryError as e:
+                raise _invalid(e) from None
+            await session.commit()
+            return json_response(await _client_out(session, client, full=True), status=201)
+
+    @api.operation(
+        "GET",
+        "/api/clients/{client_id}",
+        summary="A client with contacts, phones, history and open callback tasks",
+        tag="directory",
+        errors=(404,),
+    )
+    async def get_client(request: web.Request) -> web.Response:
+        async with request.app[SERVICE_KEY].sessions() as session:
+            client = await _existing(session, request)
+            return json_response(await _client_out(session, client, full=True))
+
+    @api.operation(
+        "PUT",
+        "/api/clients/{client_id}",
+        summary="Replace a client's details, contacts and phones",
+        tag="directory",
+        roles=EDITORS,
+        body=ClientBody,
+        errors=(404,),
+    )
+    async def update_client(request: web.Request) -> web.Response:
+        body = await read_body(request, ClientBody)
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            client = await _existing(session, request)
+            try:
+                await builtin.save_client(
+                    session, body.to_input(), service.config.phone.default_region, client
+                )
+            except builtin.DirectoryError as e:
+                raise _invalid(e) from None
+            await session.commit()
+            return json_response(await _client_out(session, client, full=True))
+
+    @api.operation(
+        "DELETE",
+        "/api/clients/{client_id}",
+        summary="Delete a client",
+        tag="directory",
+        roles=(Role.SUPERVISOR,),
+        status=204,
+        errors=(404,),
+    )
+    async def delete_client(request: web.Request) -> web.Response:
+        async with request.app[SERVICE_KEY].sessions() as session:
+            client = await _existing(session, request)
+            await builtin.delete_client(session, client.id)
+            await session.commit()
+        return web.Response(status=204)
+
+    @api.operation(
+        "POST",
+        "/api/clients/{client_id}/contacts",
+        summary="Add a contact person",
+        tag="directory",
+        roles=EDITORS,
+        body=ContactBody,
+        status=201,
+        errors=(404,),
+    )
+    async def add_contact(request: web.Request) -> web.Response:
+        body = await read_body(request, ContactBody)
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            client = await _existing(session, request)
+            try:
+                await builtin.save_contact(
+                    session, client, _contact_input(body), service.config.phone.default_region
+                )
+            except builtin.DirectoryError as e:
+                raise _invalid(e) from None
+            await session.commit()
+            return json_response(await _client_out(session, client, full=True), status=201)
+
+    @api.operation(
+        "PUT",
+        "/api/contacts/{contact_id}",
+        summary="Replace a contact person",
+        tag="directory",
+        roles=EDITORS,
+        body=ContactBody,
+        errors=(404,),
+    )
+    async def update_contact(request: web.Request) -> web.Response:
+        body = await read_body(request, ContactBody)
+        return await _change_contact(request, body)
+
+    @api.operation(
+        "DELETE",
+        "/api/contacts/{contact_id}",
+        summary="Delete a contact person",
+        tag="directory",
+        roles=EDITORS,
+        errors=(404,),
+    )
+    async def delete_contact(request: web.Request) -> web.Response:
+        return await _change_contact(request, None)
+
+    @api.operation(
+        "GET",
+        "/api/tasks",
+        summary="Callback tasks (missed calls to return): your own, or all for "
+        "receptionists and supervisors",
+        tag="tasks",
+        query=TaskQuery,
+    )
+    async def list_tasks(request: web.Request) -> web.Response:
+        query = read_query(request, TaskQuery)
+        who = principal(request)
+        assignee = query.assignee
+        if who.role not in ROLES_SEEING_ALL:
+            if assignee not in (None, who.extension) or who.extension is None:
+                raise ApiError(403, "you see your own callback tasks only")
+            assignee = who.extension
+        conditions = [
+            CallbackTask.closed_at.is_(None) if query.open else CallbackTask.closed_at.is_not(None)
+        ]
+        if assignee:
+            conditions.append(CallbackTask.assignee_extension == assignee)
+        async with request.app[SERVICE_KEY].sessions() as session:
+            tasks = await session.scalars(
+                select(CallbackTask)
+                .where(*conditions)
+                .order_by(CallbackTask.created_at.desc())
+                .limit(query.limit)
+            )
+            return json_response({"tasks": [_task_out(t) for t in tasks]})
+
+    @api.operation(
+        "POST",
+        "/api/tasks/{task_id}/close",
+        summary="Close a callback task by hand, with a comment",
+        tag="tasks",
+        body=CloseTask,
+        errors=(404, 409),
+    )
+    async def close_task(request: web.Request) -> web.Response:
+        body = await read_body(request, CloseTask)
+        who = principal(request)
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            task = await session.get(CallbackTask, _int(request.match_info["task_id"]))
+            if task is None or not (
+                who.role in ROLES_SEEING_ALL or task.assignee_extension == who.extension
+            ):
+                raise ApiError(404, "no such task")
+            if task.closed_at is not None:
+                raise ApiError(409, "the task is closed already")
+            task.closed_at, task.closed_reason = utcnow(), "by_hand"
+            task.closed_by_user_id, task.comment = who.user_id, body.comment
+            await session.commit()
+            service.bus.publish_nowait(task_event(task))
+            return json_response(_task_out(task))
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ApiError(404, "not found") from None
+
+
+async def _change_contact(request: web.Request, body: ContactBody | None) -> web.Response:
+    """Replace (body) or delete (None) one contact."""
+    service = request.app[SERVICE_KEY]
+    contact_id = _int(request.match_info["contact_id"])
+    async with service.sessions() as session:
+        client_id = await session.scalar(select(Contact.client_id).where(Contact.id == contact_id))
+        client = await builtin.get_client(session, client_id) if client_id else None
+        contact = next((c for c in client.contacts if c.id == contact_id), None) if client else None
+        if client is None or contact is None:
+            raise ApiError(404, f"no contact {contact_id}")
+        try:
+            if body is None:
+                await builtin.remove_contact(session, client, contact)
+            else:
+                await builtin.save_contact(
+                    session,
+                    client,
+                    _contact_input(body),
+                    service.config.phone.default_region,
+                    contact,
+                )
+        except builtin.DirectoryError as e:
+            raise _invalid(e) from None
+        await session.commit()
+        return json_response(await _client_out(session, client, full=True))

@@ -1,0 +1,352 @@
+"""The built-in client directory: the API, lookups in every written form, and what every
+finished call writes back (history, callback tasks, leads)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from helpers import bearer
+
+from cti.calls import Call
+from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
+from cti.domain import Direction, Outcome
+from cti.http.app import build_app
+from cti.service import Service
+
+ROMASHKA = {
+    "name": "ООО «Ромашка»",
+    "manager_extension": "101",
+    "tags": ["VIP", "опт"],
+    "phones": [{"number": "8 (812) 123-45-67 доб. 12", "label": "офис"}],
+    "contacts": [
+        {
+            "name": "Сергей Волков",
+            "position": "директор",
+            "phones": [{"number": "+7 921 000-00-01"}],
+        }
+    ],
+}
+
+
+@pytest.fixture
+async def staff(make_user) -> dict[str, str]:
+    return {
+        "anna": await make_user("operator", "101", username="anna"),
+        "giorgi": await make_user("operator", "102", username="giorgi"),
+        "boss": await make_user("supervisor", username="boss"),
+    }
+
+
+async def create(client, token: str, body: dict) -> dict:
+    response = await client.post("/api/clients", json=body, headers=bearer(token))
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def test_create_read_and_find_a_client(client, staff) -> None:
+    created = await create(client, staff["anna"], ROMASHKA)
+    assert created["manager"]["extension"] == "101"
+    assert created["phones"] == [{"number": "+78121234567", "extension": "12", "label": "офис"}]
+    [contact] = created["contacts"]
+    assert contact["phones"][0]["number"] == "+79210000001"
+    again = await (
+        await client.get(f"/api/clients/{created['id']}", headers=bearer(staff["giorgi"]))
+    ).json()
+    assert again["name"] == "ООО «Ромашка»" and again["history"] == []
+    for query in ("ромашка", "РОМАШ", "волков", "921 000", "812123"):
+        found = await (
+            await client.get("/api/clients", params={"q": query}, headers=bearer(staff["boss"]))
+        ).json()
+        assert [c["id"] for c in found["clients"]] == [created["id"]], query
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "8 (812) 123-45-67",
+        "+7 812 1234567",
+        "0078121234567",
+        "8 812 123 45 67 доб. 12",
+        "+7 812 1234567 ext. 12",
+        "+7 812 1234567 x12",
+        "1234567",
+    ],
+)
+async def test_lookup_in_every_written_form(client, staff, written: str) -> None:
+    await create(client, staff["anna"], ROMASHKA)
+    response = await client.get(
+        "/api/lookup", params={"number": written}, headers=bearer(staff["giorgi"])
+    )
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["match"]["client_name"] == "ООО «Ромашка»"
+    assert body["match"]["manager"]["extension"] == "101"
+
+
+async def test_lookup_of_a_contact_foreign_and_unknown_numbers(client, staff) -> None:
+    await create(client, staff["anna"], ROMASHKA)
+    await create(
+        client, staff["anna"], {"name": "შპს „მზიური“", "phones": [{"number": "+995 32 212 34 56"}]}
+    )
+
+    async def ask(number: str) -> dict:
+        response = await client.get(
+            "/api/lookup", params={"number": number}, headers=bearer(staff["anna"])
+        )
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    contact = await ask("89210000001")
+    assert (contact["match"]["client_name"], contact["match"]["contact_name"]) == (
+        "ООО «Ромашка»",
+        "Сергей Волков",
+    )
+    assert (await ask("810995322123456"))["match"]["client_name"] == "შპს „მზიური“"
+    assert (await ask("+7 495 000-00-00"))["match"] is None
+
+
+async def test_an_ambiguous_short_number_is_not_guessed(client, staff) -> None:
+    await create(client, staff["anna"], {"name": "Питер", "phones": [{"number": "+78125550102"}]})
+    await create(client, staff["anna"], {"name": "Москва", "phones": [{"number": "+74955550102"}]})
+    body = await (
+        await client.get("/api/lookup", params={"number": "5550102"}, headers=bearer(staff["anna"]))
+    ).json()
+    assert body["match"] is None
+
+
+@pytest.mark.parametrize("number", ["101", "abc", "+7 812\r\nAction: Originate", "", "1;2"])
+async def test_lookup_refuses_what_is_not_a_number(client, staff, number: str) -> None:
+    response = await client.get(
+        "/api/lookup", params={"number": number}, headers=bearer(staff["anna"])
+    )
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"phones": [{"number": "call me"}]}, "is not a phone number"),
+        ({"phones": [{"number": "555"}]}, "is not a complete phone number"),
+        ({"manager_extension": "199"}, "no user has extension 199"),
+        ({"name": "   "}, "needs a name"),
+    ],
+)
+async def test_bad_client_data_is_422(client, staff, change: dict, problem: str) -> None:
+    response = await client.post(
+        "/api/clients", json={**ROMASHKA, **change}, headers=bearer(staff["anna"])
+    )
+    assert response.status == 422
+    assert problem in (await response.json())["error"]["message"]
+
+
+async def test_update_and_contacts_keep_their_identity(client, staff) -> None:
+    created = await create(client, staff["anna"], ROMASHKA)
+    url = f"/api/clients/{created['id']}"
+    contact_id = created["contacts"][0]["id"]
+    renamed = {**ROMASHKA, "name": "АО «Ромашка»", "manager_extension": "102"}
+    del renamed["contacts"]  # left out: kept as they are
+    updated = await (await client.put(url, json=renamed, headers=bearer(staff["anna"]))).json()
+    assert updated["name"] == "АО «Ромашка»" and updated["manager"]["extension"] == "102"
+    assert [c["id"] for c in updated["contacts"]] == [contact_id]
+    added = await (
+        await client.post(
+            f"{url}/contacts",
+            json={"name": "ნინო", "phones": [{"number": "+995 599 11 22 33"}]},
+            headers=bearer(staff["anna"]),
+        )
+    ).json()
+    assert [c["name"] for c in added["contacts"]] == ["Сергей Волков", "ნინო"]
+    changed = await (
+        await client.put(
+            f"/api/contacts/{contact_id}",
+            json={"name": "Сергей Волков", "position": "владелец", "phones": []},
+            headers=bearer(staff["anna"]),
+        )
+    ).json()
+    sergei = next(c for c in changed["contacts"] if c["id"] == contact_id)
+    assert sergei["position"] == "владелец" and sergei["phones"] == []
+    lookup = await (
+        await client.get(
+            "/api/lookup", params={"number": "+79210000001"}, headers=bearer(staff["anna"])
+        )
+    ).json()
+    assert lookup["match"] is None  # his number went with the edit
+    gone = await (
+        await client.delete(f"/api/contacts/{contact_id}", headers=bearer(staff["anna"]))
+    ).json()
+    assert [c["name"] for c in gone["contacts"]] == ["ნინო"]
+    assert (await client.delete(url, headers=bearer(staff["anna"]))).status == 403
+    assert (await client.delete(url, headers=bearer(staff["boss"]))).status == 204
+    assert (await client.get(url, headers=bearer(staff["boss"]))).status == 404
+
+
+# -- what finished calls write back ---------------------------------------------------
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def a_call(
+    n: int,
+    number: str,
+    *,
+    direction: Direction = Direction.INBOUND,
+    outcome: Outcome = Outcome.NO_ANSWER,
+    answered_by: str | None = None,
+) -> Call:
+    started = T0 + timedelta(minutes=n)
+    call = Call(
+        f"lab:{n}.1",
+        "lab",
+        started,
+        direction=direction,
+        external_number=number,
+        ended_at=started + timedelta(seconds=30),
+        outcome=outcome,
+        answered_by=answered_by,
+    )
+    if outcome is Outcome.ANSWERED:
+        call.answered_at = started + timedelta(seconds=5)
+    call.missed = direction is Direction.INBOUND and outcome is not Outcome.ANSWERED
+    return call
+
+
+async def tasks(client, token: str, **params: str) -> list[dict]:
+    response = await client.get("/api/tasks", params=params, headers=bearer(token))
+    assert response.status == 200, await response.text()
+    return (await response.json())["tasks"]
+
+
+async def test_missed_call_opens_a_task_for_the_manager_and_a_callback_closes_it(
+    client, service, staff
+) -> None:
+    created = await create(client, staff["anna"], ROMASHKA)
+    events = service.bus.subscribe(prefixes=["task."])
+    service.call_store.save([a_call(1, "+78121234567")])
+    service.call_store.save([a_call(2, "+78121234567")])  # again, before anyone called back
+    await service.call_store.flush()
+    [task] = await tasks(client, staff["anna"])
+    assert (task["assignee_extension"], task["missed_calls"], task["client_id"]) == (
+        "101",
+        2,
+        created["id"],
+    )
+    assert await tasks(client, staff["giorgi"]) == []  # not his client
+    assert len(await tasks(client, staff["boss"])) == 1
+    first = await events.get()
+    assert first.open and first.extensions() == {"101"}
+    # Anna calls back and they answer: the task closes by itself.
+    service.call_store.save(
+        [a_call(3, "+78121234567", direction=Direction.OUTBOUND, outcome=Outcome.ANSWERED)]
+    )
+    await service.call_store.flush()
+    assert await tasks(client, staff["anna"]) == []
+    [closed] = await tasks(client, staff["anna"], open="false")
+    assert (closed["closed_reason"], closed["closed_by_call_id"]) == ("called_back", "lab:3.1")
+    history = (
+        await (
+            await client.get(f"/api/clients/{created['id']}", headers=bearer(staff["anna"]))
+        ).json()
+    )["history"]
+    assert [(h["ref"], h["outcome"]) for h in history] == [
+        ("lab:3.1", "answered"),
+        ("lab:2.1", "no_answer"),
+        ("lab:1.1", "no_answer"),
+    ]
+
+
+async def test_the_client_calling_again_closes_the_task(client, service, staff) -> None:
+    await create(client, staff["anna"], ROMASHKA)
+    service.call_store.save([a_call(1, "+78121234567")])
+    service.call_store.save(
+        [a_call(2, "+78121234567", outcome=Outcome.ANSWERED, answered_by="102")]
+    )
+    await service.call_store.flush()
+    [closed] = await tasks(client, staff["boss"], open="false")
+    assert closed["closed_reason"] == "called_again"
+
+
+async def test_each_call_is_followed_up_once(client, service, staff) -> None:
+    created = await create(client, staff["anna"], ROMASHKA)
+    call = a_call(1, "+78121234567")
+    for _ in range(3):
+        service.call_store.save([call])
+        await service.call_store.flush()
+    [task] = await tasks(client, staff["anna"])
+    assert task["missed_calls"] == 1
+    full = await (
+        await client.get(f"/api/clients/{created['id']}", headers=bearer(staff["anna"]))
+    ).json()
+    assert len(full["history"]) == 1
+
+
+async def test_unknown_callers_go_to_the_default_and_may_become_leads(
+    db_url, tmp_path, aiohttp_client
+) -> None:
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+        crm=CrmConfig(default_manager_extension="100", create_leads=True),
+    )
+    service = await Service.start(config)
+    try:
+        client = await aiohttp_client(build_app(service))
+        from cti import auth
+
+        async with service.sessions() as session:
+            boss = await auth.create_user(session, "boss", "supervisor")
+            token = await auth.issue_token(session, boss)
+            await session.commit()
+        call = a_call(1, "+74957770133")
+        call.external_name = "Иван Петров"
+        service.call_store.save([call])
+        await service.call_store.flush()
+        [task] = await tasks(client, token)
+        assert task["assignee_extension"] == "100"
+        leads = (
+            await (
+                await client.get("/api/clients", params={"q": "иван"}, headers=bearer(token))
+            ).json()
+        )["clients"]
+        assert [(c["name"], c["is_lead"]) for c in leads] == [("Иван Петров", True)]
+    finally:
+        await service.close()
+
+
+async def test_follow_ups_a_crash_left_undone_are_caught_up_at_start(db_url, tmp_path) -> None:
+    from crm_bridge.models import CallbackTask
+    from cti.callstore import upsert_calls
+
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+        crm=CrmConfig(default_manager_extension="100"),
+    )
+    first = await Service.start(config)
+    async with first.sessions() as session:  # stored, but the process died before follow-up
+        await upsert_calls(session, [a_call(1, "+74957770133").to_dict()])
+        await session.commit()
+    await first.close()
+    second = await Service.start(config)
+    try:
+        async with second.sessions() as session:
+            from sqlalchemy import select
+
+            [task] = (await session.scalars(select(CallbackTask))).all()
+            assert task.missed_call_id == "lab:1.1"
+    finally:
+        await second.close()
+
+
+async def test_closing_a_task_by_hand(client, service, staff) -> None:
+    await create(client, staff["anna"], ROMASHKA)
+    service.call_store.save([a_call(1, "+78121234567")])
+    await service.call_store.flush()
+    [task] = await tasks(client, staff["anna"])
+    url = f"/api/tasks/{task['id']}/close"
+    assert (await client.post(url, json={}, headers=bearer(staff["giorgi"]))).status == 404
+    done = await client.post(
+        url, json={"comment": "перезвонила с мобильного"}, headers=bearer(staff["anna"])
+    )
+    body = await done.json()
+    assert (body["closed_reason"], body["comment"]) == ("by_hand", "перезвонила с мобильного")
+    assert (await client.post(url, json={}, headers=bearer(staff["anna"]))).status == 409
