@@ -161,7 +161,9 @@ class CrmConfig(_Section):
     # type = "bitrix24": the inbound webhook URL (it contains the key; never logged).
     bitrix24_webhook: SecretStr | None = None
     bitrix24_users: dict[str, int] = {}  # extension -> Bitrix24 user id
-    bitrix24_register_calls: bool = True
+    # Off by default: Bitrix24 documents telephony.externalCall.* for applications, and a
+    # portal may refuse them from an inbound webhook (WRONG_AUTH_TYPE).
+    bitrix24_register_calls: bool = False
 
     @model_validator(mode="after")
     def _connector_settings(self) -> CrmConfig:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from crm_bridge.builtin import SqlDirectory
+from crm_bridge.connectors import build_directory
 from crm_bridge.directory import Directory
 from crm_bridge.writeback import CallWriteBack
 from cti import __version__
@@ -96,7 +97,10 @@ class Service:
             metrics,
             TokenAuthenticator(sessions),
             call_store,
-            directory or SqlDirectory(sessions, crm.suffix_digits),
+            directory
+            or build_directory(
+                crm, SqlDirectory(sessions, crm.suffix_digits), config.phone.default_region
+            ),
             {},
         )
         for pbx in config.pbx:
@@ -123,6 +127,9 @@ class Service:
         for adapter in self.pbx.values():
             await adapter.stop()
         await self.call_store.stop()
+        close = getattr(self.directory, "close", None)
+        if close is not None:
+            await close()
         self.bus.close()
         await self.engine.dispose()
 

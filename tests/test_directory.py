@@ -350,3 +350,63 @@ async def test_closing_a_task_by_hand(client, service, staff) -> None:
     body = await done.json()
     assert (body["closed_reason"], body["comment"]) == ("by_hand", "перезвонила с мобильного")
     assert (await client.post(url, json={}, headers=bearer(staff["anna"]))).status == 409
+
+
+async def test_an_external_http_crm_answers_lookups_and_its_outage_is_503(
+    db_url, tmp_path, aiohttp_client, aiohttp_server
+) -> None:
+    from aiohttp import web
+
+    asked: list[str] = []
+
+    async def find(request: web.Request) -> web.Response:
+        asked.append(request.query["phone"])
+        if crm_state["down"]:
+            return web.Response(status=500)
+        return web.json_response({"title": "შპს „ნიკორა“", "owner": {"ext": "102"}})
+
+    crm_app = web.Application()
+    crm_state = {"down": False}
+    crm_app.router.add_get("/find", find)
+    crm = await aiohttp_server(crm_app)
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+        crm=CrmConfig(
+            type="http",
+            http_url=f"http://127.0.0.1:{crm.port}/find?phone={{number}}",
+            http_fields={"client_name": "title", "manager_extension": "owner.ext"},
+            breaker_failures=2,
+            cache_seconds=0,
+        ),
+    )
+    service = await Service.start(config)
+    try:
+        client = await aiohttp_client(build_app(service))
+        from cti import auth
+
+        async with service.sessions() as session:
+            user = await auth.create_user(session, "maria", "receptionist", extension="100")
+            token = await auth.issue_token(session, user)
+            await session.commit()
+        found = await (
+            await client.get(
+                "/api/lookup", params={"number": "+995322123456"}, headers=bearer(token)
+            )
+        ).json()
+        assert found["match"]["client_name"] == "შპს „ნიკორა“"
+        assert found["match"]["manager"]["extension"] == "102"
+        assert asked == ["+995322123456"]
+        crm_state["down"] = True
+        statuses = []
+        for _ in range(4):
+            response = await client.get(
+                "/api/lookup", params={"number": "+995322123457"}, headers=bearer(token)
+            )
+            statuses.append(response.status)
+        assert statuses == [503, 503, 503, 503]
+        assert len(asked) == 3  # the breaker opened after two failures: no more requests
+        health = await (await client.get("/healthz")).json()
+        assert health["directory"]["breaker"] == "open"
+    finally:
+        await service.close()

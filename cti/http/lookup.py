@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from crm_bridge.directory import Directory
+from crm_bridge.resilience import DirectoryUnavailable
 from cti.domain import Role
 from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError
@@ -89,5 +90,7 @@ def add_routes(api: Api) -> None:
                 match = await request.app[DIRECTORY_KEY].lookup(number)
         except TimeoutError:
             raise ApiError(503, "the client directory did not answer in time") from None
+        except DirectoryUnavailable as e:
+            raise ApiError(503, f"the client directory is unavailable: {e}") from None
         found = None if match is None else MatchOut.model_validate(match.to_dict())
         return json_response(LookupResult(number=number, match=found))

@@ -35,8 +35,12 @@ async def healthz(request: web.Request) -> web.Response:
         status = "ok"
     else:
         status = "degraded"
+    body: dict[str, object] = {"status": status, "database": database, "links": links}
+    stats = getattr(service.directory, "stats", None)
+    if stats is not None:  # an external CRM behind its cache and circuit breaker
+        body["directory"] = stats()
     return json_response(
-        {"status": status, "database": database, "links": links},
+        body,
         status=503 if status == "down" else 200,
     )
 
