@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from crm_bridge.directory import Match, ResponsibleManager
 from crm_bridge.models import Client, Contact, Phone
@@ -30,13 +30,23 @@ def reversed_digits(number: str) -> str:
 
 
 def _match_query() -> Select:
+    # The person at that number, or else the client's first contact: someone to ask for.
+    other = aliased(Contact)
+    first_contact = (
+        select(other.name)
+        .where(other.client_id == Client.id)
+        .order_by(other.id)
+        .limit(1)
+        .correlate(Client)
+        .scalar_subquery()
+    )
     return (
         select(
             Client.id,
             Client.name,
             Client.kind,
             Client.tags,
-            Contact.name,
+            func.coalesce(Contact.name, first_contact),
             User.id,
             User.display_name,
             User.extension,

@@ -13,9 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
+from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
+from crm_bridge.demo_data import demo_clients
 from cti import auth
-from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
+from cti.config import Config, CrmConfig, DatabaseConfig, PbxConfig, ServerConfig
 from cti.logs import setup_logging
 from cti.service import Service, serve
 from pbx_adapters.asterisk.simulator import (
@@ -61,15 +62,52 @@ DEMO_USERS = [
     DemoUser("boss", "supervisor", None, "Ольга Смирнова"),
 ]
 
-ANNA = ResponsibleManager("Анна Петрова", "101", "+78125550101")
-GIORGI = ResponsibleManager("გიორგი ბერიძე", "102", "+995322000102")
 # The outside numbers the simulated calls come from, and who they are.
-DEMO_CLIENTS = [
-    ("+78125550111", Match("c-1", "ООО «Ромашка»", "company", "Сергей Волков", ANNA, ("VIP",))),
-    ("+995322123456", Match("c-2", "შპს „მზიური“", "company", "ნინო კაპანაძე", GIORGI)),
-    ("+74957770133", Match("c-3", "Иван Петров", "person", None, ANNA)),
-    ("+855234567890", Match("c-4", "ក្រុមហ៊ុន អង្គរ", "company", "សុខ ដារ៉ា", GIORGI)),
-    ("+442071234567", Match("c-5", "Acme Trading Ltd", "company", "Jane Smith", ANNA)),
+DEMO_CALLERS = [
+    (
+        "+78125550111",
+        ClientIn(
+            "ООО «Ромашка»",
+            manager_extension="101",
+            tags=["VIP"],
+            phones=[PhoneIn("+78125550111")],
+            contacts=[ContactIn("Сергей Волков", "директор")],
+        ),
+    ),
+    (
+        "+995322123456",
+        ClientIn(
+            "შპს „მზიური“",
+            manager_extension="102",
+            phones=[PhoneIn("+995322123456")],
+            contacts=[ContactIn("ნინო კაპანაძე")],
+        ),
+    ),
+    (
+        "+74957770133",
+        ClientIn(
+            "Иван Петров", kind="person", manager_extension="101", phones=[PhoneIn("+74957770133")]
+        ),
+    ),
+    (
+        "+85523880123",
+        ClientIn(
+            "ក្រុមហ៊ុន អង្គរ",
+            manager_extension="103",
+            phones=[PhoneIn("+85523880123")],
+            contacts=[ContactIn("សុខ ដារ៉ា")],
+        ),
+    ),
+    (
+        "+442071234567",
+        ClientIn(
+            "Acme Trading Ltd",
+            manager_extension="102",
+            phones=[PhoneIn("+442071234567")],
+            contacts=[ContactIn("Jane Smith")],
+        ),
+    ),
+    ("+74951112233", None),  # an unknown caller: a missed call goes to reception
 ]
 
 
@@ -124,11 +162,13 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
     return "\n".join(lines)
 
 
-def demo_directory() -> InMemoryDirectory:
-    directory = InMemoryDirectory()
-    for number, match in DEMO_CLIENTS:
-        directory.add(number, match)
-    return directory
+async def seed_directory(service: Service) -> int:
+    known = [(number, client) for number, client in DEMO_CALLERS if client is not None]
+    async with service.sessions() as session:
+        for client in demo_clients(300, first=known):
+            await save_client(session, client, service.config.phone.default_region)
+        await session.commit()
+    return 300
 
 
 async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
@@ -138,6 +178,7 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
         database=DatabaseConfig(auto_migrate=True),
+        crm=CrmConfig(default_manager_extension="100"),
         pbx=[
             PbxConfig(
                 name="demo-pbx",
@@ -154,6 +195,8 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
 
     async def started(service: Service, url: str) -> None:
         users = await create_demo_users(service) if fresh else []
+        if fresh:
+            await seed_directory(service)
         if users:
             print(banner(url, users, data_dir), flush=True)
         else:
@@ -163,12 +206,12 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
             pbx,
             [(name, transcripts[name]) for name in DEMO_ORDER if name in transcripts],
             interval=SECONDS_BETWEEN_CALLS,
-            number_pool=[number for number, _ in DEMO_CLIENTS],
+            number_pool=[number for number, _ in DEMO_CALLERS],
         )
         background.append(asyncio.create_task(replay))
 
     try:
-        await serve(config, on_started=started, directory=demo_directory())
+        await serve(config, on_started=started)
     finally:
         for task in background:
             task.cancel()

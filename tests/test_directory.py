@@ -80,6 +80,8 @@ async def test_lookup_in_every_written_form(client, staff, written: str) -> None
     assert response.status == 200, body
     assert body["match"]["client_name"] == "ООО «Ромашка»"
     assert body["match"]["manager"]["extension"] == "101"
+    # The office number is the client's own: its first contact is whom to ask for.
+    assert body["match"]["contact_name"] == "Сергей Волков"
 
 
 async def test_lookup_of_a_contact_foreign_and_unknown_numbers(client, staff) -> None:
