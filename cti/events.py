@@ -93,6 +93,24 @@ class CallRinging(DomainEvent):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallIdentified(DomainEvent):
+    """Who is calling, for the pop on ``extension``: the directory's answer (``match`` is
+    None for an unknown number or when the directory could not be asked)."""
+
+    type: ClassVar[str] = "call.identified"
+    call_id: str
+    extension: str
+    number: str
+    match: dict[str, Any] | None
+    late: bool = False  # the answer came after the lookup budget: the pop is updated
+    unavailable: bool = False  # the CRM could not be asked (breaker open, timeout)
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension})
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallAnswered(DomainEvent):
     type: ClassVar[str] = "call.answered"
     call_id: str

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from crm_bridge.builtin import SqlDirectory
 from crm_bridge.connectors import build_directory
 from crm_bridge.directory import Directory
+from crm_bridge.identify import CallerIdentifier
 from crm_bridge.writeback import CallWriteBack
 from cti import __version__
 from cti.auth import TokenAuthenticator
@@ -44,6 +45,7 @@ class Service:
     call_store: CallStore
     directory: Directory
     pbx: dict[str, AsteriskAdapter]
+    identifier: CallerIdentifier
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -88,6 +90,8 @@ class Service:
         call_store = CallStore(sessions)
         call_store.after_write.append(writeback.after_write)
         call_store.start()
+        builtin = SqlDirectory(sessions, crm.suffix_digits)
+        resolved = directory or build_directory(crm, builtin, config.phone.default_region)
         service = cls(
             config,
             engine,
@@ -97,12 +101,11 @@ class Service:
             metrics,
             TokenAuthenticator(sessions),
             call_store,
-            directory
-            or build_directory(
-                crm, SqlDirectory(sessions, crm.suffix_digits), config.phone.default_region
-            ),
+            resolved,
             {},
+            CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000),
         )
+        service.identifier.start()
         for pbx in config.pbx:
             if pbx.enabled:
                 await service.start_pbx(pbx)
@@ -127,6 +130,7 @@ class Service:
         for adapter in self.pbx.values():
             await adapter.stop()
         await self.call_store.stop()
+        await self.identifier.stop()
         close = getattr(self.directory, "close", None)
         if close is not None:
             await close()

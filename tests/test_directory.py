@@ -412,3 +412,97 @@ async def test_an_external_http_crm_answers_lookups_and_its_outage_is_503(
         assert health["directory"]["breaker"] == "open"
     finally:
         await service.close()
+
+
+# -- screen pops: who is calling, within the lookup budget -----------------------------
+
+
+class SlowDirectory:
+    """A CRM that takes its time (or cannot be asked at all)."""
+
+    def __init__(self, delay: float, fail: bool = False) -> None:
+        self.delay, self.fail, self.asked = delay, fail, 0
+
+    async def lookup(self, number: str):
+        import asyncio
+
+        from crm_bridge.directory import Match
+        from crm_bridge.resilience import DirectoryUnavailable
+
+        self.asked += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise DirectoryUnavailable("the CRM is down")
+        return Match("42", "ООО «Медленно»") if number == "+78121234567" else None
+
+    async def search(self, text: str, limit: int = 20) -> list:
+        return []
+
+
+def ringing(call_id: str, extension: str, number: str | None = "+78121234567"):
+    from cti.events import CallRinging
+
+    return CallRinging(
+        call_id=call_id, extension=extension, direction=Direction.INBOUND, external_number=number
+    )
+
+
+async def identified(service: Service, *events, count: int) -> list:
+    import asyncio
+
+    sub = service.bus.subscribe(prefixes=["call.identified"])
+    for event in events:
+        await service.bus.publish(event)
+    return [await asyncio.wait_for(sub.get(), 5) for _ in range(count)]
+
+
+async def test_pops_are_identified_from_the_directory(client, service, staff) -> None:
+    await create(client, staff["anna"], ROMASHKA)
+    [known, unknown] = await identified(
+        service, ringing("c1", "101"), ringing("c2", "102", "+74950000000"), count=2
+    )
+    by_call = {e.call_id: e for e in (known, unknown)}
+    assert by_call["c1"].match["client_name"] == "ООО «Ромашка»" and not by_call["c1"].late
+    assert by_call["c1"].match["manager"]["extension"] == "101"
+    assert by_call["c2"].match is None and not by_call["c2"].unavailable
+    assert by_call["c1"].extensions() == {"101"}
+
+
+async def make_service(db_url, tmp_path, directory, budget_ms: int = 50) -> Service:
+    return await Service.start(
+        Config(
+            server=ServerConfig(data_dir=tmp_path),
+            database=DatabaseConfig(url=db_url, auto_migrate=True),
+            crm=CrmConfig(lookup_budget_ms=budget_ms),
+        ),
+        directory=directory,
+    )
+
+
+async def test_a_slow_crm_never_holds_the_pop_back(db_url, tmp_path) -> None:
+    import time
+
+    slow = SlowDirectory(0.4)
+    service = await make_service(db_url, tmp_path, slow)
+    try:
+        started = time.perf_counter()
+        events = await identified(service, ringing("c1", "101"), ringing("c1", "102"), count=2)
+        elapsed = time.perf_counter() - started
+        assert [e.extension for e in events] == ["101", "102"]
+        assert all(e.late and e.match["client_name"] == "ООО «Медленно»" for e in events)
+        assert slow.asked == 1  # one lookup for the call, however many phones ring
+        assert elapsed >= 0.35  # the answer was waited for in the background...
+        later = await identified(service, ringing("c1", "103"), count=1)
+        assert not later[0].late  # ...and remembered for the next extension
+    finally:
+        await service.close()
+
+
+async def test_a_dead_crm_gives_pops_without_a_client(db_url, tmp_path) -> None:
+    service = await make_service(db_url, tmp_path, SlowDirectory(0, fail=True))
+    try:
+        [event] = await identified(service, ringing("c1", "101"), count=1)
+        assert event.match is None and event.unavailable
+        assert [] == await identified(service, ringing("c2", "101", None), count=0)
+    finally:
+        await service.close()

@@ -1,0 +1,88 @@
+"""Who is calling, for screen pops: every ``call.ringing`` gets a ``call.identified``.
+
+The directory is given ``[crm] lookup_budget_ms``: an answer in time is published at
+once; a slower one when it arrives, so the pop shows the number straight away and fills
+in the client later. Each call is looked up once; extensions rung later (a ring group,
+a transfer) get the same answer from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+from crm_bridge.directory import Directory, Match
+from crm_bridge.resilience import DirectoryUnavailable
+from cti.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
+from cti.events import CallIdentified, CallRinging
+
+log = logging.getLogger("cti.crm.identify")
+
+REMEMBERED_CALLS = 2000
+
+
+class CallerIdentifier:
+    def __init__(self, bus: EventBus, directory: Directory, budget_seconds: float) -> None:
+        self.bus = bus
+        self.directory = directory
+        self.budget = budget_seconds
+        # call id -> the lookup (done or still running) for its number
+        self._lookups: OrderedDict[str, asyncio.Future[Match | None]] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        subscription = self.bus.subscribe(prefixes=["call.ringing"], name="identify")
+        self._runner = asyncio.create_task(self._run(subscription), name="caller-identifier")
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *([self._runner] if self._runner else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await asyncio.gather(self._runner, return_exceptions=True)
+
+    async def _run(self, subscription: Subscription) -> None:
+        while True:
+            try:
+                event = await subscription.get()
+            except SubscriberLagged as lag:
+                log.warning("screen pops fell behind; %d went unidentified", lag.dropped)
+                continue
+            except SubscriptionClosed:
+                return
+            if isinstance(event, CallRinging) and event.external_number:
+                task = asyncio.create_task(self._identify(event))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _identify(self, ringing: CallRinging) -> None:
+        lookup = self._lookups.get(ringing.call_id)
+        if lookup is None:
+            lookup = self._lookups[ringing.call_id] = asyncio.ensure_future(
+                self.directory.lookup(ringing.external_number or "")
+            )
+            if len(self._lookups) > REMEMBERED_CALLS:
+                self._lookups.popitem(last=False)
+        match, late, unavailable = None, False, False
+        try:
+            try:
+                match = await asyncio.wait_for(asyncio.shield(lookup), self.budget)
+            except TimeoutError:
+                late = True
+                match = await lookup
+        except Exception as e:  # DirectoryUnavailable, or a connector's own failure
+            unavailable = True
+            if not isinstance(e, DirectoryUnavailable):
+                log.warning("caller lookup failed: %r", e)
+        await self.bus.publish(
+            CallIdentified(
+                call_id=ringing.call_id,
+                extension=ringing.extension,
+                number=ringing.external_number or "",
+                match=None if match is None else match.to_dict(),
+                late=late,
+                unavailable=unavailable,
+            )
+        )
