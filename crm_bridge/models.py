@@ -131,3 +131,20 @@ class CallbackTask(Base):
         Index("ix_callback_tasks_open_number", "number", "closed_at"),
         Index("ix_callback_tasks_assignee", "assignee_extension", "closed_at"),
     )
+
+
+class CrmOutbox(Base):
+    """A finished call to write into the external CRM; kept until it is written or the
+    CRM refuses it for good, so neither a CRM outage nor a restart loses it."""
+
+    __tablename__ = "crm_outbox"
+
+    call_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    call: Mapped[dict] = mapped_column(JSON)
+    external_id: Mapped[str | None] = mapped_column(String(100))  # the CRM's id once registered
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(String(300))  # written, skipped: ..., refused: ...
+
+    __table_args__ = (Index("ix_crm_outbox_due", "done_at", "next_attempt_at"),)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_bridge.builtin import ClientIn, PhoneIn, lookup_in, save_client
 from crm_bridge.models import Activity, CallbackTask, CallFollowUp
+from crm_bridge.outbox import CallReportOutbox, enqueue
 from cti.db.models import CallRecord
 from cti.domain import utcnow
 from cti.events import CallbackTaskChanged, DomainEvent
@@ -42,6 +43,8 @@ class CallWriteBack:
     suffix_digits: int = 7
     default_extension: str = ""
     create_leads: bool = False
+    # Set when an external CRM takes the calls too: they go into its outbox.
+    outbox: CallReportOutbox | None = None
 
     async def after_write(self, calls: list[dict[str, Any]]) -> None:
         """CallStore hook: follow up the calls that have just ended."""
@@ -83,9 +86,13 @@ class CallWriteBack:
                 seen.add(call["id"])
                 events += await self._one(session, call)
                 session.add(CallFollowUp(call_id=call["id"], done_at=utcnow()))
+                if self.outbox is not None and call["direction"] != "internal":
+                    enqueue(session, call, utcnow())
             await session.commit()
         for event in events:
             self.publish(event)
+        if self.outbox is not None:
+            self.outbox.wake()
 
     async def _one(self, session: AsyncSession, call: dict[str, Any]) -> list[DomainEvent]:
         number = call.get("external_number")

@@ -142,6 +142,44 @@ def _parser() -> argparse.ArgumentParser:
         "revoke", "Revoke every API token of a user.", _user_revoke, parent=user_commands
     )
     revoke.add_argument("name")
+
+    imports = commands.add_parser("import", help="Import data.", description="Import data.")
+    import_commands = imports.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    contacts_in = command(
+        "contacts",
+        "Import clients, contacts and phones from a CSV or vCard file, in one transaction: "
+        "rows that fail their checks are reported and skipped.",
+        _import_contacts,
+        parent=import_commands,
+    )
+    contacts_in.add_argument("file", help="the file (- for standard input)")
+    contacts_in.add_argument(
+        "--format", choices=["csv", "vcard"], help="default: vcard for .vcf/.vcard files, else csv"
+    )
+    contacts_in.add_argument(
+        "--encoding", help="the file's encoding (default: UTF-8 when it decodes so, else cp1251)"
+    )
+    contacts_in.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="the column of a field, when its header is not one the import knows; repeat "
+        "for several phone columns. Fields: key, name, kind, manager, tags, notes, phone, "
+        "contact, position, email, contact_phone, extension, label",
+    )
+    contacts_in.add_argument(
+        "--dry-run", action="store_true", help="check every row and report, write nothing"
+    )
+    exports = commands.add_parser("export", help="Export data.", description="Export data.")
+    export_commands = exports.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    contacts_out = command(
+        "contacts",
+        "Export the client directory as CSV, one row per phone (UTF-8 with BOM, ';').",
+        _export_contacts,
+        parent=export_commands,
+    )
+    contacts_out.add_argument("file", help="the file to write (- for standard output)")
     return parser
 
 
@@ -356,3 +394,131 @@ def _user_revoke(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return _user_command(config, work)
+
+
+def _import_contacts(args: argparse.Namespace, config: Config) -> int:
+    import codecs
+    from pathlib import Path
+
+    from crm_bridge import transfer
+
+    mapping: dict[str, str] = {}
+    for item in args.map:
+        name, sep, column = item.partition("=")
+        if not sep or name.strip() not in transfer.FIELDS or not column.strip():
+            print(
+                f"cti: --map {item}: give FIELD=COLUMN, FIELD one of {', '.join(transfer.FIELDS)}",
+                file=sys.stderr,
+            )
+            return 2
+        name = name.strip()
+        mapping[name] = f"{mapping[name]},{column}" if name in mapping else column
+    if args.file != "-" and not Path(args.file).is_file():
+        print(f"cti: {args.file}: no such file", file=sys.stderr)
+        return 2
+    if args.encoding:
+        try:
+            codecs.lookup(args.encoding)
+        except LookupError:
+            print(f"cti: --encoding {args.encoding}: unknown encoding", file=sys.stderr)
+            return 2
+    vcard = args.format == "vcard" or (
+        args.format is None and args.file.lower().endswith((".vcf", ".vcard"))
+    )
+    source = sys.stdin.buffer if args.file == "-" else args.file
+    progress = _ProgressBar()
+
+    async def work(session: Any) -> int:
+        try:
+            if vcard:
+                report = await transfer.import_vcard(
+                    session,
+                    source,
+                    region=config.phone.default_region,
+                    encoding=args.encoding,
+                    dry_run=args.dry_run,
+                    progress=progress,
+                )
+            else:
+                report = await transfer.import_csv(
+                    session,
+                    source,
+                    region=config.phone.default_region,
+                    mapping=mapping,
+                    encoding=args.encoding,
+                    dry_run=args.dry_run,
+                    progress=progress,
+                )
+            await session.commit()
+        except transfer.MappingError as e:
+            await session.rollback()
+            print(f"cti: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # a database or file error: the transaction is rolled back
+            await session.rollback()
+            reason = (str(e).strip() or type(e).__name__).splitlines()[0]
+            print(f"cti: the import failed, nothing was imported: {reason}", file=sys.stderr)
+            return 1
+        finally:
+            progress.done()
+        counts = (
+            f"{report.clients} clients, {report.contacts} contacts and {report.phones} phones "
+            f"from {report.rows} rows in {report.elapsed:.1f} s"
+        )
+        print(f"dry run, nothing written: would import {counts}" if args.dry_run else counts)
+        if report.rejected:
+            print(f"rejected {len(report.rejected)} rows:")
+            for line, reason in report.rejected[:50]:
+                print(f"  line {line}: {reason}")
+            if len(report.rejected) > 50:
+                print(f"  ... and {len(report.rejected) - 50} more")
+        return 0
+
+    return _user_command(config, work)
+
+
+class _ProgressBar:
+    """Import progress on stderr for big files: a line redrawn in place on a terminal,
+    else a line every 10%."""
+
+    MIN_BYTES = 1_000_000
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.shown = -1  # the last percentage printed
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not total or total < self.MIN_BYTES:
+            return
+        percent = min(100, done * 100 // total)
+        if self.tty:
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\rimporting [{bar:<25}] {percent:3d}% of {total / 1e6:.1f} MB")
+            sys.stderr.flush()
+        elif percent // 10 > self.shown // 10:
+            print(f"importing: {percent}% of {total / 1e6:.1f} MB", file=sys.stderr, flush=True)
+        self.shown = percent
+
+    def done(self) -> None:
+        if self.tty and self.shown >= 0:
+            sys.stderr.write("\n")
+
+
+def _export_contacts(args: argparse.Namespace, config: Config) -> int:
+    from crm_bridge import transfer
+
+    async def work(session: Any) -> int:
+        if args.file == "-":
+            rows = await transfer.export_csv(session, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(args.file, "wb") as out:  # noqa: ASYNC230 (a local file, written in batches)
+                rows = await transfer.export_csv(session, out)
+        print(f"exported {rows} rows to {args.file}", file=sys.stderr)
+        return 0
+
+    try:
+        return _user_command(config, work)
+    except OSError as e:
+        print(f"cti: {args.file}: {e.strerror}", file=sys.stderr)
+        return 1

@@ -14,9 +14,10 @@ from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from crm_bridge.builtin import SqlDirectory
-from crm_bridge.connectors import build_directory
+from crm_bridge.connectors import build_call_reporter, build_directory
 from crm_bridge.directory import Directory
 from crm_bridge.identify import CallerIdentifier
+from crm_bridge.outbox import CallReportOutbox
 from crm_bridge.writeback import CallWriteBack
 from cti import __version__
 from cti.auth import TokenAuthenticator
@@ -46,6 +47,7 @@ class Service:
     directory: Directory
     pbx: dict[str, AsteriskAdapter]
     identifier: CallerIdentifier
+    crm_outbox: CallReportOutbox | None
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -86,6 +88,11 @@ class Service:
             default_extension=crm.default_manager_extension,
             create_leads=crm.create_leads,
         )
+        reporter = build_call_reporter(crm)
+        outbox = None
+        if reporter is not None:
+            outbox = writeback.outbox = CallReportOutbox(sessions, reporter)
+            outbox.start()
         await writeback.catch_up()
         call_store = CallStore(sessions)
         call_store.after_write.append(writeback.after_write)
@@ -104,6 +111,7 @@ class Service:
             resolved,
             {},
             CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000),
+            outbox,
         )
         service.identifier.start()
         for pbx in config.pbx:
@@ -131,6 +139,9 @@ class Service:
             await adapter.stop()
         await self.call_store.stop()
         await self.identifier.stop()
+        if self.crm_outbox is not None:
+            await self.crm_outbox.stop()
+            await self.crm_outbox.reporter.close()
         close = getattr(self.directory, "close", None)
         if close is not None:
             await close()
