@@ -3,8 +3,8 @@
 ``ResilientDirectory`` puts a per-request timeout, a TTL cache (answers and "unknown"),
 a circuit breaker and request coalescing in front of any ``Directory``. When it cannot
 ask the CRM it raises ``DirectoryUnavailable``, so callers can tell "unknown caller"
-(``None``) from "could not ask". ``lookup_within`` is the screen pop's view: an answer
-now if it comes within the budget, else a task that delivers it later.
+(``None``) from "could not ask". (Screen pops wait for it at most ``lookup_budget_ms``:
+``crm_bridge/identify.py``.)
 """
 
 from __future__ import annotations
@@ -255,24 +255,6 @@ class ResilientDirectory:
         close = getattr(self.inner, "close", None)
         if close is not None:
             await close()
-
-
-async def lookup_within(
-    directory: Directory, number: str, budget_seconds: float
-) -> tuple[Match | None, asyncio.Task[Match | None] | None]:
-    """Ask ``directory`` and wait at most ``budget_seconds``.
-
-    ``(match, None)`` when the answer came in time (``match`` is None for an unknown
-    number); ``(None, task)`` when it did not: the task keeps running and its result is
-    the late answer (or it raises ``DirectoryUnavailable``). An error within the budget
-    is raised here.
-    """
-    task = asyncio.ensure_future(directory.lookup(number))
-    done, _ = await asyncio.wait({task}, timeout=budget_seconds)
-    if task in done:
-        return task.result(), None
-    task.add_done_callback(_consume_exception)
-    return None, task
 
 
 def _consume_exception(task: asyncio.Task[Any]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from crm_bridge.bitrix24 import (
 from crm_bridge.connectors import build_call_reporter, build_directory
 from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
 from crm_bridge.http_json import HttpJsonDirectory, HttpJsonError, resolve_path
-from crm_bridge.resilience import DirectoryUnavailable, ResilientDirectory, lookup_within
+from crm_bridge.resilience import DirectoryUnavailable, ResilientDirectory
 from cti.calls import Call, CallLeg
 from cti.config import CrmConfig
 from cti.domain import Direction, Outcome
@@ -206,31 +205,6 @@ async def test_search_and_close_pass_through() -> None:
     assert await directory.search("Ромашка") == [MATCH]
     await directory.close()
     assert fake.closed
-
-
-async def test_lookup_within_fast_path() -> None:
-    directory = InMemoryDirectory({ROMASHKA: MATCH})
-    assert await lookup_within(directory, ROMASHKA, 0.5) == (MATCH, None)
-    assert await lookup_within(directory, UNKNOWN, 0.5) == (None, None)
-
-
-async def test_lookup_within_slow_path_delivers_later() -> None:
-    fake = FakeDirectory({ROMASHKA: MATCH})
-    fake.gate = asyncio.Event()
-    directory = resilient(fake, FakeClock())
-    started = time.monotonic()
-    match, task = await lookup_within(directory, ROMASHKA, 0.05)
-    assert match is None and task is not None
-    assert time.monotonic() - started < 0.5
-    fake.gate.set()
-    assert await task == MATCH
-
-
-async def test_lookup_within_raises_an_early_failure() -> None:
-    fake = FakeDirectory()
-    fake.fail = True
-    with pytest.raises(DirectoryUnavailable):
-        await lookup_within(resilient(fake, FakeClock()), ROMASHKA, 0.5)
 
 
 # --- the generic HTTP/JSON connector ---------------------------------------------------------
