@@ -8,8 +8,7 @@ unknown numbers in every written form, parse_number then ``SqlDirectory.lookup``
 digits without the area code included (the suffix path). Goal: p99 < 1 ms on SQLite.
 
 In the same run: a naive baseline, ``LIKE '%<last digits>'`` over a plain copy of the
-numbers without the reversed index, and a breakdown of where a lookup's time goes (a
-session per lookup, one long session, the async driver alone, sqlite3 alone).
+numbers without the reversed index.
 
 Usage: python bench/lookup.py [--phones N] [--lookups N] [--skip-postgres]
 """
@@ -19,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import os
 import random
 import sqlite3
@@ -32,10 +30,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 
-from crm_bridge.builtin import SqlDirectory, _match_query, _to_match, lookup_in
-from crm_bridge.models import Phone
+from crm_bridge.builtin import SqlDirectory
 from crm_bridge.transfer import import_csv
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
@@ -181,61 +178,6 @@ async def run_backend(label: str, url: str, csv_path: Path, known: list[str], lo
         await engine.dispose()
 
 
-class ProposedLookup:
-    """What SqlDirectory.lookup could do (a proposal for crm_bridge/builtin.py, measured
-    here): its two statements built once with bound parameters; on SQLite run on a
-    read-only sqlite3 connection in the loop's thread (an indexed read in WAL mode never
-    waits for the writer), elsewhere on one connection held open for lookups."""
-
-    def __init__(self, engine: Any, suffix_digits: int) -> None:
-        self.engine, self.suffix_digits = engine, suffix_digits
-        self.by_number = _match_query().where(Phone.number == bindparam("number")).limit(1)
-        self.by_suffix = (
-            _match_query()
-            .where(
-                Phone.reversed_digits >= bindparam("low"), Phone.reversed_digits < bindparam("high")
-            )
-            .limit(20)
-        )
-        self.sqlite = engine.dialect.name == "sqlite"
-        self.conn: Any = None
-        if self.sqlite:
-            path = engine.url.database
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            self.compiled = {
-                q: q.compile(engine.sync_engine) for q in (self.by_number, self.by_suffix)
-            }
-
-    async def lookup(self, number: str) -> Any:
-        if number.startswith("+"):
-            rows = await self._rows(self.by_number, {"number": number})
-            return _to_match(rows[0]) if rows else None
-        digits = "".join(ch for ch in number if ch.isdigit())
-        if not self.suffix_digits or len(digits) < self.suffix_digits:
-            return None
-        tail = digits[-self.suffix_digits :][::-1]
-        rows = await self._rows(
-            self.by_suffix, {"low": tail, "high": tail[:-1] + chr(ord(tail[-1]) + 1)}
-        )
-        return _to_match(rows[0]) if len({row[0] for row in rows}) == 1 else None
-
-    async def _rows(self, query: Any, params: dict[str, str]) -> list[Any]:
-        if self.sqlite:
-            compiled = self.compiled[query]
-            args = [params.get(name, compiled.params[name]) for name in compiled.positiontup]
-            rows = self.db.execute(str(compiled), args).fetchall()
-            return [(*row[:3], json.loads(row[3]), *row[4:]) for row in rows]  # tags: JSON
-        if self.conn is None:
-            self.conn = await self.engine.connect()
-        return list((await self.conn.execute(query, params)).all())
-
-    async def close(self) -> None:
-        if self.sqlite:
-            self.db.close()
-        elif self.conn is not None:
-            await self.conn.close()
-
-
 async def lookups_on(engine: Any, sessions: Any, known: list[str], lookups: int) -> None:
     rng = random.Random(7)
     directory = SqlDirectory(sessions, SUFFIX_DIGITS)
@@ -258,86 +200,23 @@ async def lookups_on(engine: Any, sessions: Any, known: list[str], lookups: int)
     for kind, samples in by_kind.items():
         line(f"  {kind}", samples)
 
-    proposed = ProposedLookup(engine, SUFFIX_DIGITS)
-    try:
-        await timed(keys[:1000], proposed.lookup)
-        samples, answers = await timed(
-            work, lambda w: proposed.lookup(_key(parse_number(w[1], REGION)))
-        )
-        assert answers == results, "the proposed lookup answers differently"
-        proposed_p99 = line("proposed: parse_number + ProposedLookup", samples)[1]
-    finally:
-        await proposed.close()
-
-    print("where the time goes:")
     parse_times = []
     for _, raw in work:
         start = time.perf_counter()
         parse_number(raw, REGION)
         parse_times.append(time.perf_counter() - start)
-    line("parse_number alone", parse_times)
-    line("SqlDirectory.lookup (a session per lookup)", (await timed(keys, directory.lookup))[0])
-    async with sessions() as session:
-        samples, _ = await timed(keys, lambda k: lookup_in(session, k, SUFFIX_DIGITS))
-        line("lookup_in on one open session", samples)
-    e164 = [k for k in keys if k.startswith("+")]
-    builds = []
-    for number in e164:
-        start = time.perf_counter()
-        _match_query().where(Phone.number == number).limit(1)
-        builds.append(time.perf_counter() - start)
-    line("building the Select (lookup_in does per call)", builds)
-    query = _match_query().where(Phone.number == bindparam("n")).limit(1)
-    async with sessions() as session:
-        samples, _ = await timed(e164, lambda n: _first(session, query, n))
-        line("prebuilt Select, ORM session.execute", samples)
-
-    async def core(number: str) -> Any:
-        async with engine.connect() as conn:
-            return (await conn.execute(query, {"n": number})).first()
-
-    line("Core query, engine.connect() per lookup", (await timed(e164, core))[0])
-    async with engine.connect() as conn:
-        samples, _ = await timed(e164, lambda n: _first(conn, query, n))
-        line("Core query on one open connection", samples)
-    if engine.dialect.name == "sqlite":
-        compiled = query.compile(engine.sync_engine)
-        sql, names = str(compiled), compiled.positiontup or []
-        db = sqlite3.connect(
-            f"file:{engine.url.database}?mode=ro", uri=True, check_same_thread=False
-        )
-
-        def args(number: str) -> list[Any]:
-            return [number if name == "n" else compiled.params[name] for name in names]
-
-        samples = []
-        for number in e164:
-            start = time.perf_counter()
-            db.execute(sql, args(number)).fetchall()
-            samples.append(time.perf_counter() - start)
-        line("same SQL, sqlite3 on the loop's thread", samples)
-        samples, _ = await timed(e164, lambda n: asyncio.to_thread(_fetch_sync, db, sql, args(n)))
-        line("same SQL, sqlite3 via asyncio.to_thread", samples)
-        db.close()
+    line("of which parse_number alone", parse_times)
+    await directory.close()
     base = await baseline(engine, known, rng)
     ours = percentiles(totals)
     print(
         f"ratio naive/ours: p50 {base[0] / ours[0]:,.0f}x, p99 {base[1] / ours[1]:,.0f}x; "
-        f"goal p99 < 1 ms: {'met' if p99 < 1 else 'NOT met'} ({p99:.3f} ms; "
-        f"{proposed_p99:.3f} ms with the proposal)"
+        f"goal p99 < 1 ms warm on SQLite: {'met' if p99 < 1 else 'NOT met'} ({p99:.3f} ms)"
     )
 
 
 def _key(parsed: Any) -> str:
     return parsed.e164 or parsed.digits
-
-
-async def _first(conn: Any, query: Any, number: str) -> Any:
-    return (await conn.execute(query, {"n": number})).first()
-
-
-def _fetch_sync(db: sqlite3.Connection, sql: str, args: list[Any]) -> list[Any]:
-    return db.execute(sql, args).fetchall()
 
 
 async def baseline(engine: Any, known: list[str], rng: random.Random) -> tuple[float, float]:

@@ -7,11 +7,16 @@ so (``phones.reversed_digits`` turns "ends with" into an index range scan).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Select, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Select, bindparam, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
 from crm_bridge.directory import Match, ResponsibleManager
@@ -66,42 +71,126 @@ def _to_match(row: Any) -> Match:
     return Match(str(client_id), name, kind, contact, manager, tuple(tags or ()))
 
 
-async def lookup_in(session: AsyncSession, number: str, suffix_digits: int) -> Match | None:
-    """E.164 numbers match exactly; bare digits (no area code) match by a unique suffix."""
+_BY_NUMBER = _match_query().where(Phone.number == bindparam("number")).limit(1)
+_BY_SUFFIX = (
+    _match_query()
+    .where(Phone.reversed_digits >= bindparam("low"), Phone.reversed_digits < bindparam("high"))
+    .limit(20)
+)
+
+
+def _plan(number: str, suffix_digits: int) -> tuple[Select, dict[str, str]] | None:
+    """The query for a number: E.164 exactly, bare digits (no area code) by their suffix;
+    None for what cannot match (an extension, too few digits)."""
     if number.startswith("+"):
-        row = (await session.execute(_match_query().where(Phone.number == number).limit(1))).first()
-        return None if row is None else _to_match(row)
+        return _BY_NUMBER, {"number": number}
     digits = "".join(ch for ch in number if ch.isdigit())
     if not suffix_digits or len(digits) < suffix_digits:
-        return None  # an internal extension, or too short to tell anybody apart
+        return None
     tail = digits[-suffix_digits:][::-1]
-    upper = tail[:-1] + chr(ord(tail[-1]) + 1)
-    rows = (
-        await session.execute(
-            _match_query()
-            .where(Phone.reversed_digits >= tail, Phone.reversed_digits < upper)
-            .limit(20)
-        )
-    ).all()
-    clients = {row[0] for row in rows}
-    return _to_match(rows[0]) if len(clients) == 1 else None  # ambiguous: no guess
+    return _BY_SUFFIX, {"low": tail, "high": tail[:-1] + chr(ord(tail[-1]) + 1)}
 
 
-@dataclass
+def _pick(rows: Sequence[Any]) -> Match | None:
+    """The one client the rows name; None for none, or for several (no guessing)."""
+    if not rows or len({row[0] for row in rows}) > 1:
+        return None
+    return _to_match(rows[0])
+
+
+async def lookup_in(session: AsyncSession, number: str, suffix_digits: int) -> Match | None:
+    """A lookup inside the caller's transaction."""
+    plan = _plan(number, suffix_digits)
+    if plan is None:
+        return None
+    return _pick((await session.execute(*plan)).all())
+
+
+class _SqliteReader:
+    """Lookups on SQLite: a read-only sqlite3 connection used on the event loop's thread.
+
+    An indexed read takes microseconds and, in WAL mode, never waits for the writer;
+    going through aiosqlite's thread would cost a hundred times that (bench/lookup.py).
+    """
+
+    def __init__(self, path: str, dialect: Any) -> None:
+        self.path = path
+        self.compiled = {q: q.compile(dialect=dialect) for q in (_BY_NUMBER, _BY_SUFFIX)}
+        self.db: sqlite3.Connection | None = None
+
+    async def rows(self, query: Select, params: dict[str, str]) -> list[Any]:
+        if self.db is None:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        compiled = self.compiled[query]
+        values = compiled.construct_params(params)
+        args = [values[name] for name in compiled.positiontup or ()]
+        found = self.db.execute(str(compiled), args).fetchall()
+        return [(*row[:3], json.loads(row[3] or "[]"), *row[4:]) for row in found]  # tags: JSON
+
+    async def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+class _ConnectionReader:
+    """Lookups elsewhere (PostgreSQL): one autocommit connection kept for them, instead
+    of a pool checkout (with its pre-ping) and a transaction per lookup."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.conn: AsyncConnection | None = None
+        self.lock = asyncio.Lock()
+
+    async def rows(self, query: Select, params: dict[str, str]) -> list[Any]:
+        async with self.lock:
+            if self.conn is None:
+                conn = await self.engine.connect()
+                self.conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                return list((await self.conn.execute(query, params)).all())
+            except Exception:
+                await self._drop()  # a broken connection: the next lookup opens a new one
+                raise
+
+    async def _drop(self) -> None:
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        async with self.lock:
+            await self._drop()
+
+
 class SqlDirectory:
     """``Directory`` over the built-in tables."""
 
-    sessions: async_sessionmaker
-    suffix_digits: int = 7
+    def __init__(self, sessions: async_sessionmaker, suffix_digits: int = 7) -> None:
+        self.sessions = sessions
+        self.suffix_digits = suffix_digits
+        engine: AsyncEngine = sessions.kw["bind"]
+        path = engine.url.database
+        self._reader: _SqliteReader | _ConnectionReader
+        if engine.dialect.name == "sqlite" and path and path != ":memory:":
+            self._reader = _SqliteReader(path, engine.dialect)
+        else:
+            self._reader = _ConnectionReader(engine)
 
     async def lookup(self, number: str) -> Match | None:
-        async with self.sessions() as session:
-            return await lookup_in(session, number, self.suffix_digits)
+        plan = _plan(number, self.suffix_digits)
+        if plan is None:
+            return None
+        return _pick(await self._reader.rows(*plan))
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         async with self.sessions() as session:
             clients = await search_clients(session, text, limit=limit)
             return [client_match(client) for client in clients]
+
+    async def close(self) -> None:
+        await self._reader.close()
 
 
 # -- reading and writing clients -----------------------------------------------------

@@ -18,7 +18,6 @@ from crm_bridge.builtin import (
     ClientIn,
     ContactIn,
     PhoneIn,
-    SqlDirectory,
     get_client,
     reversed_digits,
     save_client,
@@ -113,7 +112,7 @@ async def test_headers_by_alias_and_by_mapping(service: Service, make_user) -> N
     )
     report = await import_csv(service, by_alias)
     assert (report.clients, report.contacts, report.phones, report.rejected) == (2, 1, 4, [])
-    directory = SqlDirectory(service.sessions)
+    directory = service.directory  # closed with the service
     alfa = await directory.lookup("+78127654321")
     assert alfa is not None and alfa.client_name == "Альфа" and alfa.contact_name == "Иван Петров"
     assert alfa.manager is not None and alfa.manager.extension == "101"
@@ -214,7 +213,7 @@ async def test_bad_rows_are_reported_with_their_line_and_reason(
         (11, "name: contains a line break or another control character"),
     ]  # fmt: skip
     assert (report.rows, report.clients, report.phones) == (9, 2, 2)
-    directory = SqlDirectory(service.sessions)
+    directory = service.directory  # closed with the service
     assert (await directory.lookup("+995322123456")).client_name == "Вторая хорошая"
     assert await directory.lookup("+78121234568") is None
 
@@ -274,7 +273,7 @@ async def test_imported_numbers_are_found_in_every_written_form(service: Service
         "Офис;+7 495 111-22-33 доб. 12\n"
     )
     await import_csv(service, content)
-    directory = SqlDirectory(service.sessions, suffix_digits=7)
+    directory = service.directory  # suffix_digits 7, closed with the service
     forms = {
         "Ромашка": ["+7 812 123-45-67", "8 (812) 123-45-67", "88121234567", "+78121234567",
                     "0078121234567", "81078121234567", "123-45-67", "1234567"],
@@ -353,7 +352,7 @@ async def test_vcards_in_any_script_and_version(service: Service) -> None:
     assert report.rejected[0] == (30, "phone 'abc': not a phone number")
     assert report.rejected[1][0] == 35 and report.rejected[1][1].startswith("not a vCard: ")
     assert (report.rows, report.clients, report.contacts, report.phones) == (6, 3, 3, 5)
-    directory = SqlDirectory(service.sessions)
+    directory = service.directory  # closed with the service
     ivan = await directory.lookup("+79161234567")
     assert ivan is not None and (ivan.client_name, ivan.kind) == ("ООО Ромашка", "company")
     assert ivan.contact_name == "Иван Петров"
@@ -390,7 +389,7 @@ async def test_a_cp1251_vcard_file_is_detected(service: Service) -> None:
     )
     report = await import_vcard(service, cards.encode("cp1251"))
     assert (report.clients, report.phones, report.rejected) == (2, 2, [])
-    directory = SqlDirectory(service.sessions)
+    directory = service.directory  # closed with the service
     assert (await directory.lookup("+73832223344")).client_name == "Сидоров Пётр"
     assert (await directory.lookup("+73832223345")).client_name == "Анна Ёлкина"  # from N
 
