@@ -211,7 +211,8 @@ async def lookups_on(engine: Any, sessions: Any, known: list[str], lookups: int)
     ours = percentiles(totals)
     print(
         f"ratio naive/ours: p50 {base[0] / ours[0]:,.0f}x, p99 {base[1] / ours[1]:,.0f}x; "
-        f"goal p99 < 1 ms warm on SQLite: {'met' if p99 < 1 else 'NOT met'} ({p99:.3f} ms)"
+        f"p99 < 1 ms (the goal, set for SQLite) on {engine.dialect.name}: "
+        f"{'met' if p99 < 1 else 'NOT met'} ({p99:.3f} ms)"
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -249,9 +249,15 @@ async def manager_id_for(session: AsyncSession, extension: str | None) -> int | 
     return user_id
 
 
+def search_text(name: str, contact_names: Iterable[str], numbers: Iterable[str]) -> str:
+    """What ``search_clients`` matches: casefolded here, as SQLite cannot fold Cyrillic."""
+    return " ".join([name, *contact_names, *numbers]).casefold()[:4000]
+
+
 def _search_text(client: Client) -> str:
-    parts = [client.name, *(c.name for c in client.contacts), *(p.number for p in client.phones)]
-    return " ".join(parts).casefold()[:4000]
+    return search_text(
+        client.name, (c.name for c in client.contacts), (p.number for p in client.phones)
+    )
 
 
 async def save_client(

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_bridge.builtin import search_text
 from crm_bridge.models import Client, Contact, Phone
 from cti.db.models import User
 from cti.domain import utcnow
@@ -164,9 +165,7 @@ class _Pending:
     seen: set[tuple[str, str | None]] = field(default_factory=set)
 
     def search_text(self) -> str:
-        # The same text as builtin._search_text: name, contacts, then numbers.
-        parts = [self.name, *self.contact_names, *self.numbers, *self.contact_numbers]
-        return " ".join(parts).casefold()[:4000]
+        return search_text(self.name, self.contact_names, [*self.numbers, *self.contact_numbers])
 
 
 class _Importer:

@@ -153,6 +153,8 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
         f"  curl {url}/healthz",
         f"  curl {auth_header} {url}/api/calls",
         f"  curl {auth_header} {url}/api/lines",
+        f"  curl {auth_header} {url}/api/tasks   # missed calls to return",
+        f"  curl {auth_header} '{url}/api/clients?q=ромашка'",
         f"  curl {auth_header} '{url}/api/lookup?number=%2B78125550111'",
         f"  curl -X POST -H 'Authorization: Bearer {anna_token}' "
         f'-d \'{{"number": "+7 812 555-01-11"}}\' {url}/api/calls   # click-to-dial as anna',
