@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from crm_bridge.directory import Match, ResponsibleManager
-from crm_bridge.http_json import read_limited
+from crm_bridge.http_client import LazySession, read_limited
 from cti.phone import to_e164
 
 if TYPE_CHECKING:
@@ -96,28 +96,18 @@ class Bitrix24Client:
         prefix = parts.path[: parts.path.index("/rest/")]
         self.portal_url = f"{parts.scheme}://{parts.netloc}{prefix}"
         self.timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LazySession(timeout_seconds)
 
     def __repr__(self) -> str:
         return f"Bitrix24Client(portal={self.portal_url!r})"
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-                headers={"Accept": "application/json"},
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
         """The method's ``result``; raises ``Bitrix24Error`` (timeouts: ``TimeoutError``)."""
         try:
-            async with self._client().post(
+            async with self._http.session().post(
                 f"{self._webhook}{method}.json", json=params, allow_redirects=False
             ) as resp:
                 status = resp.status

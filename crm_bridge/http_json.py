@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from crm_bridge.directory import Match, ResponsibleManager
+from crm_bridge.http_client import LazySession, read_limited
 from cti.phone import to_e164
 
 if TYPE_CHECKING:
@@ -46,18 +47,6 @@ DEFAULT_FIELDS: dict[str, str] = {
 
 class HttpJsonError(Exception):
     """The CRM answered with an error or nonsense, or could not be reached."""
-
-
-async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The body, or None when it is longer than ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def resolve_path(document: Any, path: str) -> Any:
@@ -123,7 +112,7 @@ class HttpJsonDirectory:
         self.fields = {**DEFAULT_FIELDS, **(fields or {})}
         self.region = region
         self.timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._http = LazySession(timeout_seconds)
 
     @classmethod
     def from_config(cls, config: CrmConfig, region: str = "RU") -> HttpJsonDirectory:
@@ -139,18 +128,8 @@ class HttpJsonDirectory:
     def __repr__(self) -> str:  # the headers and the URL's query may hold secrets
         return f"HttpJsonDirectory(host={urlsplit(self._url).hostname!r})"
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout_seconds),
-                headers={"Accept": "application/json"},
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._http.close()
 
     async def lookup(self, number: str) -> Match | None:
         document = await self._get(number)
@@ -173,7 +152,7 @@ class HttpJsonDirectory:
         url = self._url.replace("{number}", quote(number, safe=""))
         host = urlsplit(url).hostname
         try:
-            async with self._client().get(
+            async with self._http.session().get(
                 url, headers=self._headers, allow_redirects=False
             ) as response:
                 status = response.status
