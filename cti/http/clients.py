@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from aiohttp import web
@@ -131,8 +133,13 @@ async def _existing(session: AsyncSession, request: web.Request) -> Client:
     return client
 
 
-def _invalid(error: builtin.DirectoryError) -> ApiError:
-    return ApiError(422, str(error))
+@contextlib.contextmanager
+def _as_422() -> Iterator[None]:
+    """A client record the directory cannot store is the sender's mistake: 422."""
+    try:
+        yield
+    except builtin.DirectoryError as e:
+        raise ApiError(422, str(e)) from None
 
 
 def add_routes(api: Api) -> None:
@@ -166,12 +173,10 @@ def add_routes(api: Api) -> None:
         body = await read_body(request, ClientBody)
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
-            try:
+            with _as_422():
                 client = await builtin.save_client(
                     session, body.to_input(), service.config.phone.default_region
                 )
-            except builtin.DirectoryError as e:
-                raise _invalid(e) from None
             await session.commit()
             return json_response(await _client_out(session, client, full=True), status=201)
 
@@ -201,12 +206,10 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             client = await _existing(session, request)
-            try:
+            with _as_422():
                 await builtin.save_client(
                     session, body.to_input(), service.config.phone.default_region, client
                 )
-            except builtin.DirectoryError as e:
-                raise _invalid(e) from None
             await session.commit()
             return json_response(await _client_out(session, client, full=True))
 
@@ -241,12 +244,10 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             client = await _existing(session, request)
-            try:
+            with _as_422():
                 await builtin.save_contact(
                     session, client, _contact_input(body), service.config.phone.default_region
                 )
-            except builtin.DirectoryError as e:
-                raise _invalid(e) from None
             await session.commit()
             return json_response(await _client_out(session, client, full=True), status=201)
 
@@ -348,7 +349,7 @@ async def _change_contact(request: web.Request, body: ContactBody | None) -> web
         contact = next((c for c in client.contacts if c.id == contact_id), None) if client else None
         if client is None or contact is None:
             raise ApiError(404, f"no contact {contact_id}")
-        try:
+        with _as_422():
             if body is None:
                 await builtin.remove_contact(session, client, contact)
             else:
@@ -359,7 +360,5 @@ async def _change_contact(request: web.Request, body: ContactBody | None) -> web
                     service.config.phone.default_region,
                     contact,
                 )
-        except builtin.DirectoryError as e:
-            raise _invalid(e) from None
         await session.commit()
         return json_response(await _client_out(session, client, full=True))
