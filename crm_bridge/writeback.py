@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_bridge.builtin import ClientIn, PhoneIn, lookup_in, save_client
+from crm_bridge.directory import Directory, Match
 from crm_bridge.models import Activity, CallbackTask, CallFollowUp
 from crm_bridge.outbox import CallReportOutbox, enqueue
 from cti.db.models import CallRecord
@@ -45,6 +46,8 @@ class CallWriteBack:
     create_leads: bool = False
     # Set when an external CRM takes the calls too: they go into its outbox.
     outbox: CallReportOutbox | None = None
+    # An external CRM's directory: who a number is when the built-in one does not know.
+    external: Directory | None = None
 
     async def after_write(self, calls: list[dict[str, Any]]) -> None:
         """CallStore hook: follow up the calls that have just ended."""
@@ -99,6 +102,9 @@ class CallWriteBack:
         if not number or call["direction"] == "internal":
             return []
         match = await lookup_in(session, number, self.suffix_digits)
+        builtin_match = match is not None
+        if match is None and self.external is not None:
+            match = await self._ask_external(number)
         ended = datetime.fromisoformat(call["ended_at"])
         if match is None and self.create_leads and call["direction"] == "inbound":
             if number.startswith("+"):
@@ -113,11 +119,13 @@ class CallWriteBack:
                     self.region,
                 )
                 match = await lookup_in(session, number, self.suffix_digits)
+                builtin_match = True
                 log.info("new lead from an unknown caller", extra={"fields": {"client": lead.id}})
-        if match is not None:
+        client_id = int(match.client_id) if match is not None and builtin_match else None
+        if client_id is not None:  # history lives with built-in clients
             session.add(
                 Activity(
-                    client_id=int(match.client_id),
+                    client_id=client_id,
                     kind="call",
                     ref=call["id"],
                     at=datetime.fromisoformat(call["started_at"]),
@@ -136,17 +144,25 @@ class CallWriteBack:
                 )
             )
         if call["missed"]:
-            return [await self._open_task(session, call, number, match, ended)]
+            return [await self._open_task(session, call, number, match, client_id, ended)]
         if call["outcome"] == "answered":
             return await self._close_tasks(session, call, number, ended)
         return []
+
+    async def _ask_external(self, number: str) -> Match | None:
+        try:
+            return await self.external.lookup(number) if self.external else None
+        except Exception as e:  # unreachable CRM: the task goes to the default assignee
+            log.warning("the CRM could not say who %s is: %s", number, e)
+            return None
 
     async def _open_task(
         self,
         session: AsyncSession,
         call: dict[str, Any],
         number: str,
-        match: Any,
+        match: Match | None,
+        client_id: int | None,  # a built-in client's (an external CRM's clients have none)
         ended: datetime,
     ) -> DomainEvent:
         task = await session.scalar(
@@ -161,7 +177,7 @@ class CallWriteBack:
             assignee = (manager.extension if manager else None) or self.default_extension or None
             task = CallbackTask(
                 number=number,
-                client_id=int(match.client_id) if match is not None else None,
+                client_id=client_id,
                 assignee_extension=assignee,
                 missed_call_id=call["id"],
                 created_at=ended,

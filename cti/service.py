@@ -99,6 +99,8 @@ class Service:
         call_store.start()
         builtin = SqlDirectory(sessions, crm.suffix_digits)
         resolved = directory or build_directory(crm, builtin, config.phone.default_region)
+        if not isinstance(resolved, SqlDirectory):  # an external CRM knows who calls
+            writeback.external = resolved
         service = cls(
             config,
             engine,

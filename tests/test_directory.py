@@ -506,3 +506,32 @@ async def test_a_dead_crm_gives_pops_without_a_client(db_url, tmp_path) -> None:
         assert [] == await identified(service, ringing("c2", "101", None), count=0)
     finally:
         await service.close()
+
+
+async def test_a_missed_call_from_an_external_crms_client_goes_to_its_manager(
+    db_url, tmp_path, aiohttp_client
+) -> None:
+    from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
+
+    crm = InMemoryDirectory()
+    crm.add(
+        "+995322123456",
+        Match("b24-77", "შპს „ნიკორა“", manager=ResponsibleManager("გიორგი", "102")),
+    )
+    service = await make_service(db_url, tmp_path, crm)
+    try:
+        service.call_store.save([a_call(1, "+995322123456"), a_call(2, "+74950000001")])
+        await service.call_store.flush()
+        from sqlalchemy import select
+
+        from crm_bridge.models import Activity, CallbackTask
+
+        async with service.sessions() as session:
+            tasks = {t.number: t for t in await session.scalars(select(CallbackTask))}
+            activities = (await session.scalars(select(Activity))).all()
+        assert tasks["+995322123456"].assignee_extension == "102"
+        assert tasks["+995322123456"].client_id is None  # not a built-in client
+        assert tasks["+74950000001"].assignee_extension is None  # unknown, no default set
+        assert activities == []  # history lives in the CRM for its clients
+    finally:
+        await service.close()
