@@ -80,8 +80,9 @@ def panoramisk_parse(chunks: list[bytes]) -> tuple[float, int]:
 def our_pipeline(chunks: list[bytes]) -> tuple[float, int, int]:
     bus = InProcessBus()
     subscriber = bus.subscribe(maxsize=1_000_000, name="bench")
-    tracker = CallTracker("bench", ChannelMap(trunk_patterns=LAB_TRUNKS), region="RU",
-                          inbound_contexts=["inbound"])
+    tracker = CallTracker(
+        "bench", ChannelMap(trunk_patterns=LAB_TRUNKS), region="RU", inbound_contexts=["inbound"]
+    )
     parser = AmiParser(events=tracker.events, needles=CallTracker.NEEDLES)
     pending: dict[str, object] = {}  # what CallStore.save keeps between writes
     ended = 0
@@ -118,8 +119,10 @@ def main() -> None:
     args = parser.parse_args()
     stream, frames = build_stream(args.calls)
     chunks = reads(stream)
-    print(f"stream: {args.calls} calls, {frames} frames, {len(stream) / 1e6:.1f} MB, "
-          f"{len(chunks)} reads of {READ_SIZE} bytes")
+    print(
+        f"stream: {args.calls} calls, {frames} frames, {len(stream) / 1e6:.1f} MB, "
+        f"{len(chunks)} reads of {READ_SIZE} bytes"
+    )
     base_time, base_frames = best_of(args.runs, panoramisk_parse, chunks)
     ours_time, _, calls = best_of(args.runs, our_pipeline, chunks)
     # Rates over every frame in the stream: ours skips noise frames unread, which is the
@@ -127,8 +130,10 @@ def main() -> None:
     assert base_frames == frames, (base_frames, frames)
     base_rate, ours_rate = frames / base_time, frames / ours_time
     print(f"panoramisk AMIProtocol, parse only: {base_rate:12,.0f} frames/s")
-    print(f"ours, parse+track+publish:          {ours_rate:12,.0f} frames/s  "
-          f"{calls / ours_time:10,.0f} calls/s ({calls} calls ended)")
+    print(
+        f"ours, parse+track+publish:          {ours_rate:12,.0f} frames/s  "
+        f"{calls / ours_time:10,.0f} calls/s ({calls} calls ended)"
+    )
     print(f"ratio ours / panoramisk parse-only:  {ours_rate / base_rate:.2f}x  (goal >= 2x)")
 
 

@@ -168,9 +168,9 @@ class CrmConfig(_Section):
     @model_validator(mode="after")
     def _connector_settings(self) -> CrmConfig:
         if self.type == "http" and "{number}" not in self.http_url:
-            raise ValueError("http_url must contain {number} when type = \"http\"")
+            raise ValueError('http_url must contain {number} when type = "http"')
         if self.type == "bitrix24" and not self.bitrix24_webhook:
-            raise ValueError("bitrix24_webhook is required when type = \"bitrix24\"")
+            raise ValueError('bitrix24_webhook is required when type = "bitrix24"')
         return self
 
 

@@ -19,8 +19,9 @@ class NotAPhoneNumber(ValueError):
 
 # A number as people write it in a CRM or a search box: digits, separators, a + and an
 # optional extension ("доб. 12", "ext. 12", "x12", "#12"). No control characters.
-_WRITTEN_NUMBER = re.compile(r"^[+0-9 ()./\-]{2,40}(?:[,;]?\s*(?:доб|ext|x|#)\.?\s*[0-9]{1,8})?$",
-                             re.IGNORECASE)
+_WRITTEN_NUMBER = re.compile(
+    r"^[+0-9 ()./\-]{2,40}(?:[,;]?\s*(?:доб|ext|x|#)\.?\s*[0-9]{1,8})?$", re.IGNORECASE
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,22 @@ def lab_config(db_url: str, tmp_path, port: int, secret: str = SECRET) -> Config
     return Config(
         server=ServerConfig(data_dir=tmp_path),
         database=DatabaseConfig(url=db_url, auto_migrate=True),
-        pbx=[PbxConfig(
-            name="lab", type="asterisk", host="127.0.0.1", port=port, username="cti",
-            secret=secret, trunk_channels=LAB_TRUNKS, inbound_contexts=LAB_INBOUND_CONTEXTS,
-            originate_channel="SIP/{extension}", originate_context="internal",
-            ping_interval=0.3, reconnect_max_seconds=0.5,
-        )],
+        pbx=[
+            PbxConfig(
+                name="lab",
+                type="asterisk",
+                host="127.0.0.1",
+                port=port,
+                username="cti",
+                secret=secret,
+                trunk_channels=LAB_TRUNKS,
+                inbound_contexts=LAB_INBOUND_CONTEXTS,
+                originate_channel="SIP/{extension}",
+                originate_context="internal",
+                ping_interval=0.3,
+                reconnect_max_seconds=0.5,
+            )
+        ],
     )
 
 
@@ -110,8 +120,12 @@ async def test_a_call_in_progress_is_visible_then_finished(pbx, lab, api, make_u
     cut = next(i for i, f in enumerate(frames) if f.get("Event") == "BridgeEnter")
     await pbx.play(frames[:cut])
     adapter = lab.pbx["lab"]
-    await eventually(lambda: adapter.tracker.active_calls()
-                     and adapter.tracker.active_calls()[0].answered_by == "101")
+    await eventually(
+        lambda: (
+            adapter.tracker.active_calls()
+            and adapter.tracker.active_calls()[0].answered_by == "101"
+        )
+    )
     await lab.call_store.flush()
     page = await (await api.get("/api/calls", headers=bearer(token))).json()
     [call] = page["calls"]
@@ -130,8 +144,12 @@ async def test_reconnect_mid_call_resumes_without_losing_or_duplicating(pbx, lab
     frames = refresh_ids(load_transcript(FIXTURES / "sip_queue_answered.ami"), seq=50)
     cut = next(i for i, f in enumerate(frames) if f.get("Event") == "AgentConnect")
     await pbx.play(frames[:cut])
-    await eventually(lambda: len(adapter.tracker.active_calls()) == 1
-                     and len(adapter.tracker.active_calls()[0].legs) == 2)
+    await eventually(
+        lambda: (
+            len(adapter.tracker.active_calls()) == 1
+            and len(adapter.tracker.active_calls()[0].legs) == 2
+        )
+    )
     pbx.drop_clients()
     await eventually(lambda: not adapter.connected.is_set())
     await eventually(lambda: adapter.connected.is_set())  # back, state reloaded
@@ -222,8 +240,12 @@ async def test_wrong_secret_is_reported_down(db_url, tmp_path, pbx, aiohttp_clie
                 break
             await asyncio.sleep(0.05)
         assert (await link()) | {"since": None} == {
-            "name": "lab", "kind": "pbx", "up": False, "detail": "authentication failed",
-            "since": None}
+            "name": "lab",
+            "kind": "pbx",
+            "up": False,
+            "detail": "authentication failed",
+            "since": None,
+        }
     finally:
         await service.close()
 
@@ -231,8 +253,9 @@ async def test_wrong_secret_is_reported_down(db_url, tmp_path, pbx, aiohttp_clie
 async def test_click_to_dial_sends_the_right_originate(pbx, lab, api, make_user) -> None:
     token = await make_user("operator", "101")
     results = lab.bus.subscribe(prefixes=["call.originate"])
-    response = await api.post("/api/calls", json={"number": "+7 (812) 555-01-07"},
-                              headers=bearer(token))
+    response = await api.post(
+        "/api/calls", json={"number": "+7 (812) 555-01-07"}, headers=bearer(token)
+    )
     assert response.status == 202, await response.text()
     accepted = await response.json()
     assert (accepted["extension"], accepted["number"]) == ("101", "88125550107")
@@ -240,20 +263,25 @@ async def test_click_to_dial_sends_the_right_originate(pbx, lab, api, make_user)
     [originate] = [a for a in pbx.actions if a.get("Action") == "Originate"]
     assert originate["Channel"] == "SIP/101"
     assert (originate["Context"], originate["Exten"], originate["Priority"]) == (
-        "internal", "88125550107", "1")
+        "internal",
+        "88125550107",
+        "1",
+    )
     assert originate["Async"] == "true" and originate["Timeout"] == "30000"
     assert originate["Variable"] == f"CTI_REQUEST_ID={accepted['request_id']}"
     result = await asyncio.wait_for(results.get(), 5)
     assert (result.request_id, result.success, result.extension) == (
-        accepted["request_id"], True, "101")
+        accepted["request_id"],
+        True,
+        "101",
+    )
 
 
 async def test_failed_click_to_dial_says_why(pbx, lab, api, make_user) -> None:
     pbx.originate_result = "Failure"
     token = await make_user("operator", "101")
     results = lab.bus.subscribe(prefixes=["call.originate"])
-    response = await api.post("/api/calls", json={"number": "88125550107"},
-                              headers=bearer(token))
+    response = await api.post("/api/calls", json={"number": "88125550107"}, headers=bearer(token))
     assert response.status == 202
     result = await asyncio.wait_for(results.get(), 5)
     assert not result.success and result.reason
@@ -261,9 +289,18 @@ async def test_failed_click_to_dial_says_why(pbx, lab, api, make_user) -> None:
 
 @pytest.mark.parametrize(
     "number",
-    ["88125550107\r\nAction: Hangup\r\nChannel: SIP/102", "8812555;0107", "8812555&0107",
-     "call me", "+7 812 555 01 07 ext", "1" * 41, "", "ٌ88125550107", "8812\x005550107",
-     "+0000000000"],
+    [
+        "88125550107\r\nAction: Hangup\r\nChannel: SIP/102",
+        "8812555;0107",
+        "8812555&0107",
+        "call me",
+        "+7 812 555 01 07 ext",
+        "1" * 41,
+        "",
+        "ٌ88125550107",
+        "8812\x005550107",
+        "+0000000000",
+    ],
 )
 async def test_anything_but_a_number_is_refused_and_never_reaches_the_pbx(
     pbx, lab, api, make_user, number: str
@@ -278,18 +315,22 @@ async def test_anything_but_a_number_is_refused_and_never_reaches_the_pbx(
 
 async def test_operators_dial_only_from_their_own_phone(pbx, lab, api, make_user) -> None:
     anna = await make_user("operator", "101")
-    response = await api.post("/api/calls", json={"number": "88125550107", "extension": "102"},
-                              headers=bearer(anna))
+    response = await api.post(
+        "/api/calls", json={"number": "88125550107", "extension": "102"}, headers=bearer(anna)
+    )
     assert response.status == 403
-    bad_ext = await api.post("/api/calls", json={"number": "88125550107",
-                                                 "extension": "101\r\nAction: Hangup"},
-                             headers=bearer(anna))
+    bad_ext = await api.post(
+        "/api/calls",
+        json={"number": "88125550107", "extension": "101\r\nAction: Hangup"},
+        headers=bearer(anna),
+    )
     assert bad_ext.status == 422
     boss = await make_user("supervisor")
     no_phone = await api.post("/api/calls", json={"number": "88125550107"}, headers=bearer(boss))
     assert no_phone.status == 422
-    for_anna = await api.post("/api/calls", json={"number": "88125550107", "extension": "101"},
-                              headers=bearer(boss))
+    for_anna = await api.post(
+        "/api/calls", json={"number": "88125550107", "extension": "101"}, headers=bearer(boss)
+    )
     assert for_anna.status == 202
     assert not any(a.get("Channel") == "SIP/102" for a in pbx.actions)
 
@@ -305,15 +346,21 @@ async def test_dial_with_the_link_down_is_503(pbx, lab, api, make_user) -> None:
     token = await make_user("operator", "101")
     await pbx.stop()
     await eventually(lambda: not lab.pbx["lab"].connected.is_set())
-    response = await api.post("/api/calls", json={"number": "88125550107"},
-                              headers=bearer(token))
+    response = await api.post("/api/calls", json={"number": "88125550107"}, headers=bearer(token))
     assert response.status == 503
 
 
 async def test_call_log_filters_paging_and_visibility(pbx, lab, api, make_user) -> None:
-    for seq, name in enumerate(["sip_inbound_answered", "sip_inbound_missed",
-                                "sip_ringgroup_answered", "sip_internal_call",
-                                "busy_extension"], start=80):
+    for seq, name in enumerate(
+        [
+            "sip_inbound_answered",
+            "sip_inbound_missed",
+            "sip_ringgroup_answered",
+            "sip_internal_call",
+            "busy_extension",
+        ],
+        start=80,
+    ):
         await replay(pbx, lab, refresh_ids(load_transcript(FIXTURES / f"{name}.ami"), seq=seq))
     await lab.call_store.flush()
     boss = await make_user("supervisor")
@@ -350,7 +397,13 @@ async def test_call_log_filters_paging_and_visibility(pbx, lab, api, make_user) 
     anna_only = next(c for c in anna_calls if c["external_number"] == "+78125550101")
     response = await api.get(f"/api/calls/{anna_only['id']}", headers=bearer(boris))
     assert response.status == 404
-    for bad in ("?since=yesterday", "?number=abc", "?limit=0", "?cursor=%%%",
-                "?direction=sideways", "?extension=1;2"):
+    for bad in (
+        "?since=yesterday",
+        "?number=abc",
+        "?limit=0",
+        "?cursor=%%%",
+        "?direction=sideways",
+        "?extension=1;2",
+    ):
         response = await api.get(f"/api/calls{bad}", headers=bearer(boss))
         assert response.status == 422, bad

@@ -50,7 +50,9 @@ ORIGINATE_REASONS = {
 
 # What the adapter reads besides the tracker's events; everything else is skipped unread.
 KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
-    "OriginateResponse", "FullyBooted", "Shutdown",
+    "OriginateResponse",
+    "FullyBooted",
+    "Shutdown",
 }
 
 

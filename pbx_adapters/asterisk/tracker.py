@@ -155,9 +155,7 @@ class CallTracker:
         return frozenset(self._handlers)
 
     # Of all VarSets (a third of a busy PBX's frames) only the recording's file name counts.
-    NEEDLES: ClassVar[dict[str, bytes]] = {
-        "VarSet": b"\r\nVariable: MIXMONITOR_FILENAME\r\n"
-    }
+    NEEDLES: ClassVar[dict[str, bytes]] = {"VarSet": b"\r\nVariable: MIXMONITOR_FILENAME\r\n"}
 
     def expect_originate(self, extension: str, number: str, request_id: str) -> None:
         """Click-to-dial: the next call that rings ``extension`` by itself is this one."""
