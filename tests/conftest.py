@@ -16,8 +16,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from helpers import new_token
 
-from cti import auth
 from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
@@ -95,12 +95,6 @@ def make_user(service: Service):
     """``await make_user(role, extension)`` -> the new user's API token."""
 
     async def make(role: str, extension: str | None = None, username: str | None = None) -> str:
-        async with service.sessions() as session:
-            user = await auth.create_user(
-                session, username or f"{role}-{uuid.uuid4().hex[:6]}", role, extension=extension
-            )
-            token = await auth.issue_token(session, user)
-            await session.commit()
-        return token
+        return await new_token(service, role, extension, username)
 
     return make

@@ -5,13 +5,33 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cti.service import Service
 
 CTI = [sys.executable, "-m", "cti"]
 
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def new_token(
+    service: Service, role: str, extension: str | None = None, username: str | None = None
+) -> str:
+    """A new user of ``role`` on ``service``, and their API token."""
+    from cti import auth
+
+    async with service.sessions() as session:
+        user = await auth.create_user(
+            session, username or f"{role}-{uuid.uuid4().hex[:6]}", role, extension=extension
+        )
+        token = await auth.issue_token(session, user)
+        await session.commit()
+    return token
 
 
 def run_cti(

@@ -4,7 +4,7 @@ finished call writes back (history, callback tasks, leads)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import bearer
+from helpers import bearer, new_token
 
 from cti.calls import Call
 from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
@@ -292,12 +292,7 @@ async def test_unknown_callers_go_to_the_default_and_may_become_leads(
     service = await Service.start(config)
     try:
         client = await aiohttp_client(build_app(service))
-        from cti import auth
-
-        async with service.sessions() as session:
-            boss = await auth.create_user(session, "boss", "supervisor")
-            token = await auth.issue_token(session, boss)
-            await session.commit()
+        token = await new_token(service, "supervisor")
         call = a_call(1, "+74957770133")
         call.external_name = "Иван Петров"
         service.call_store.save([call])
@@ -385,12 +380,7 @@ async def test_an_external_http_crm_answers_lookups_and_its_outage_is_503(
     service = await Service.start(config)
     try:
         client = await aiohttp_client(build_app(service))
-        from cti import auth
-
-        async with service.sessions() as session:
-            user = await auth.create_user(session, "maria", "receptionist", extension="100")
-            token = await auth.issue_token(session, user)
-            await session.commit()
+        token = await new_token(service, "receptionist", "100")
         found = await (
             await client.get(
                 "/api/lookup", params={"number": "+995322123456"}, headers=bearer(token)

@@ -1,7 +1,7 @@
 """The HTTP API's contract: authentication, roles, error shape, health, metrics, OpenAPI."""
 
 import pytest
-from helpers import bearer
+from helpers import bearer, new_token
 
 from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
 from cti.db.engine import create_engine
@@ -246,12 +246,7 @@ async def test_a_directory_given_to_the_service_answers_lookups(
     service = await Service.start(config, directory=directory)
     try:
         client = await aiohttp_client(build_app(service))
-        async with service.sessions() as session:
-            from cti import auth
-
-            user = await auth.create_user(session, "maria", "receptionist", extension="100")
-            token = await auth.issue_token(session, user)
-            await session.commit()
+        token = await new_token(service, "receptionist", "100")
         response = await client.get("/api/lookup?number=8%20812%20555-01-11", headers=bearer(token))
         body = await response.json()
         assert body["number"] == "+78125550111"
