@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from crm_bridge.directory import Match, ResponsibleManager
+from crm_bridge.directory import Match, ResponsibleManager, search_by_number
 from crm_bridge.http_client import LazySession, read_limited
 from cti.phone import to_e164
 
@@ -190,11 +190,7 @@ class Bitrix24Directory:
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         """A phone number only: searching names is not implemented for Bitrix24."""
-        number = to_e164(text, self.region)
-        if number is None or limit < 1:
-            return []
-        match = await self.lookup(number)
-        return [] if match is None else [match]
+        return await search_by_number(self, text, self.region, limit)
 
     async def _get(self, entity_type: str, entity_id: int) -> dict[str, Any] | None:
         try:

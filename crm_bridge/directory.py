@@ -1,13 +1,15 @@
 """The question every screen pop, AGI lookup and missed call starts with: who is this?
 
 The core depends on the ``Directory`` interface only; the built-in SQL directory and the
-external CRM connectors implement it. ``InMemoryDirectory`` serves the demo and tests.
+external CRM connectors implement it. ``InMemoryDirectory`` serves tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from cti.phone import to_e164
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,16 @@ class Match:
             "tags": list(self.tags),
             "crm_url": self.crm_url,
         }
+
+
+async def search_by_number(directory: Directory, text: str, region: str, limit: int) -> list[Match]:
+    """``search`` for a CRM that can only be asked by number: a number finds its client,
+    anything else nothing."""
+    number = to_e164(text, region)
+    if number is None or limit < 1:
+        return []
+    match = await directory.lookup(number)
+    return [] if match is None else [match]
 
 
 class Directory(Protocol):

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from crm_bridge.directory import Match, ResponsibleManager
+from crm_bridge.directory import Match, ResponsibleManager, search_by_number
 from crm_bridge.http_client import LazySession, read_limited
 from cti.phone import to_e164
 
@@ -142,11 +142,7 @@ class HttpJsonDirectory:
         return self._match(document, number)
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
-        number = to_e164(text, self.region)
-        if number is None or limit < 1:
-            return []
-        match = await self.lookup(number)
-        return [] if match is None else [match]
+        return await search_by_number(self, text, self.region, limit)
 
     async def _get(self, number: str) -> Any:
         url = self._url.replace("{number}", quote(number, safe=""))
