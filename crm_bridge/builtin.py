@@ -361,10 +361,6 @@ async def search_clients(
     return list((await session.scalars(query.order_by(Client.id).limit(limit))).all())
 
 
-async def count_clients(session: AsyncSession) -> int:
-    return await session.scalar(select(func.count()).select_from(Client)) or 0
-
-
 def client_match(client: Client, manager: User | None = None) -> Match:
     contact = client.contacts[0].name if client.contacts else None
     resolved = None

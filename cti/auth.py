@@ -49,12 +49,6 @@ class Principal:
         """Admins pass every role check; others must hold one of ``roles``."""
         return self.role is Role.ADMIN or self.role in roles
 
-    def sees_extension(self, extension: str | None) -> bool:
-        """Whether events about this extension are this user's business."""
-        if self.role in ROLES_SEEING_ALL:
-            return True
-        return extension is not None and extension == self.extension
-
     def sees_event(self, event: DomainEvent) -> bool:
         if self.role in ROLES_SEEING_ALL:
             return True

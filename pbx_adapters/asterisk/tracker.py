@@ -76,7 +76,6 @@ class _CallState:
     outside_result: LegResult | None = None  # how the dial to the outside world ended
     abandoned_in_queue: bool = False
     transfer_pending_to: str | None = None
-    recording_candidates: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -113,7 +112,6 @@ class CallTracker:
             "NewConnectedLine": self._on_channel_update,
             "Newexten": self._on_newexten,
             "VarSet": self._on_varset,
-            "MixMonitorStart": self._on_mixmonitor,
             "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
             "BridgeEnter": self._on_bridge_enter,
@@ -363,11 +361,6 @@ class CallTracker:
         if state is not None and path and path not in state.call.recordings:
             state.call.recordings.append(path)
             self._touch(state)
-
-    def _on_mixmonitor(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
-        # Asterisk announces the file in the MIXMONITOR_FILENAME VarSet just before; this
-        # event only confirms it. Nothing more to record.
-        return
 
     def _on_dial_begin(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         source = self._channel_or_new(frame, "", now) if frame.get("Uniqueid") else None
