@@ -10,6 +10,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -136,7 +137,9 @@ async def create_user(
     return user
 
 
-async def issue_token(session: AsyncSession, user: User, label: str = "") -> str:
+async def issue_token(
+    session: AsyncSession, user: User, label: str = "", expires_at: datetime | None = None
+) -> str:
     """Create a token for ``user`` (not committed) and return it: the only time it is seen."""
     token = new_token()
     session.add(
@@ -146,6 +149,7 @@ async def issue_token(session: AsyncSession, user: User, label: str = "") -> str
             prefix=token[: len(TOKEN_PREFIX) + 4],
             label=label[:100],
             created_at=utcnow(),
+            expires_at=expires_at,
         )
     )
     await session.flush()
@@ -186,9 +190,10 @@ class TokenAuthenticator:
             if row is None:
                 return None
             token_row, user = row
-            if token_row.revoked_at is not None or not user.is_active:
-                return None
             now = utcnow()
+            expired = token_row.expires_at is not None and token_row.expires_at <= now
+            if token_row.revoked_at is not None or expired or not user.is_active:
+                return None
             # Record use at most once a minute, so authenticating is not a write per request.
             if (
                 token_row.last_used_at is None

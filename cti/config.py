@@ -49,6 +49,11 @@ class ServerConfig(_Section):
     data_dir: Path = Path("data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    session_hours: float = Field(12.0, gt=0, le=24 * 90)  # a browser login lasts this long
+    ws_heartbeat_seconds: float = Field(25.0, ge=1, le=300)
+    ws_replay_seconds: float = Field(120.0, ge=0, le=3600)  # kept for clients that reconnect
+    ws_replay_frames: int = Field(20_000, ge=0, le=1_000_000)
+    ws_send_buffer: int = Field(1000, ge=10, le=100_000)  # frames a slow client may lag
 
 
 class DatabaseConfig(_Section):
@@ -101,6 +106,7 @@ class PbxConfig(_Section):
     inbound_contexts: list[str] = DEFAULT_INBOUND_CONTEXTS
     originate_channel: str = "PJSIP/{extension}"
     originate_context: str = "from-internal"
+    transfer_context: str = "from-internal"
     originate_timeout: int = Field(30, ge=5, le=300)
     dial_format: Literal["local", "e164"] = "local"
     dial_prefix: str = Field("", pattern=r"^[0-9*#]{0,4}$")

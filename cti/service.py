@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from crm_bridge.builtin import SqlDirectory
 from crm_bridge.connectors import build_call_reporter, build_directory
 from crm_bridge.directory import Directory
+from crm_bridge.history import PopHistory
 from crm_bridge.identify import CallerIdentifier
 from crm_bridge.outbox import CallReportOutbox
 from crm_bridge.writeback import CallWriteBack
@@ -27,6 +28,7 @@ from cti.config import Config, PbxConfig
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.links import LinkRegistry
+from cti.live import LiveFeed
 from cti.logs import redactor
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
@@ -48,6 +50,7 @@ class Service:
     pbx: dict[str, AsteriskAdapter]
     identifier: CallerIdentifier
     crm_outbox: CallReportOutbox | None
+    live: LiveFeed
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -101,6 +104,16 @@ class Service:
         resolved = directory or build_directory(crm, builtin, config.phone.default_region)
         if not isinstance(resolved, SqlDirectory):  # an external CRM knows who calls
             writeback.external = resolved
+        adapters: dict[str, AsteriskAdapter] = {}
+        live = LiveFeed(
+            bus,
+            lines=lambda: line_states(adapters),
+            links=lambda: [status.to_dict() for status in links.all()],
+            enrich=PopHistory(sessions, builtin=isinstance(resolved, SqlDirectory)),
+            replay_seconds=config.server.ws_replay_seconds,
+            replay_frames=config.server.ws_replay_frames,
+            send_buffer=config.server.ws_send_buffer,
+        )
         service = cls(
             config,
             engine,
@@ -111,10 +124,12 @@ class Service:
             TokenAuthenticator(sessions),
             call_store,
             resolved,
-            {},
+            adapters,
             CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000),
             outbox,
+            live,
         )
+        live.start()
         service.identifier.start()
         for pbx in config.pbx:
             if pbx.enabled:
@@ -136,11 +151,17 @@ class Service:
         self.pbx[pbx.name] = adapter
         return adapter
 
+    def features(self) -> dict[str, bool]:
+        """What the desktop may offer: commands that need a PBX, SMS that needs a modem."""
+        has_pbx = bool(self.pbx)
+        return {"dial": has_pbx, "transfer": has_pbx, "sms": False}
+
     async def close(self) -> None:
         for adapter in self.pbx.values():
             await adapter.stop()
         await self.call_store.stop()
         await self.identifier.stop()
+        await self.live.stop()
         if self.crm_outbox is not None:
             await self.crm_outbox.stop()
             await self.crm_outbox.reporter.close()
@@ -149,6 +170,10 @@ class Service:
             await close()
         self.bus.close()
         await self.engine.dispose()
+
+
+def line_states(adapters: dict[str, AsteriskAdapter]) -> dict[str, str]:
+    return {ext: state.value for pbx in adapters.values() for ext, state in pbx.lines().items()}
 
 
 async def serve(

@@ -36,6 +36,7 @@ class Operation:
     status: int
     tag: str
     errors: tuple[int, ...] = field(default=())
+    public: bool = False  # needs no token (signing in)
 
 
 def json_dumps(obj: Any) -> str:
@@ -102,8 +103,10 @@ class Api:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: tuple[int, ...] = (),
+        public: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Register a handler; ``roles`` empty means any authenticated user."""
+        """Register a handler; ``roles`` empty means any authenticated user; ``public``
+        means no token at all."""
 
         def register(handler: Handler) -> Handler:
             async def checked(request: web.Request) -> web.StreamResponse:
@@ -125,6 +128,7 @@ class Api:
                     status,
                     tag,
                     errors,
+                    public,
                 )
             )
             return handler
@@ -135,6 +139,9 @@ class Api:
         for op in self.operations:
             app.router.add_route(op.method, op.path, op.handler)
 
+    def is_public(self, method: str, path: str) -> bool:
+        return any(op.public and op.method == method and op.path == path for op in self.operations)
+
     def openapi(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
@@ -142,7 +149,7 @@ class Api:
             entry: dict[str, Any] = {
                 "summary": op.summary,
                 "tags": [op.tag],
-                "security": [{"bearer": []}],
+                "security": [] if op.public else [{"bearer": []}],
                 "responses": {},
             }
             if op.roles:
@@ -179,7 +186,7 @@ class Api:
                 schemas[op.response.__name__] = _schema(op.response, schemas)
                 ok["content"] = {"application/json": {"schema": _ref(op.response)}}
             entry["responses"][str(op.status)] = ok
-            codes = {401, *op.errors}
+            codes = {*op.errors} if op.public else {401, *op.errors}
             if op.roles:
                 codes.add(403)
             if op.body is not None:

@@ -1,11 +1,9 @@
-"""The live WebSocket (/ws): domain events a user may see, as JSON frames.
+"""The live WebSocket (/ws): the frames of the live feed a user may see (docs/websocket.md).
 
 Authentication: an ``Authorization: Bearer`` header, or (browsers cannot set headers on a
 WebSocket) a first frame ``{"type": "auth", "token": "..."}`` within AUTH_TIMEOUT seconds.
-A token is never taken from the URL, where proxies and access logs would keep it.
-
-Frames: ``{"type": ..., "seq": n, "data": {...}}``, ``seq`` increasing per connection.
-A client that falls behind gets ``{"type": "resync", ...}``: it should reload state.
+A token is never taken from the URL, where proxies and access logs would keep it. The
+URL may carry ``stream`` and ``last_seq`` (not secrets) to resume after a reconnect.
 """
 
 from __future__ import annotations
@@ -18,16 +16,14 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from cti.auth import Principal
-from cti.bus import SubscriberLagged, SubscriptionClosed
-from cti.http.api import json_dumps
+from cti.domain import ROLES_SEEING_ALL
 from cti.http.keys import SERVICE_KEY
+from cti.live import LiveFeed, Viewer, json_dumps
 
 if TYPE_CHECKING:
     from cti.service import Service
 
 AUTH_TIMEOUT = 10.0
-HEARTBEAT = 30.0
-QUEUE_SIZE = 1000
 CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses
 
 
@@ -45,47 +41,86 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         who = await service.authenticator.authenticate(token)
         if who is None:
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+    stream, last_seq = _resume_point(request)
 
-    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=64 * 1024)
+    heartbeat = service.config.server.ws_heartbeat_seconds
+    # Protocol pings find dead peers; the JSON heartbeat lets a browser notice a dead server.
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024)
     await ws.prepare(request)
     if who is None:
         who = await _authenticate_first_frame(ws, service)
         if who is None:
             return ws
 
-    subscription = service.bus.subscribe(maxsize=QUEUE_SIZE, name="websocket")
-    seq = 0
-
-    async def send(kind: str, **fields: object) -> None:
-        nonlocal seq
-        seq += 1
-        await ws.send_str(json_dumps({"type": kind, "seq": seq, **fields}))
-
-    async def forward() -> None:
-        while True:
-            try:
-                event = await subscription.get()
-            except SubscriberLagged as lag:
-                await send("resync", dropped=lag.dropped)
-                continue
-            except SubscriptionClosed:
-                await ws.close()
-                return
-            if who.sees_event(event):
-                await send(event.type, data=event.to_dict())
-
-    await send("hello", user=who.to_dict())
-    forwarder = asyncio.create_task(forward())
+    feed: LiveFeed = service.live
+    viewer, resumed = feed.attach(
+        sees_all=who.role in ROLES_SEEING_ALL,
+        extension=who.extension,
+        stream=stream,
+        last_seq=last_seq,
+    )
     try:
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT and _frame_type(msg.data) == "ping":
-                await send("pong")
+        hello = {
+            "type": "hello",
+            "seq": viewer.seq,
+            "stream": feed.stream,
+            "resumed": resumed,
+            "user": who.to_dict(),
+            "heartbeat": heartbeat,
+            "features": service.features(),
+        }
+        await ws.send_str(json_dumps(hello))
+        if not resumed:
+            await ws.send_str(feed.resync_frame(viewer, "gap" if stream else "connect"))
+        sender = asyncio.create_task(_send_frames(ws, feed, viewer, heartbeat))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and _frame(msg.data).get("type") == "ping":
+                    viewer.pong_wanted = True
+                    viewer.wakeup.set()
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
     finally:
-        subscription.close()
-        forwarder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await forwarder
+        feed.detach(viewer)
     return ws
+
+
+async def _send_frames(
+    ws: web.WebSocketResponse, feed: LiveFeed, viewer: Viewer, heartbeat: float
+) -> None:
+    """Send what the viewer has waiting, in order; a resync when it fell behind."""
+    try:
+        while not ws.closed:
+            if viewer.lagged:
+                await ws.send_str(feed.resync_frame(viewer, "lagged"))
+            elif viewer.pending:
+                frame = viewer.pending.popleft()
+                viewer.seq = frame.seq
+                await ws.send_str(frame.text)
+            elif viewer.pong_wanted:
+                viewer.pong_wanted = False
+                await ws.send_str(json_dumps({"type": "pong", "seq": viewer.seq}))
+            else:
+                viewer.wakeup.clear()
+                try:
+                    await asyncio.wait_for(viewer.wakeup.wait(), heartbeat)
+                except TimeoutError:
+                    await ws.send_str(json_dumps({"type": "heartbeat", "seq": viewer.seq}))
+    except ConnectionError:
+        return  # the peer went away; the receive loop ends the handler
+
+
+def _resume_point(request: web.Request) -> tuple[str | None, int | None]:
+    stream = request.query.get("stream")
+    try:
+        last_seq = int(request.query.get("last_seq", ""))
+    except ValueError:
+        last_seq = None
+    if stream is None or not stream.isalnum() or len(stream) > 64 or last_seq is None:
+        return None, None
+    return stream, last_seq
 
 
 async def _authenticate_first_frame(
@@ -112,7 +147,3 @@ def _frame(text: str) -> dict:
     except json.JSONDecodeError:
         return {}
     return frame if isinstance(frame, dict) else {}
-
-
-def _frame_type(text: str) -> object:
-    return _frame(text).get("type")

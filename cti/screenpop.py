@@ -1,0 +1,183 @@
+"""Screen-pop cards: the live calls as the desktop shows them (sans-I/O).
+
+``PopBoard.feed`` takes domain events and returns the card they changed, if any. A card
+holds everything the pop shows: the number, who it is, who is ringing, who answered, the
+directory's answer, recent history and open tasks. The live feed (cti.live) sends the
+whole card each time it changes, so a client only ever replaces a card by its call id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import phonenumbers
+
+from cti.events import (
+    CallAnswered,
+    CallEnded,
+    CallIdentified,
+    CallRinging,
+    CallTransferred,
+    DomainEvent,
+)
+
+PopState = Literal["ringing", "answered", "ended"]
+LookupState = Literal["pending", "found", "unknown", "unavailable"]
+
+
+def display_number(e164: str | None) -> str | None:
+    """'+78125550101' -> '+7 812 555-01-01'; anything that does not parse as it came."""
+    if not e164:
+        return e164
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+@dataclass(slots=True)
+class PopCard:
+    call_id: str
+    direction: str
+    number: str | None
+    caller_name: str | None
+    started_at: str
+    state: PopState = "ringing"
+    ringing: list[str] = field(default_factory=list)
+    answered_by: str | None = None
+    extensions: list[str] = field(default_factory=list)
+    answered_at: str | None = None
+    ended_at: str | None = None
+    outcome: str | None = None
+    missed: bool = False
+    lookup: LookupState = "pending"
+    match: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+    def involve(self, *extensions: str | None) -> None:
+        for extension in extensions:
+            if extension and extension not in self.extensions:
+                self.extensions.append(extension)
+
+    def to_dict(self, lines: dict[str, str] | None = None) -> dict[str, Any]:
+        """The card as the live feed sends it; ``lines`` gives the manager's line state."""
+        match = self.match or {}
+        manager = match.get("manager")
+        if manager is not None:
+            extension = manager.get("extension")
+            manager = {
+                "name": manager.get("name"),
+                "extension": extension,
+                "line_state": (lines or {}).get(extension) if extension else None,
+            }
+        client = None
+        if self.match is not None:
+            client = {
+                "id": match.get("client_id"),
+                "name": match.get("client_name"),
+                "kind": match.get("kind"),
+                "tags": match.get("tags") or [],
+                "crm_url": match.get("crm_url"),
+            }
+        return {
+            "call_id": self.call_id,
+            "direction": self.direction,
+            "state": self.state,
+            "number": self.number,
+            "number_display": display_number(self.number),
+            "caller_name": self.caller_name,
+            "ringing": list(self.ringing),
+            "answered_by": self.answered_by,
+            "extensions": list(self.extensions),
+            "started_at": self.started_at,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome,
+            "missed": self.missed,
+            "lookup": self.lookup,
+            "client": client,
+            "contact": match.get("contact_name"),
+            "manager": manager,
+            "history": list(self.history),
+            "tasks": list(self.tasks),
+        }
+
+
+class PopBoard:
+    """The cards of the calls in progress, kept up to date from call events."""
+
+    def __init__(self) -> None:
+        self.cards: dict[str, PopCard] = {}
+
+    def feed(self, event: DomainEvent) -> PopCard | None:
+        """Apply one event; the card it changed (an ended card leaves the board)."""
+        if isinstance(event, CallRinging):
+            return self._ringing(event)
+        card = self.cards.get(getattr(event, "call_id", ""))
+        if card is None:
+            return None
+        if isinstance(event, CallIdentified):
+            return self._identified(card, event)
+        if isinstance(event, CallAnswered):
+            if event.extension is None:  # the outside party or a fax machine answered
+                return None
+            card.state, card.answered_by = "answered", event.extension
+            card.answered_at = event.at.isoformat()
+            card.ringing.clear()
+            card.involve(event.extension, *event.involved_extensions)
+            return card
+        if isinstance(event, CallTransferred):
+            card.involve(event.from_extension, event.to_extension, *event.involved_extensions)
+            return card
+        if isinstance(event, CallEnded):
+            del self.cards[card.call_id]
+            card.state, card.outcome, card.missed = "ended", event.outcome.value, event.missed
+            card.ended_at = event.at.isoformat()
+            card.ringing.clear()
+            card.involve(*event.involved_extensions)
+            return card
+        return None
+
+    def enrich(
+        self, call_id: str, history: list[dict[str, Any]], tasks: list[dict[str, Any]]
+    ) -> PopCard | None:
+        card = self.cards.get(call_id)
+        if card is None or (card.history == history and card.tasks == tasks):
+            return None
+        card.history, card.tasks = history, tasks
+        return card
+
+    def _ringing(self, event: CallRinging) -> PopCard | None:
+        card = self.cards.get(event.call_id)
+        if card is None:
+            card = self.cards[event.call_id] = PopCard(
+                call_id=event.call_id,
+                direction=event.direction.value,
+                number=event.external_number,
+                caller_name=event.external_name,
+                started_at=event.at.isoformat(),
+            )
+        elif event.extension in card.ringing:
+            return None
+        card.ringing.append(event.extension)
+        card.involve(event.extension)
+        if card.caller_name is None and event.external_name:
+            card.caller_name = event.external_name
+        return card
+
+    def _identified(self, card: PopCard, event: CallIdentified) -> PopCard | None:
+        if event.match is not None:
+            if card.match == event.match:
+                return None
+            card.match, card.lookup = event.match, "found"
+        elif card.lookup == "found":
+            return None  # another extension's lookup failed; keep the answer we have
+        else:
+            lookup: LookupState = "unavailable" if event.unavailable else "unknown"
+            if card.lookup == lookup:
+                return None
+            card.lookup = lookup
+        return card

@@ -1,0 +1,103 @@
+"""The live feed without sockets: numbering, audiences, replay window, slow viewers."""
+
+import asyncio
+
+from cti import live
+from cti.bus import InProcessBus
+from cti.domain import Direction, LineState
+from cti.events import CallRinging, LineStateChanged
+from cti.live import LiveFeed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(**options) -> LiveFeed:
+    return LiveFeed(InProcessBus(), lines=dict, links=list, **options)
+
+
+def ringing(call_id: str, extension: str) -> CallRinging:
+    return CallRinging(
+        call_id=call_id, extension=extension, direction=Direction.INBOUND, external_number=None
+    )
+
+
+def drain(viewer: live.Viewer) -> list[tuple[str, int]]:
+    found = []
+    while viewer.pending:
+        frame = viewer.pending.popleft()
+        found.append((frame.text.split('"type": "')[1].split('"')[0], frame.seq))
+    return found
+
+
+async def test_each_viewer_gets_what_its_user_may_see_serialized_once() -> None:
+    f = feed()
+    anna, _ = f.attach(sees_all=False, extension="101")
+    boss, _ = f.attach(sees_all=True, extension=None)
+    nobody, _ = f.attach(sees_all=False, extension=None)
+    f.handle(ringing("c1", "102"))
+    f.handle(ringing("c2", "101"))
+    assert drain(boss) == [("pop", 1), ("call.ringing", 2), ("pop", 3), ("call.ringing", 4)]
+    assert drain(anna) == [("pop", 3), ("call.ringing", 4)]
+    assert drain(nobody) == []
+    assert f.head == 4
+
+
+async def test_a_viewer_that_never_drains_lags_while_others_go_on() -> None:
+    f = feed(send_buffer=5)
+    stuck, _ = f.attach(sees_all=True, extension=None)
+    reader, _ = f.attach(sees_all=True, extension=None)
+    received = 0
+    for n in range(100):
+        f.handle(ringing(f"c{n}", "101"))
+        received += len(drain(reader))
+    assert received == 200
+    assert stuck.lagged and not stuck.pending  # its backlog is gone: a resync replaces it
+    resync = f.resync_frame(stuck, "lagged")
+    assert '"reason": "lagged"' in resync and resync.count('"call_id"') == 100
+    assert not stuck.lagged and stuck.seq == f.head
+
+
+async def test_resume_within_the_window_and_not_beyond() -> None:
+    clock = Clock()
+    f = feed(replay_seconds=60, replay_frames=100, clock=clock)
+    f.handle(ringing("c1", "101"))  # seq 1, 2
+    f.handle(ringing("c2", "101"))  # seq 3, 4
+    viewer, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=2)
+    assert resumed and viewer.seq == 2 and drain(viewer) == [("pop", 3), ("call.ringing", 4)]
+    _, resumed = f.attach(sees_all=False, extension="101", stream="other", last_seq=2)
+    assert not resumed
+    _, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=9)
+    assert not resumed  # a seq the stream never reached
+    clock.now = 61  # frames older than the window are gone
+    f.handle(ringing("c3", "101"))
+    _, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=2)
+    assert not resumed
+    viewer, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=4)
+    assert resumed and drain(viewer) == [("pop", 5), ("call.ringing", 6)]
+
+
+async def test_line_states_are_coalesced_and_go_to_everyone(monkeypatch) -> None:
+    monkeypatch.setattr(live, "LINES_INTERVAL", 0.01)
+    f = feed()
+    anna, _ = f.attach(sees_all=False, extension="101")
+    for state in (LineState.RINGING, LineState.IN_USE):
+        f.handle(LineStateChanged(extension="102", state=state))
+    f.handle(LineStateChanged(extension="103", state=LineState.RINGING))
+    assert not anna.pending
+    await asyncio.sleep(0.05)
+    (frame,) = anna.pending
+    assert '"data": {"102": "in_use", "103": "ringing"}' in frame.text
+
+
+async def test_detached_viewers_get_nothing_more() -> None:
+    f = feed()
+    anna, _ = f.attach(sees_all=False, extension="101")
+    f.detach(anna)
+    f.handle(ringing("c1", "101"))
+    assert not anna.pending and f.viewers() == 0
