@@ -232,18 +232,44 @@ def _watch(args: argparse.Namespace, _config: None) -> int:
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                frame = json.loads(message.data)
-                if frame["type"] == "hello":
-                    print(f"connected as {frame['user']['username']}", flush=True)
-                    continue
-                data = frame.get("data", {})
-                details = " ".join(
-                    f"{k}={v}" for k, v in data.items() if k not in ("event_id", "type", "at")
-                )
-                print(f"{data.get('at', '')[11:19]} {frame['type']:<16} {details}", flush=True)
+                for line in describe_frame(json.loads(message.data)):
+                    print(line, flush=True)
         return 0
 
     return asyncio.run(run())
+
+
+def describe_frame(frame: dict[str, Any]) -> list[str]:
+    """A live-feed frame as lines for people (docs/websocket.md)."""
+    kind, data = frame.get("type"), frame.get("data") or {}
+    if kind == "hello":
+        return [f"connected as {frame['user']['username']}"]
+    if kind == "resync":
+        pops = frame["state"]["pops"]
+        return [f"{len(pops)} calls ringing or in progress", *map(_describe_pop, pops)]
+    if kind == "pop":
+        return [_describe_pop(data)]
+    if kind == "lines":
+        return ["lines      " + " ".join(f"{ext}={state}" for ext, state in data.items())]
+    if kind in ("heartbeat", "pong"):
+        return []
+    details = " ".join(f"{k}={v}" for k, v in data.items() if k not in ("event_id", "type", "at"))
+    return [f"{data.get('at', '')[11:19]} {kind:<16} {details}"]
+
+
+def _describe_pop(card: dict[str, Any]) -> str:
+    who = (card.get("client") or {}).get("name") or card.get("caller_name") or ""
+    parts = [f"pop {card['state']:<8}", card.get("number_display") or "hidden number", who]
+    if card.get("contact"):
+        parts.append(f"contact: {card['contact']}")
+    if card.get("manager"):
+        manager = card["manager"]
+        parts.append(f"manager: {manager['name']} ({manager.get('extension') or '-'})")
+    if card["ringing"]:
+        parts.append("ringing " + ",".join(card["ringing"]))
+    if card.get("answered_by"):
+        parts.append(f"answered by {card['answered_by']}")
+    return "  ".join(p for p in parts if p)
 
 
 def _check_config(args: argparse.Namespace, config: Config) -> int:

@@ -344,3 +344,28 @@ async def test_closing_the_socket_detaches_the_viewer(client, service, make_user
             break
         await asyncio.sleep(0.02)
     assert service.live.viewers() == 0
+
+
+def test_cti_watch_describes_frames_for_people() -> None:
+    from cti.cli import describe_frame
+
+    card = {
+        "state": "answered",
+        "number_display": "+7 812 555-01-04",
+        "caller_name": "Мария",
+        "client": {"name": "ООО Ромашка"},
+        "contact": "Иван",
+        "manager": {"name": "Анна", "extension": "101"},
+        "ringing": [],
+        "answered_by": "102",
+    }
+    assert describe_frame({"type": "pop", "seq": 5, "data": card}) == [
+        "pop answered  +7 812 555-01-04  ООО Ромашка  contact: Иван  manager: Анна (101)"
+        "  answered by 102"
+    ]
+    resync = {"type": "resync", "seq": 5, "state": {"pops": [card], "lines": {}, "links": []}}
+    assert describe_frame(resync)[0] == "1 calls ringing or in progress"
+    assert describe_frame({"type": "lines", "seq": 6, "data": {"101": "ringing"}}) == [
+        "lines      101=ringing"
+    ]
+    assert describe_frame({"type": "heartbeat", "seq": 6}) == []
