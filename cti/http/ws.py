@@ -105,7 +105,8 @@ async def _send_frames(
             else:
                 viewer.wakeup.clear()
                 try:
-                    await asyncio.wait_for(viewer.wakeup.wait(), heartbeat)
+                    async with asyncio.timeout(heartbeat):
+                        await viewer.wakeup.wait()
                 except TimeoutError:
                     await ws.send_str(json_dumps({"type": "heartbeat", "seq": viewer.seq}))
     except ConnectionError:
