@@ -1,4 +1,4 @@
-"""The call log, line states and click-to-dial over the API."""
+"""The call log, line states, click-to-dial and blind transfer over the API."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from cti.http.api import Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.phone import NotAPhoneNumber, dialable, to_e164
-from pbx_adapters.asterisk.adapter import LinkDown
+from pbx_adapters.asterisk.adapter import AsteriskAdapter, CallNotFound, LinkDown, TransferRefused
 
 MAX_PAGE = 200
 
@@ -77,8 +77,25 @@ class DialAccepted(BaseModel):
     status: Literal["queued"] = "queued"
 
 
+class TransferRequest(BaseModel):
+    extension: str = Field(pattern=r"^[0-9]{1,10}$", description="Where the caller goes")
+    pbx: str | None = Field(None, max_length=64, description="Default: the one with the call")
+
+
+class TransferAccepted(BaseModel):
+    call_id: str
+    extension: str
+    status: Literal["requested"] = "requested"
+
+
 def _visibility(who: Principal) -> str | bool | None:
     return True if who.role in ROLES_SEEING_ALL else who.extension
+
+
+def _sees(who: Principal, extensions: tuple[str, ...]) -> bool:
+    """Whether ``who`` may see (and act on) a call that involved ``extensions``."""
+    visible = _visibility(who)
+    return visible is True or (visible is not None and visible in extensions)
 
 
 def _encode_cursor(call: dict[str, Any]) -> str:
@@ -142,11 +159,8 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             record = await session.get(CallRecord, call_id)
-        who = principal(request)
-        visible = _visibility(who)
-        if record is None or (
-            visible is not True
-            and (visible is None or visible not in Call.from_dict(record.details).extensions())
+        if record is None or not _sees(
+            principal(request), Call.from_dict(record.details).extensions()
         ):
             raise ApiError(404, f"no call {call_id!r}")  # the same answer whether or not it exists
         return json_response(record.details)
@@ -205,4 +219,54 @@ def add_routes(api: Api) -> None:
         return json_response(
             DialAccepted(request_id=placed.request_id, extension=extension, number=placed.number),
             status=202,
+        )
+
+    @api.operation(
+        "POST",
+        "/api/calls/{call_id}/transfer",
+        summary="Blind transfer: send the outside party of a live call to an extension",
+        tag="calls",
+        body=TransferRequest,
+        response=TransferAccepted,
+        status=202,
+        roles=(Role.OPERATOR, Role.SALES, Role.RECEPTIONIST, Role.SUPERVISOR),
+        errors=(404, 409, 502, 503),
+    )
+    async def transfer(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        body = await read_body(request, TransferRequest)
+        service = request.app[SERVICE_KEY]
+        who = principal(request)
+        adapters: list[AsteriskAdapter] = list(service.pbx.values())
+        if body.pbx is not None:
+            if body.pbx not in service.pbx:
+                raise ApiError(422, f"pbx: no PBX {body.pbx!r}")
+            adapters = [service.pbx[body.pbx]]
+        adapter: AsteriskAdapter | None = None
+        call: Call | None = None
+        for candidate in adapters:  # the PBX whose tracker follows the call
+            call = candidate.live_call(call_id)
+            if call is not None:
+                adapter = candidate
+                break
+        if adapter is None or call is None:
+            # Not in progress: a 409 for a call the user may see, else the same 404 as
+            # get_call, whether or not it exists.
+            async with service.sessions() as session:
+                record = await session.get(CallRecord, call_id)
+            if record is not None and _sees(who, Call.from_dict(record.details).extensions()):
+                raise ApiError(409, f"call {call_id!r} is not in progress")
+            raise ApiError(404, f"no call {call_id!r}")
+        if not _sees(who, call.extensions()):
+            raise ApiError(404, f"no call {call_id!r}")
+        try:
+            await adapter.transfer(call_id, body.extension)
+        except LinkDown as e:
+            raise ApiError(503, str(e)) from None
+        except CallNotFound:
+            raise ApiError(409, f"call {call_id!r} has no party to transfer now") from None
+        except TransferRefused as e:
+            raise ApiError(502, f"the PBX refused the transfer: {e}") from None
+        return json_response(
+            TransferAccepted(call_id=call_id, extension=body.extension), status=202
         )

@@ -23,6 +23,7 @@ STATUS_CODES = {
     422: "invalid_request",
     429: "too_many_requests",
     500: "internal_error",
+    502: "bad_gateway",
     503: "unavailable",
 }
 

@@ -25,6 +25,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cti.bus import EventBus
+from cti.calls import Call
 from cti.callstore import CallStore
 from cti.config import PbxConfig
 from cti.domain import LineState, utcnow
@@ -38,6 +39,7 @@ from pbx_adapters.asterisk.tracker import CallTracker
 log = logging.getLogger("cti.asterisk")
 
 STATE_LOAD_TIMEOUT = 10.0
+ACTION_TIMEOUT = 10.0  # seconds to wait for the response to a command (Redirect)
 ORIGINATE_REASONS = {
     "0": "the phone could not be reached",
     "1": "the phone is unavailable",
@@ -57,7 +59,15 @@ KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
 
 
 class LinkDown(Exception):
-    """The PBX is not connected: the action was not sent."""
+    """The PBX is not connected: the action was not sent (or its answer never came)."""
+
+
+class CallNotFound(Exception):
+    """The PBX has no live call by that id, or no channel of it to act on."""
+
+
+class TransferRefused(Exception):
+    """The PBX answered a transfer with an error (its message is the exception's)."""
 
 
 @dataclass(frozen=True)
@@ -312,6 +322,11 @@ class AsteriskAdapter:
     def lines(self) -> dict[str, LineState]:
         return dict(self.tracker.lines)
 
+    def live_call(self, call_id: str) -> Call | None:
+        """The call as tracked now, if it is in progress on this PBX."""
+        state = self.tracker.calls.get(call_id)
+        return state.call if state is not None else None
+
     # -- commands --------------------------------------------------------------------
 
     async def originate(self, extension: str, number: str) -> OriginateRequest:
@@ -343,6 +358,37 @@ class AsteriskAdapter:
         future = self.manager.send_action(action)
         future.add_done_callback(lambda f: self._originate_done(action["ActionID"], f))
         return request
+
+    async def transfer(self, call_id: str, extension: str) -> None:
+        """Blind transfer: send the outside party of a live call to ``extension`` (AMI
+        ``Redirect``). Returns once the PBX accepted it; the move itself shows up as the
+        tracker's ``call.transferred``."""
+        if not self.connected.is_set() or self.manager is None:
+            raise LinkDown(f"PBX {self.name} is not connected")
+        channel = self.tracker.transfer_target(call_id)
+        if channel is None:
+            raise CallNotFound(f"no live call {call_id!r} on PBX {self.name}")
+        action = {
+            "Action": "Redirect",
+            "ActionID": f"cti-redirect-{uuid.uuid4().hex}",
+            "Channel": channel,
+            "Exten": extension,
+            "Context": self.config.transfer_context,
+            "Priority": "1",
+        }
+        encode_action(action)  # raises UnsafeAction before anything is sent
+        log.info(
+            "blind transfer",
+            extra={"fields": {"pbx": self.name, "call": call_id, "extension": extension}},
+        )
+        try:
+            # A Redirect is never re-sent after a reconnect, so its answer may never come.
+            async with asyncio.timeout(ACTION_TIMEOUT):
+                reply = await self.manager.send_action(action)
+        except TimeoutError:
+            raise LinkDown(f"PBX {self.name} did not answer the transfer") from None
+        if reply.get("Response") != "Success":
+            raise TransferRefused(reply.get("Message") or "the PBX refused the transfer")
 
     def _originate_done(self, action_id: str, future: asyncio.Future) -> None:
         """panoramisk resolves an async Originate with [response, OriginateResponse]."""

@@ -38,6 +38,7 @@ LAB_PBX_OPTIONS = {
     "inbound_contexts": ["inbound"],
     "originate_channel": "SIP/{extension}",
     "originate_context": "internal",
+    "transfer_context": "internal",
 }
 
 # The lab client's own session events: the simulator sends its own FullyBooted at login.
@@ -77,7 +78,6 @@ _UNSAFE = re.compile(r"[\r\n\x00]")
 _HINT_DEVICE = re.compile(r"^(?:SIP|PJSIP|IAX2)/(\w+)$")
 
 _SIMPLE_ACKS = {
-    "redirect": "Redirect successful",
     "setvar": "Variable Set",
     "hangup": "Channel Hungup",
     "atxfer": "Atxfer successfully queued",
@@ -432,6 +432,18 @@ class AmiSimulator:
             task = asyncio.create_task(self._originate_response(fields, reply_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        elif action == "redirect":
+            # As manager.c's action_redirect: only a live channel (its name matched without
+            # regard to case) can be sent elsewhere. The move itself is the transcript's.
+            channel = fields.get("channel", "")
+            live = {c.get("Channel", "").lower() for c in self.channels.values()}
+            if not channel:
+                await self._reply(client, response("Error", Message="Channel not specified"))
+            elif channel.lower() not in live:
+                missing = f"Channel does not exist: {channel}"
+                await self._reply(client, response("Error", Message=missing))
+            else:
+                await self._reply(client, response("Success", Message="Redirect successful"))
         elif action in _SIMPLE_ACKS:
             await self._reply(client, response("Success", Message=_SIMPLE_ACKS[action]))
         else:

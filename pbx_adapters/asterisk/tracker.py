@@ -167,6 +167,23 @@ class CallTracker:
     def active_calls(self) -> list[Call]:
         return [state.call for state in self.calls.values()]
 
+    def transfer_target(self, call_id: str) -> str | None:
+        """The channel a blind transfer (AMI ``Redirect``) of a live call moves: the party
+        facing the operators. Inbound: the caller's trunk channel, the call's root, which
+        runs the dialplan while a ring group, queue or Dial rings and stays once bridged;
+        internal: the calling operator's phone, also the root; outbound: the party dialled,
+        once it answered. None for an unknown or ended call, or when that channel is gone."""
+        state = self.calls.get(call_id)
+        if state is None or state.call.direction is None:
+            return None
+        live = [self.channels[uid] for uid in sorted(state.channels) if uid in self.channels]
+        if state.call.direction is Direction.OUTBOUND:
+            # Only once it answered: a channel still being dialled is in no dialplan.
+            targets = [c for c in live if c.uniqueid in state.outside_channels and c.state == "Up"]
+        else:
+            targets = [c for c in live if c.is_root]
+        return targets[0].name if targets else None
+
     # -- resynchronisation after (re)connecting --------------------------------------
 
     def restore(self, calls: list[Call]) -> None:
