@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
-from cti.http import calls, clients, lookup, system, users
+import cti.web
+from cti.http import calls, clients, lookup, session, system, users
 from cti.http.api import PRINCIPAL_KEY, Api
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
@@ -29,12 +30,14 @@ def build_app(service: Service) -> web.Application:
     app[API_KEY] = api
     system.add_routes(app, api)
     users.add_routes(api)
+    session.add_routes(api)
     calls.add_routes(api)
     app[lookup.DIRECTORY_KEY] = service.directory
     lookup.add_routes(api)
     clients.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
+    cti.web.add_routes(app)  # the operator desktop: /, /static/*
     return app
 
 
@@ -61,7 +64,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /api route needs a valid bearer token (/ws authenticates in its handler)."""
-    if request.path.startswith("/api/") or request.path == "/api":
+    public = request.app[API_KEY].is_public(request.method, request.path)
+    if (request.path.startswith("/api/") or request.path == "/api") and not public:
         token = bearer_token(request.headers.get("Authorization"))
         challenge = {"WWW-Authenticate": "Bearer"}
         if token is None:

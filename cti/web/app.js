@@ -1,0 +1,1071 @@
+// The operator desktop. Everything shown from data goes through textContent (h() below);
+// nothing from the service or the user is ever parsed as HTML.
+
+import { Feed } from "./feed.js";
+import { DICTIONARIES, language, setLanguage, t, translatePage } from "./i18n.js";
+
+const SESSION_KEY = "cti.session";
+const RECEPTION_ROLES = new Set(["receptionist", "supervisor", "admin"]);
+const ENDED_MEMORY = 500; // ended call ids remembered, so a late frame cannot revive a card
+const CALLS_LIMIT = 20;
+
+const state = {
+  session: null, // {token, user}
+  me: null, // hello.user (or the session's user until the hello)
+  features: { transfer: false, sms: false, dial: true },
+  pops: new Map(), // call_id -> card
+  ended: new Set(),
+  lines: new Map(), // extension -> state
+  names: new Map(), // extension -> display name
+  links: new Map(), // name -> {name, kind, up, detail}
+  transfers: new Map(), // call_id -> {status, text}
+  dials: new Map(), // request_id -> {number}
+  earlyOriginates: new Map(), // request_id -> call.originate data that beat the POST answer
+  notified: new Set(),
+  feedStatus: "offline",
+  callsTab: "recent",
+  recent: [],
+  missedCalls: [],
+  callsError: null,
+};
+
+let feed = null;
+let callsRefresh = null;
+let namesRefresh = null;
+let dialStatusTimer = null;
+
+const $ = (id) => document.getElementById(id);
+
+// -- small DOM helpers ---------------------------------------------------------------
+
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key === "text") el.textContent = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+function show(el, visible) {
+  el.hidden = !visible;
+}
+
+function setText(el, text) {
+  el.textContent = text;
+  show(el, Boolean(text));
+}
+
+// Replace el's children, keeping keyboard focus on the element with the same focus key.
+function replaceKeepingFocus(container, build) {
+  const focused = document.activeElement;
+  const key = container.contains(focused) ? focused?.dataset?.focusKey : null;
+  build();
+  if (key) {
+    const again = container.querySelector(`[data-focus-key="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
+
+// -- formatting ----------------------------------------------------------------------
+
+function formatNumber(number) {
+  if (!number) return "";
+  const ru = /^\+7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(number);
+  if (ru) return `+7 ${ru[1]} ${ru[2]}-${ru[3]}-${ru[4]}`;
+  return number;
+}
+
+function formatTime(iso) {
+  if (!iso) return "";
+  const when = new Date(iso);
+  if (Number.isNaN(when.getTime())) return "";
+  const today = new Date();
+  const sameDay = when.toDateString() === today.toDateString();
+  const options = sameDay
+    ? { hour: "2-digit", minute: "2-digit" }
+    : { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
+  return new Intl.DateTimeFormat(language(), options).format(when);
+}
+
+function lineClass(lineState) {
+  switch (lineState) {
+    case "idle":
+    case "free":
+      return "idle";
+    case "ringing":
+      return "ringing";
+    case "in_use":
+    case "busy":
+    case "onhold":
+    case "on_hold":
+      return "busy";
+    case "unavailable":
+      return "unavailable";
+    default:
+      return "unknown";
+  }
+}
+
+function lineLabel(lineState) {
+  return t(
+    {
+      idle: "lineIdle",
+      ringing: "lineRinging",
+      busy: "lineBusy",
+      unavailable: "lineUnavailable",
+      unknown: "lineUnknown",
+    }[lineClass(lineState)],
+  );
+}
+
+function outcomeLabel(call) {
+  if (call.in_progress) return t("outcomeInProgress");
+  if (!call.outcome) return "";
+  const key = `outcome${call.outcome[0].toUpperCase()}${call.outcome.slice(1)}`;
+  return DICTIONARIES.en[key] ? t(key) : call.outcome;
+}
+
+function directionLabel(direction) {
+  return (
+    {
+      inbound: t("directionInbound"),
+      outbound: t("directionOutbound"),
+      internal: t("directionInternal"),
+    }[direction] || ""
+  );
+}
+
+function roleLabel(role) {
+  const key = `role${String(role)[0].toUpperCase()}${String(role).slice(1)}`;
+  return DICTIONARIES.en[key] ? t(key) : role;
+}
+
+function safeUrl(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+// -- who am I ------------------------------------------------------------------------
+
+function myExtension() {
+  return state.me?.extension || null;
+}
+
+function isReception() {
+  return RECEPTION_ROLES.has(state.me?.role);
+}
+
+function canDial() {
+  return Boolean(myExtension()) && state.features.dial !== false;
+}
+
+// -- the HTTP API --------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+    });
+  } catch {
+    throw new ApiError(0, t("networkError"));
+  }
+  let data = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!response.ok) {
+    const message = data?.error?.message || t("errorGeneric", { status: response.status });
+    if (response.status === 401 && state.session && path !== "/api/session") {
+      endSession(t("sessionExpired"));
+    }
+    throw new ApiError(response.status, message);
+  }
+  return data;
+}
+
+// -- session -------------------------------------------------------------------------
+
+function loadSession() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+    if (saved && typeof saved.token === "string") return saved;
+  } catch {
+    // unreadable: sign in again
+  }
+  return null;
+}
+
+function saveSession(session) {
+  try {
+    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // storage disabled: the session lasts as long as the page
+  }
+}
+
+async function onLogin(event) {
+  event.preventDefault();
+  const username = $("login-username").value.trim();
+  const password = $("login-password").value;
+  const error = $("login-error");
+  if (!username || !password) {
+    setText(error, t("loginMissing"));
+    return;
+  }
+  const submit = $("login-submit");
+  submit.disabled = true;
+  submit.textContent = t("signingIn");
+  setText(error, "");
+  try {
+    const body = await api("POST", "/api/session", { username, password });
+    state.session = { token: body.token, user: body.user || null };
+    saveSession(state.session);
+    $("login-password").value = "";
+    startDesk();
+  } catch (e) {
+    setText(error, e.status === 401 || e.status === 403 ? t("loginFailed") : e.message);
+  } finally {
+    submit.disabled = false;
+    submit.textContent = t("signIn");
+  }
+}
+
+async function onLogout() {
+  const session = state.session;
+  if (session) {
+    try {
+      await api("DELETE", "/api/session");
+    } catch {
+      // gone already or the service is down: forget it here anyway
+    }
+  }
+  endSession("");
+}
+
+function endSession(message) {
+  if (feed) feed.stop();
+  feed = null;
+  state.session = null;
+  saveSession(null);
+  resetDeskState();
+  showLogin(message);
+}
+
+function resetDeskState() {
+  state.me = null;
+  state.pops.clear();
+  state.ended.clear();
+  state.lines.clear();
+  state.names.clear();
+  state.links.clear();
+  state.transfers.clear();
+  state.dials.clear();
+  state.earlyOriginates.clear();
+  state.notified.clear();
+  state.recent = [];
+  state.missedCalls = [];
+  state.callsError = null;
+  clearTimeout(callsRefresh);
+  clearTimeout(namesRefresh);
+  $("pops").replaceChildren();
+  $("lines").replaceChildren();
+  setText($("dial-status"), "");
+}
+
+function showLogin(message) {
+  show($("desk-view"), false);
+  show($("login-view"), true);
+  show($("whoami"), false);
+  show($("logout-button"), false);
+  show($("feed-status"), false);
+  show($("links-status"), false);
+  show($("notify-button"), false);
+  show($("notify-note"), false);
+  setText($("login-error"), message || "");
+  $("login-username").focus();
+}
+
+function startDesk() {
+  state.me = state.session.user || null;
+  show($("login-view"), false);
+  show($("desk-view"), true);
+  show($("logout-button"), true);
+  show($("feed-status"), true);
+  renderAll();
+  feed = new Feed({
+    token: state.session.token,
+    onFrame: onFrame,
+    onStatus: (status) => {
+      state.feedStatus = status;
+      renderFeedStatus();
+    },
+    onUnauthorized: () => endSession(t("sessionExpired")),
+  });
+  feed.start();
+  loadNames();
+  refreshCalls();
+}
+
+// -- frames from the live feed ---------------------------------------------------------
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "hello":
+      state.me = frame.user || state.me;
+      if (frame.features && typeof frame.features === "object") {
+        state.features = { ...state.features, ...frame.features };
+      }
+      renderAll();
+      refreshCalls();
+      break;
+    case "resync":
+      applyResync(frame.state || {});
+      break;
+    case "pop":
+      if (frame.data) applyPop(frame.data);
+      break;
+    case "lines":
+      for (const [ext, lineState] of Object.entries(frame.data || {})) {
+        state.lines.set(ext, lineState);
+        if (!state.names.has(ext)) scheduleNames();
+      }
+      renderLines();
+      renderPops();
+      break;
+    case "link.state":
+      if (frame.data?.name) state.links.set(frame.data.name, frame.data);
+      renderLinks();
+      break;
+    case "call.originate":
+      if (frame.data) onOriginate(frame.data);
+      break;
+    case "call.ended":
+      scheduleCallsRefresh(frame.data?.call_id);
+      break;
+    default:
+      break; // heartbeat, pong, and events only integrations use
+  }
+}
+
+function applyResync(snapshot) {
+  state.pops.clear();
+  for (const card of snapshot.pops || []) {
+    if (!card?.call_id) continue;
+    state.ended.delete(card.call_id); // the service says it is live: believe it
+    if (card.state !== "ended") state.pops.set(card.call_id, card);
+  }
+  state.lines = new Map(Object.entries(snapshot.lines || {}));
+  state.links = new Map((snapshot.links || []).map((link) => [link.name, link]));
+  for (const callId of state.transfers.keys()) {
+    if (!state.pops.has(callId)) state.transfers.delete(callId);
+  }
+  loadNames();
+  renderAll();
+}
+
+function applyPop(card) {
+  const callId = card.call_id;
+  if (!callId) return;
+  if (card.state === "ended") {
+    state.pops.delete(callId);
+    state.transfers.delete(callId);
+    state.ended.add(callId);
+    if (state.ended.size > ENDED_MEMORY) state.ended.delete(state.ended.values().next().value);
+  } else if (!state.ended.has(callId)) {
+    state.pops.set(callId, card);
+  }
+  renderPops();
+  const visible = state.pops.has(callId) && cardVisible(state.pops.get(callId));
+  const incoming = card.state === "ringing" && card.direction !== "outbound";
+  if (visible && incoming && !state.notified.has(callId)) {
+    state.notified.add(callId);
+    announce(card);
+  }
+}
+
+function cardVisible(card) {
+  if (card.state === "ended") return false;
+  if (isReception()) return true;
+  // An operator's pop closes when someone else picks the call up.
+  const mine = myExtension();
+  return !(card.answered_by && card.answered_by !== mine);
+}
+
+function announce(card) {
+  const who = card.client?.name || card.caller_name || "";
+  const number = card.number_display || formatNumber(card.number) || t("hiddenNumber");
+  $("announcer").textContent = `${t("notifyTitle")}: ${number} ${who}`.trim();
+  if (!document.hidden || !("Notification" in window)) return;
+  if (Notification.permission !== "granted") return;
+  try {
+    const notification = new Notification(t("notifyTitle"), {
+      body: who ? `${number} · ${who}` : number,
+      tag: `cti-call-${card.call_id}`,
+    });
+    notification.onclick = () => {
+      window.focus();
+      notification.close();
+    };
+  } catch {
+    // some browsers only allow notifications from a service worker
+  }
+}
+
+// -- click-to-dial -------------------------------------------------------------------
+
+async function dial(number) {
+  if (!canDial()) {
+    showDialStatus(t("dialNotAllowed"), "error");
+    return;
+  }
+  const label = formatNumber(number);
+  showDialStatus(t("calling", { number: label }), "pending");
+  try {
+    const accepted = await api("POST", "/api/calls", { number });
+    state.dials.set(accepted.request_id, { number: label });
+    const early = state.earlyOriginates.get(accepted.request_id);
+    if (early) {
+      state.earlyOriginates.delete(accepted.request_id);
+      onOriginate(early);
+    }
+  } catch (e) {
+    showDialStatus(t("dialFailed", { number: label, reason: e.message }), "error");
+  }
+}
+
+function onOriginate(data) {
+  const request = state.dials.get(data.request_id);
+  if (!request) {
+    // The event can come before the POST's answer; keep it a moment for that answer.
+    if (data.request_id && data.extension === myExtension()) {
+      state.earlyOriginates.set(data.request_id, data);
+      if (state.earlyOriginates.size > 20) {
+        state.earlyOriginates.delete(state.earlyOriginates.keys().next().value);
+      }
+    }
+    return;
+  }
+  state.dials.delete(data.request_id);
+  if (data.success) {
+    showDialStatus(t("dialConnected", { number: request.number }), "ok");
+  } else {
+    const reason = data.reason || t("errorGeneric", { status: "—" });
+    showDialStatus(t("dialFailed", { number: request.number, reason }), "error");
+  }
+}
+
+function showDialStatus(text, kind) {
+  const el = $("dial-status");
+  el.dataset.kind = kind;
+  setText(el, text);
+  clearTimeout(dialStatusTimer);
+  // A result stays a while; "calling…" until the result, or until the phone gave up.
+  dialStatusTimer = setTimeout(() => setText(el, ""), kind === "pending" ? 60000 : 20000);
+}
+
+function phoneButton(number, label, focusKey) {
+  const shown = label || formatNumber(number);
+  if (!number || !canDial()) return h("span", { class: "phone-text" }, shown);
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "phone",
+      dataset: { number, focusKey: focusKey || `dial-${number}` },
+      "aria-label": t("callNumber", { number: shown }),
+      title: t("callNumber", { number: shown }),
+    },
+    shown,
+  );
+}
+
+// -- transfer ------------------------------------------------------------------------
+
+async function transfer(callId, extension) {
+  state.transfers.set(callId, { status: "pending", text: t("transferring") });
+  renderPops();
+  try {
+    await api("POST", `/api/calls/${encodeURIComponent(callId)}/transfer`, { extension });
+    state.transfers.set(callId, { status: "ok", text: t("transferred", { ext: extension }) });
+  } catch (e) {
+    state.transfers.set(callId, {
+      status: "error",
+      text: t("transferFailed", { message: e.message }),
+    });
+  }
+  if (state.pops.has(callId)) renderPops();
+}
+
+// -- lines and names -----------------------------------------------------------------
+
+async function loadNames() {
+  if (!state.session) return;
+  try {
+    const body = await api("GET", "/api/lines");
+    for (const line of body?.lines || []) {
+      if (line.user) state.names.set(line.extension, line.user);
+      if (!state.lines.has(line.extension)) state.lines.set(line.extension, line.state);
+    }
+    renderLines();
+    renderPops();
+  } catch {
+    // the panel shows extensions without names until the next try
+  }
+}
+
+function scheduleNames() {
+  clearTimeout(namesRefresh);
+  namesRefresh = setTimeout(loadNames, 250);
+}
+
+// -- the call log --------------------------------------------------------------------
+
+async function refreshCalls(waitingFor = null, triesLeft = 0) {
+  const ext = myExtension();
+  if (!state.session || !ext || isReception()) return;
+  const base = `/api/calls?extension=${encodeURIComponent(ext)}&limit=${CALLS_LIMIT}`;
+  try {
+    const [recent, missed] = await Promise.all([
+      api("GET", base),
+      api("GET", `${base}&missed=true`),
+    ]);
+    state.recent = recent?.calls || [];
+    state.missedCalls = missed?.calls || [];
+    state.callsError = null;
+  } catch (e) {
+    state.callsError = e.message;
+  }
+  renderCalls();
+  if (waitingFor && triesLeft > 0 && !state.recent.some((call) => call.id === waitingFor)) {
+    // The log is written in batches: look again in a moment.
+    clearTimeout(callsRefresh);
+    callsRefresh = setTimeout(() => refreshCalls(waitingFor, triesLeft - 1), 1500);
+  }
+}
+
+function scheduleCallsRefresh(callId) {
+  clearTimeout(callsRefresh);
+  callsRefresh = setTimeout(() => refreshCalls(callId || null, 4), 500);
+}
+
+// -- rendering -----------------------------------------------------------------------
+
+function renderAll() {
+  translatePage();
+  renderLanguageToggle();
+  renderWhoami();
+  renderFeedStatus();
+  renderLinks();
+  renderNotifyControls();
+  renderPanels();
+  renderPops();
+  renderLines();
+  renderCalls();
+}
+
+function renderLanguageToggle() {
+  const other = language() === "ru" ? "en" : "ru";
+  const button = $("lang-toggle");
+  const name = DICTIONARIES[other].languageName;
+  button.textContent = name;
+  button.lang = other;
+  button.dataset.lang = other;
+  button.setAttribute("aria-label", t("switchLanguage", { name }));
+}
+
+function renderWhoami() {
+  const me = state.me;
+  show($("whoami"), Boolean(me));
+  if (!me) return;
+  $("user-name").textContent = me.display_name || me.username || "";
+  const meta = [roleLabel(me.role)];
+  if (me.extension) meta.push(t("extensionShort", { ext: me.extension }));
+  $("user-meta").textContent = meta.join(" · ");
+}
+
+function renderFeedStatus() {
+  const el = $("feed-status");
+  el.dataset.state = state.feedStatus;
+  el.textContent = t(
+    {
+      live: "feedLive",
+      connecting: "feedConnecting",
+      reconnecting: "feedReconnecting",
+      offline: "feedOffline",
+    }[state.feedStatus] || "feedOffline",
+  );
+}
+
+function renderLinks() {
+  const down = [...state.links.values()].filter((link) => link.up === false);
+  const el = $("links-status");
+  const texts = down.map((link) =>
+    t("linkDown", {
+      kind: link.kind === "modem" ? t("linkKindModem") : t("linkKindPbx"),
+      name: link.name,
+    }),
+  );
+  setText(el, state.session ? texts.join("; ") : "");
+}
+
+function renderNotifyControls() {
+  const button = $("notify-button");
+  const note = $("notify-note");
+  if (!state.session || !("Notification" in window)) {
+    show(button, false);
+    show(note, false);
+    return;
+  }
+  show(button, Notification.permission === "default");
+  setText(note, Notification.permission === "denied" ? t("notificationsBlocked") : "");
+}
+
+function renderPanels() {
+  const reception = isReception();
+  $("pops-title").textContent = reception ? t("callsInProgress") : t("incomingCalls");
+  $("desk-view").dataset.view = reception ? "reception" : "operator";
+  show($("dial-panel"), canDial());
+  show($("calls-panel"), !reception && Boolean(myExtension()));
+  show($("sms-panel"), !reception);
+  const sms = state.features.sms === true;
+  $("sms-fieldset").disabled = !sms;
+  show($("sms-disabled-note"), !sms);
+}
+
+function sortedCards() {
+  const rank = { ringing: 0, answered: 1 };
+  return [...state.pops.values()]
+    .filter(cardVisible)
+    .sort(
+      (a, b) =>
+        (rank[a.state] ?? 2) - (rank[b.state] ?? 2) ||
+        String(a.started_at).localeCompare(String(b.started_at)),
+    );
+}
+
+function renderPops() {
+  const container = $("pops");
+  const cards = sortedCards();
+  replaceKeepingFocus(container, () => {
+    container.replaceChildren(...cards.map(renderCard));
+  });
+  show($("pops-empty"), cards.length === 0);
+}
+
+function cardStatus(card) {
+  if (card.state === "answered") {
+    if (card.answered_by && card.answered_by === myExtension()) return t("answeredByYou");
+    return t("answeredBy", { ext: card.answered_by || "?" });
+  }
+  if (card.state === "ended") return t("stateEnded");
+  const ringing = (card.ringing || []).join(", ");
+  return ringing ? t("ringingAt", { exts: ringing }) : t("stateRinging");
+}
+
+function renderCard(card) {
+  const number = card.number_display || formatNumber(card.number);
+  const answeredName = card.answered_by ? state.names.get(card.answered_by) : null;
+  const head = h(
+    "header",
+    { class: "card-head" },
+    h(
+      "span",
+      { class: `badge badge-${card.state}` },
+      cardStatus(card),
+    ),
+    answeredName && card.answered_by !== myExtension()
+      ? h("span", { class: "answered-name" }, answeredName)
+      : null,
+    h("span", { class: "direction" }, directionLabel(card.direction)),
+    h("time", { datetime: card.started_at || null }, formatTime(card.started_at)),
+  );
+  const caller = h(
+    "div",
+    { class: "caller" },
+    card.number
+      ? phoneButton(card.number, number, `card-${card.call_id}-number`)
+      : h("span", { class: "phone-text" }, t("hiddenNumber")),
+    card.caller_name
+      ? h("span", { class: "caller-name", title: t("callerName") }, card.caller_name)
+      : null,
+  );
+  const article = h(
+    "article",
+    {
+      class: `card card-${card.state}`,
+      dataset: { callId: card.call_id, state: card.state },
+      "aria-label": `${cardStatus(card)}: ${number || t("hiddenNumber")}`,
+    },
+    head,
+    caller,
+    renderWho(card),
+    renderHistory(card),
+    renderTasks(card),
+    isReception() ? renderTransfer(card) : null,
+  );
+  return article;
+}
+
+function renderWho(card) {
+  const rows = [];
+  if (card.lookup === "pending" && !card.client) {
+    return h("p", { class: "lookup lookup-pending" }, t("lookupPending"));
+  }
+  if (!card.client) {
+    const key = card.lookup === "unavailable" ? "lookupUnavailable" : "lookupUnknown";
+    return h("p", { class: `lookup lookup-${card.lookup}` }, t(key));
+  }
+  const client = card.client;
+  const crm = safeUrl(client.crm_url);
+  const kind = client.kind === "person" ? t("kindPerson") : client.kind ? t("kindCompany") : "";
+  rows.push(
+    h("dt", {}, t("client")),
+    h(
+      "dd",
+      { class: "client" },
+      h("span", { class: "client-name" }, client.name || ""),
+      kind ? h("span", { class: "muted" }, ` · ${kind}`) : null,
+      (client.tags || []).map((tag) => h("span", { class: "tag" }, tag)),
+      crm
+        ? h(
+            "a",
+            { class: "crm-link", href: crm, target: "_blank", rel: "noopener noreferrer" },
+            t("openInCrm"),
+          )
+        : null,
+    ),
+  );
+  if (card.contact) rows.push(h("dt", {}, t("contact")), h("dd", { class: "contact" }, card.contact));
+  rows.push(h("dt", {}, t("manager")), h("dd", { class: "manager" }, renderManager(card)));
+  return h("dl", { class: "who" }, rows);
+}
+
+function renderManager(card) {
+  const manager = card.manager;
+  if (!manager) return h("span", { class: "muted" }, t("noManager"));
+  const ext = manager.extension;
+  const lineState = (ext && state.lines.get(ext)) || manager.line_state || null;
+  return [
+    h("span", { class: "manager-name" }, manager.name || ext || ""),
+    ext
+      ? h(
+          "span",
+          { class: "manager-ext" },
+          " (",
+          ext === myExtension() ? ext : phoneButton(ext, ext, `card-${card.call_id}-manager`),
+          ")",
+        )
+      : null,
+    ext ? " " : null,
+    ext
+      ? h(
+          "span",
+          { class: `line-state ls-${lineClass(lineState)}`, dataset: { line: lineState || "" } },
+          lineLabel(lineState),
+        )
+      : null,
+  ];
+}
+
+function renderHistory(card) {
+  const items = (card.history || []).slice(0, 5);
+  if (!card.client && items.length === 0) return null;
+  return h(
+    "section",
+    { class: "card-section history" },
+    h("h3", {}, t("history")),
+    items.length === 0
+      ? h("p", { class: "muted" }, t("noHistory"))
+      : h(
+          "ol",
+          {},
+          items.map((item) => {
+            const kind =
+              { call: t("historyCall"), sms: t("historySms"), fax: t("historyFax") }[item.kind] ||
+              item.kind;
+            const parts = [directionLabel(item.direction), outcomeLabel({ outcome: item.outcome })];
+            if (item.answered_by) parts.push(item.answered_by);
+            return h(
+              "li",
+              {},
+              h("time", { datetime: item.at || null }, formatTime(item.at)),
+              ` ${kind}`,
+              h("span", { class: "muted" }, ` ${parts.filter(Boolean).join(" · ")}`),
+            );
+          }),
+        ),
+  );
+}
+
+function renderTasks(card) {
+  const tasks = card.tasks || [];
+  if (tasks.length === 0) return null;
+  return h(
+    "section",
+    { class: "card-section tasks" },
+    h("h3", {}, t("tasks")),
+    h(
+      "ul",
+      {},
+      tasks.map((task) =>
+        h(
+          "li",
+          {},
+          phoneButton(task.number, null, `card-${card.call_id}-task-${task.id}`),
+          h("span", { class: "muted" }, ` ${t("taskLine", { count: task.missed_calls ?? 1 })}`),
+          task.assignee_extension
+            ? h("span", { class: "muted" }, ` · ${t("taskAssignee", { ext: task.assignee_extension })}`)
+            : null,
+          task.created_at ? h("span", { class: "muted" }, ` · ${formatTime(task.created_at)}`) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function renderTransfer(card) {
+  const manager = card.manager;
+  const status = state.transfers.get(card.call_id);
+  const result = status
+    ? h("p", { class: `transfer-result result-${status.status}`, role: "status" }, status.text)
+    : null;
+  if (!manager?.extension) {
+    return result ? h("div", { class: "card-actions" }, result) : null;
+  }
+  const name = manager.name || manager.extension;
+  const allowed = state.features.transfer !== false;
+  const button = h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-primary transfer",
+      dataset: {
+        transferCall: card.call_id,
+        transferExt: manager.extension,
+        focusKey: `transfer-${card.call_id}`,
+      },
+      disabled:
+        !allowed ||
+        status?.status === "pending" ||
+        status?.status === "ok" ||
+        card.answered_by === manager.extension,
+      title: allowed ? null : t("transferUnavailable"),
+    },
+    t("transferTo", { name, ext: manager.extension }),
+  );
+  return h(
+    "div",
+    { class: "card-actions" },
+    button,
+    allowed ? null : h("span", { class: "note" }, t("transferUnavailable")),
+    result,
+  );
+}
+
+function renderLines() {
+  const list = $("lines");
+  const extensions = [...new Set([...state.lines.keys(), ...state.names.keys()])].sort(
+    (a, b) => Number(a) - Number(b) || a.localeCompare(b),
+  );
+  const mine = myExtension();
+  replaceKeepingFocus(list, () => {
+    list.replaceChildren(
+      ...extensions.map((ext) => {
+        const lineState = state.lines.get(ext);
+        const name = state.names.get(ext);
+        return h(
+          "li",
+          { class: `line ls-${lineClass(lineState)}`, dataset: { extension: ext, line: lineState || "" } },
+          h("span", { class: "dot", "aria-hidden": "true" }),
+          h("span", { class: "line-name" }, name || ext, ext === mine ? ` (${t("you")})` : ""),
+          ext === mine ? h("span", { class: "line-ext" }, ext) : phoneButton(ext, ext, `line-${ext}`),
+          h("span", { class: "line-state-text" }, lineLabel(lineState)),
+        );
+      }),
+    );
+  });
+  show($("lines-empty"), extensions.length === 0);
+}
+
+function renderCallList(container, calls) {
+  const list = container.querySelector(".call-list");
+  const mine = myExtension();
+  replaceKeepingFocus(list, () => {
+    list.replaceChildren(
+      ...calls.map((call) => {
+        let other = call.external_number;
+        let otherLabel = formatNumber(other);
+        if (!other) {
+          const legs = (call.legs || []).map((leg) => leg.extension).filter((e) => e !== mine);
+          other = call.caller_extension && call.caller_extension !== mine ? call.caller_extension : legs[0];
+          otherLabel = other || "";
+        }
+        const outcome = outcomeLabel(call);
+        return h(
+          "li",
+          { class: `call-row${call.missed ? " call-missed" : ""}`, dataset: { callId: call.id } },
+          h("time", { datetime: call.started_at || null }, formatTime(call.started_at)),
+          h("span", { class: `dir dir-${call.direction}` }, directionLabel(call.direction)),
+          other ? phoneButton(other, otherLabel, `${container.id}-${call.id}`) : h("span", {}, "—"),
+          call.external_name ? h("span", { class: "call-name" }, call.external_name) : null,
+          h("span", { class: "call-outcome" }, call.missed ? `${outcome} · ${t("missed")}` : outcome),
+        );
+      }),
+    );
+  });
+  show(container.querySelector(".empty"), calls.length === 0);
+}
+
+function renderCalls() {
+  const panel = $("calls-panel");
+  if (panel.hidden) return;
+  renderCallList($("recent-calls"), state.recent);
+  renderCallList($("missed-calls"), state.missedCalls);
+  const count = $("missed-count");
+  setText(count, state.missedCalls.length ? String(state.missedCalls.length) : "");
+  const recentTab = state.callsTab === "recent";
+  $("tab-recent").setAttribute("aria-selected", String(recentTab));
+  $("tab-missed").setAttribute("aria-selected", String(!recentTab));
+  $("tab-recent").tabIndex = recentTab ? 0 : -1;
+  $("tab-missed").tabIndex = recentTab ? -1 : 0;
+  show($("recent-calls"), recentTab);
+  show($("missed-calls"), !recentTab);
+  if (state.callsError) {
+    const active = recentTab ? $("recent-calls") : $("missed-calls");
+    setText(active.querySelector(".empty"), t("callsLoadFailed", { message: state.callsError }));
+  }
+}
+
+// -- forms and controls --------------------------------------------------------------
+
+function selectTab(tab, focus) {
+  state.callsTab = tab;
+  translatePage($("calls-panel"));
+  renderCalls();
+  if (focus) $(tab === "recent" ? "tab-recent" : "tab-missed").focus();
+}
+
+async function onSms(event) {
+  event.preventDefault();
+  if (state.features.sms !== true) return;
+  const result = $("sms-result");
+  const to = $("sms-to").value.trim();
+  const text = $("sms-text").value;
+  if (!to || !text.trim()) return;
+  setText(result, t("smsSending"));
+  result.dataset.kind = "pending";
+  try {
+    await api("POST", "/api/sms", { to, text });
+    $("sms-text").value = "";
+    result.dataset.kind = "ok";
+    setText(result, t("smsQueued"));
+  } catch (e) {
+    result.dataset.kind = "error";
+    setText(result, t("smsFailed", { message: e.message }));
+  }
+}
+
+async function onNotifyClick() {
+  if (!("Notification" in window)) return;
+  try {
+    await Notification.requestPermission();
+  } finally {
+    renderNotifyControls();
+  }
+}
+
+function onLanguage() {
+  setLanguage(language() === "ru" ? "en" : "ru");
+  renderAll();
+}
+
+function onDocumentClick(event) {
+  const target = event.target instanceof Element ? event.target : null;
+  const phone = target?.closest("button.phone[data-number]");
+  if (phone) {
+    dial(phone.dataset.number);
+    return;
+  }
+  const move = target?.closest("button[data-transfer-call]");
+  if (move && !move.disabled) transfer(move.dataset.transferCall, move.dataset.transferExt);
+}
+
+function onTabKey(event) {
+  if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+  event.preventDefault();
+  selectTab(state.callsTab === "recent" ? "missed" : "recent", true);
+}
+
+async function boot() {
+  translatePage();
+  renderLanguageToggle();
+  $("login-form").addEventListener("submit", onLogin);
+  $("logout-button").addEventListener("click", onLogout);
+  $("lang-toggle").addEventListener("click", onLanguage);
+  $("notify-button").addEventListener("click", onNotifyClick);
+  $("sms-form").addEventListener("submit", onSms);
+  $("dial-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = $("dial-number").value.trim();
+    if (number) dial(number);
+  });
+  $("calls-refresh").addEventListener("click", () => refreshCalls());
+  $("tab-recent").addEventListener("click", () => selectTab("recent", false));
+  $("tab-missed").addEventListener("click", () => selectTab("missed", false));
+  $("tab-recent").addEventListener("keydown", onTabKey);
+  $("tab-missed").addEventListener("keydown", onTabKey);
+  document.addEventListener("click", onDocumentClick);
+  document.addEventListener("visibilitychange", renderNotifyControls);
+
+  const saved = loadSession();
+  if (!saved) {
+    showLogin("");
+    return;
+  }
+  state.session = saved;
+  try {
+    const me = await api("GET", "/api/me");
+    state.session.user = me || saved.user;
+    saveSession(state.session);
+  } catch (e) {
+    if (!state.session) return; // 401: endSession has shown the login form
+    // The service is down: try the feed anyway, it reconnects by itself.
+  }
+  startDesk();
+}
+
+boot();

@@ -1,0 +1,178 @@
+"""Helpers for the browser tests (test_web_e2e.py): a real service on a real port with a
+simulated Asterisk, known users and clients, and a few page-side conveniences."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
+
+from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
+from cti import auth
+from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
+from cti.http.app import build_app
+from cti.service import Service
+from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+VIEWPORT = {"width": 1366, "height": 768}
+
+# Who works in the test office. Extension 102 is the manager of every known client.
+USERS = {
+    "anna": dict(role="operator", extension="101", display_name="Анна Петрова"),
+    "giorgi": dict(role="operator", extension="102", display_name="გიორგი ბერიძე"),
+    "rita": dict(role="receptionist", extension=None, display_name="Рита Смирнова"),
+}
+PASSWORD = "correct horse battery staple"
+MANAGER_NAME = USERS["giorgi"]["display_name"]
+
+# The callers of the lab transcripts, as the directory knows them.
+CLIENTS = [
+    ClientIn(
+        name="ООО «Ромашка»",
+        manager_extension="102",
+        tags=["VIP"],
+        phones=[PhoneIn("+7 812 555-01-04", "офис")],  # sip_ringgroup_answered
+        contacts=[ContactIn("Сергей Волков", position="директор")],
+    ),
+    ClientIn(
+        name="საქართველოს ფოსტა",  # Georgian
+        manager_extension="102",
+        phones=[PhoneIn("+7 812 555-01-01")],  # sip_inbound_answered ("Мария Сидорова")
+        contacts=[ContactIn("សុខ ចាន់ណា")],  # Khmer
+    ),
+]
+
+# A test page's WebSocket constructor, wrapped: every socket is kept in __e2e.sockets,
+# and while __e2e.blocked is set new sockets go to a path that does not exist, so the
+# page's reconnects fail until the test lets them through.
+WS_SPY = """
+(() => {
+  const Native = window.WebSocket;
+  const e2e = { sockets: [], urls: [], blocked: false };
+  window.__e2e = e2e;
+  function Spy(url, protocols) {
+    const target = e2e.blocked ? new URL("/e2e-blocked", url).href : url;
+    const ws = protocols === undefined ? new Native(target) : new Native(target, protocols);
+    e2e.sockets.push(ws);
+    e2e.urls.push(String(url));
+    return ws;
+  }
+  Spy.prototype = Native.prototype;
+  for (const key of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) Spy[key] = Native[key];
+  window.WebSocket = Spy;
+})();
+"""
+
+
+async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds: the service works on its own tasks."""
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 (polls state no Event announces)
+            await asyncio.sleep(0.02)
+
+
+def fresh(name: str, seq: int) -> list[dict[str, str]]:
+    """A lab transcript with identities no other replay in this run uses."""
+    return refresh_ids(load_transcript(FIXTURES / f"{name}.ami"), seq=seq)
+
+
+def index_of(frames: list[dict[str, str]], event: str, **fields: str) -> int:
+    """The first frame of ``event`` whose fields start with the given values."""
+    for index, frame in enumerate(frames):
+        if frame.get("Event") == event and all(
+            frame.get(key, "").startswith(value) for key, value in fields.items()
+        ):
+            return index
+    raise LookupError(f"no {event} {fields} in the transcript")
+
+
+@dataclass
+class Office:
+    """The service under test, its PBX and where the browser finds it."""
+
+    service: Service
+    pbx: AmiSimulator
+    url: str
+    runner: web.AppRunner
+    replays: list[int] = field(default_factory=list)
+
+    @property
+    def adapter(self):
+        return self.service.pbx["lab"]
+
+    def live_call(self, number: str):
+        """The tracker's call in progress from ``number``, or None."""
+        for call in self.adapter.tracker.active_calls():
+            if call.external_number == number:
+                return call
+        return None
+
+    async def play(self, frames: list[dict[str, str]]) -> None:
+        await self.pbx.play(frames)
+
+    async def finish(self, frames: list[dict[str, str]]) -> None:
+        """Play the rest of a call and wait until the tracker has closed it."""
+        await self.pbx.play(frames)
+        await eventually(lambda: not self.adapter.tracker.calls)
+
+    def actions(self, name: str) -> list[dict[str, str]]:
+        return [a for a in self.pbx.actions if a.get("Action", "").lower() == name.lower()]
+
+
+async def start_office(data_dir: Path) -> Office:
+    pbx = AmiSimulator(username="cti", secret="e2e-secret")
+    await pbx.start()
+    config = Config(
+        server=ServerConfig(data_dir=data_dir, host="127.0.0.1", port=0),
+        database=DatabaseConfig(
+            url=f"sqlite+aiosqlite:///{data_dir / 'e2e.db'}", auto_migrate=True
+        ),
+        pbx=[
+            PbxConfig(
+                name="lab",
+                type="asterisk",
+                host="127.0.0.1",
+                port=pbx.port,
+                username="cti",
+                secret="e2e-secret",
+                trunk_channels=LAB_TRUNKS,
+                inbound_contexts=LAB_INBOUND_CONTEXTS,
+                originate_channel="PJSIP/{extension}",
+                originate_context="from-internal",
+                ping_interval=1.0,
+                reconnect_max_seconds=0.5,
+            )
+        ],
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+        async with service.sessions() as session:
+            for username, user in USERS.items():
+                await auth.create_user(session, username, password=PASSWORD, **user)
+            for client in CLIENTS:
+                await save_client(session, client, config.phone.default_region)
+            await session.commit()
+        runner = web.AppRunner(build_app(service), access_log=logging.getLogger("e2e.access"))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+    except BaseException:
+        await service.close()
+        await pbx.stop()
+        raise
+    host, port = runner.addresses[0][:2]
+    return Office(service, pbx, f"http://{host}:{port}", runner)
+
+
+async def stop_office(office: Office) -> None:
+    await office.runner.cleanup()
+    await office.service.close()
+    await office.pbx.stop()
