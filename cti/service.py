@@ -21,12 +21,13 @@ from crm_bridge.identify import CallerIdentifier
 from crm_bridge.outbox import CallReportOutbox
 from crm_bridge.writeback import CallWriteBack
 from cti import __version__
-from cti.auth import TokenAuthenticator
+from cti.auth import Principal, TokenAuthenticator
 from cti.bus import InProcessBus
 from cti.callstore import CallStore, calls_in_progress
 from cti.config import Config, PbxConfig
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
+from cti.domain import ROLES_SEEING_ALL
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
@@ -151,10 +152,16 @@ class Service:
         self.pbx[pbx.name] = adapter
         return adapter
 
-    def features(self) -> dict[str, bool]:
-        """What the desktop may offer: commands that need a PBX, SMS that needs a modem."""
+    def features(self, who: Principal) -> dict[str, bool]:
+        """What the desktop may offer ``who``: dialling needs a PBX and a phone of one's
+        own; transferring a PBX and a call one may move; SMS a modem (not built yet)."""
         has_pbx = bool(self.pbx)
-        return {"dial": has_pbx, "transfer": has_pbx, "sms": False}
+        sees_all = who.role in ROLES_SEEING_ALL
+        return {
+            "dial": has_pbx and who.extension is not None,
+            "transfer": has_pbx and (sees_all or who.extension is not None),
+            "sms": False,
+        }
 
     async def close(self) -> None:
         for adapter in self.pbx.values():

@@ -116,6 +116,7 @@ async def test_the_secret_is_sent_only_in_the_login(pbx, lab) -> None:
 async def test_a_call_in_progress_is_visible_then_finished(pbx, lab, api, make_user) -> None:
     token = await make_user("supervisor")
     await make_user("operator", "101", username="anna")
+    await make_user("operator", "177", username="newcomer")  # a phone the PBX never named
     frames = refresh_ids(load_transcript(FIXTURES / "sip_inbound_answered.ami"), seq=40)
     cut = next(i for i, f in enumerate(frames) if f.get("Event") == "BridgeEnter")
     await pbx.play(frames[:cut])
@@ -132,6 +133,7 @@ async def test_a_call_in_progress_is_visible_then_finished(pbx, lab, api, make_u
     assert call["in_progress"] and call["answered_by"] == "101"
     lines = await (await api.get("/api/lines", headers=bearer(token))).json()
     assert {"extension": "101", "state": "in_use", "pbx": "lab", "user": "anna"} in lines["lines"]
+    assert {"extension": "177", "state": None, "pbx": None, "user": "newcomer"} in lines["lines"]
     await replay(pbx, lab, frames[cut:])
     await lab.call_store.flush()
     call = await (await api.get(f"/api/calls/{call['id']}", headers=bearer(token))).json()

@@ -46,8 +46,8 @@ class CallPage(BaseModel):
 
 class Line(BaseModel):
     extension: str
-    state: LineState
-    pbx: str
+    state: LineState | None = Field(description="None: no PBX has reported this phone yet")
+    pbx: str | None
     user: str | None = None
 
 
@@ -168,7 +168,7 @@ def add_routes(api: Api) -> None:
     @api.operation(
         "GET",
         "/api/lines",
-        summary="Every known extension's line state",
+        summary="Every known extension's line state, and users' phones not reported yet",
         tag="calls",
         response=LineList,
     )
@@ -183,6 +183,13 @@ def add_routes(api: Api) -> None:
             Line(extension=ext, state=state, pbx=name, user=names.get(ext))
             for name, adapter in service.pbx.items()
             for ext, state in sorted(adapter.lines().items())
+        ]
+        # Users' phones the PBX has not mentioned yet still belong on the colleagues panel.
+        reported = {line.extension for line in found}
+        found += [
+            Line(extension=ext, state=None, pbx=None, user=name)
+            for ext, name in sorted(names.items())
+            if ext not in reported
         ]
         return json_response(LineList(lines=found))
 

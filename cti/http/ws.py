@@ -67,7 +67,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             "resumed": resumed,
             "user": who.to_dict(),
             "heartbeat": heartbeat,
-            "features": service.features(),
+            "features": service.features(who),
         }
         await ws.send_str(json_dumps(hello))
         if not resumed:
