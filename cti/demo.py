@@ -137,6 +137,8 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
         f"CTI demo is running at {url}   (Ctrl-C stops it)",
         f"data: {data_dir}",
         "A simulated Asterisk replays recorded calls every few seconds (phones 101 and 102).",
+        f"Open {url}/ and sign in: 'reception' sees every call and transfers it to the",
+        "client's manager; 'anna' (101) and 'giorgi' (102) get their own screen pops.",
         "",
         f"{'user':<10} {'role':<13} {'ext':<4} {'password':<11} API token",
     ]
