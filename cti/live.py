@@ -13,6 +13,14 @@ are connected.
 
 Line states change in bursts (a ring group sets several phones ringing at once) and go
 to everyone, so they are coalesced into one ``lines`` frame at most every LINES_INTERVAL.
+
+Each frame is also encoded once as a WebSocket frame (``wire``). A viewer with nothing
+waiting takes it straight onto its connection's transport: no task wakes up per viewer,
+which is what keeps a burst to a thousand viewers short. Only a viewer with a backlog
+(its socket is slow) goes through its queue and its own sending task.
+
+The domain events behind the pops (``call.ringing`` ... ``call.ended``) double the
+frames and the desktop does not need them; a client asks for them (``?events=calls``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cti.bus import EventBus, SubscriberLagged, SubscriptionClosed
 from cti.events import CallIdentified, DomainEvent, LineStateChanged
@@ -36,6 +44,31 @@ log = logging.getLogger("cti.live")
 
 LINES_INTERVAL = 0.2
 PUBLIC_EVENTS = frozenset({"link.state"})
+CALL_EVENTS = frozenset(
+    {"call.ringing", "call.identified", "call.answered", "call.transferred", "call.ended"}
+)
+WRITE_BUFFER_LIMIT = 256 * 1024  # bytes unsent on a socket before frames queue instead
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+
+def websocket_frame(text: str) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2), as a server sends it."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
 
 
 def json_dumps(obj: Any) -> str:
@@ -55,29 +88,51 @@ class FeedFrame:
     at: float  # monotonic time it was made, for the replay window
     audience: frozenset[str] | None  # the extensions it concerns; None: everyone
     text: str
+    wire: bytes  # ``text`` as a WebSocket frame
+    call_event: bool  # a domain event behind the pops: for viewers who asked
 
 
 class Viewer:
     """One connection's place in the feed: what it may see and what waits to be sent."""
 
-    def __init__(self, sees_all: bool, extension: str | None, limit: int) -> None:
+    def __init__(
+        self, sees_all: bool, extension: str | None, limit: int, call_events: bool = False
+    ) -> None:
         self.sees_all = sees_all
         self.extension = extension
         self.limit = limit
+        self.call_events = call_events
         self.pending: collections.deque[FeedFrame] = collections.deque()
         self.wakeup = asyncio.Event()
         self.lagged = False
         self.pong_wanted = False
         self.seq = 0  # the last seq this viewer has been sent (or caught up to)
+        # Set by the connection once its greeting is out: frames may then go straight
+        # to the socket while nothing waits; ``sending`` while its task is mid-send.
+        self.transport: Transport | None = None
+        self.sending = False
 
     def sees(self, frame: FeedFrame) -> bool:
+        if frame.call_event and not self.call_events:
+            return False
         if frame.audience is None or self.sees_all:
             return True
         return self.extension is not None and self.extension in frame.audience
 
     def push(self, frame: FeedFrame) -> None:
-        if self.lagged:
-            return  # a resync is coming; it will carry this frame's effect
+        if self.lagged or (frame.call_event and not self.call_events):
+            return  # a resync is coming (it carries this frame's effect), or not wanted
+        transport = self.transport
+        if (
+            transport is not None
+            and not self.pending
+            and not self.sending
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() < WRITE_BUFFER_LIMIT
+        ):
+            transport.write(frame.wire)
+            self.seq = frame.seq
+            return
         if len(self.pending) >= self.limit:
             self.pending.clear()
             self.lagged = True
@@ -92,6 +147,7 @@ class LiveFeed:
         bus: EventBus,
         *,
         lines: Callable[[], dict[str, str]],
+        line_of: Callable[[str], str | None],
         links: Callable[[], list[dict[str, Any]]],
         enrich: Enricher | None = None,
         replay_seconds: float = 120.0,
@@ -101,6 +157,7 @@ class LiveFeed:
     ) -> None:
         self.bus = bus
         self.lines = lines
+        self.line_of = line_of
         self.links = links
         self.enrich = enrich
         self.replay_seconds = replay_seconds
@@ -172,7 +229,7 @@ class LiveFeed:
         self.append(event.type, audience, event.to_dict())
 
     def _publish_card(self, card: PopCard) -> None:
-        self.append("pop", frozenset(card.extensions), card.to_dict(self.lines()))
+        self.append("pop", frozenset(card.extensions), card.to_dict(self.line_of))
 
     def _flush_lines(self) -> None:
         self._lines_flush = None
@@ -202,7 +259,9 @@ class LiveFeed:
         """Number a frame, keep it for replay and queue it for everyone who sees it."""
         self.head += 1
         text = json_dumps({"type": kind, "seq": self.head, "data": data})
-        frame = FeedFrame(self.head, self.clock(), audience, text)
+        frame = FeedFrame(
+            self.head, self.clock(), audience, text, websocket_frame(text), kind in CALL_EVENTS
+        )
         self._journal.append(frame)
         self._trim()
         for viewer in self._everyone:
@@ -234,10 +293,11 @@ class LiveFeed:
         extension: str | None,
         stream: str | None = None,
         last_seq: int | None = None,
+        call_events: bool = False,
     ) -> tuple[Viewer, bool]:
         """Register a viewer. Resumed (True): the frames after ``last_seq`` it may see are
         queued. Otherwise it starts at the head and should be sent ``resync_frame``."""
-        viewer = Viewer(sees_all, extension, self.send_buffer)
+        viewer = Viewer(sees_all, extension, self.send_buffer, call_events)
         if sees_all:
             self._everyone.add(viewer)
         elif extension is not None:
@@ -277,7 +337,7 @@ class LiveFeed:
         viewer.seq = self.head
         lines = self.lines()
         pops = [
-            card.to_dict(lines)
+            card.to_dict(lines.get)
             for card in self.board.cards.values()
             if viewer.sees_all or viewer.extension in card.extensions
         ]

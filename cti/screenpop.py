@@ -8,6 +8,8 @@ whole card each time it changes, so a client only ever replaces a card by its ca
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ PopState = Literal["ringing", "answered", "ended"]
 LookupState = Literal["pending", "found", "unknown", "unavailable"]
 
 
+@functools.lru_cache(maxsize=4096)  # a card is sent several times; parsing is slow
 def display_number(e164: str | None) -> str | None:
     """'+78125550101' -> '+7 812 555-01-01'; anything that does not parse as it came."""
     if not e164:
@@ -62,8 +65,8 @@ class PopCard:
             if extension and extension not in self.extensions:
                 self.extensions.append(extension)
 
-    def to_dict(self, lines: dict[str, str] | None = None) -> dict[str, Any]:
-        """The card as the live feed sends it; ``lines`` gives the manager's line state."""
+    def to_dict(self, line_of: Callable[[str], str | None] | None = None) -> dict[str, Any]:
+        """The card as the live feed sends it; ``line_of`` gives the manager's line state."""
         match = self.match or {}
         manager = match.get("manager")
         if manager is not None:
@@ -71,7 +74,7 @@ class PopCard:
             manager = {
                 "name": manager.get("name"),
                 "extension": extension,
-                "line_state": (lines or {}).get(extension) if extension else None,
+                "line_state": line_of(extension) if line_of and extension else None,
             }
         client = None
         if self.match is not None:

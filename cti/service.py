@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,7 @@ class Service:
         live = LiveFeed(
             bus,
             lines=lambda: line_states(adapters),
+            line_of=lambda extension: line_state_of(adapters, extension),
             links=lambda: [status.to_dict() for status in links.all()],
             enrich=PopHistory(sessions, builtin=isinstance(resolved, SqlDirectory)),
             replay_seconds=config.server.ws_replay_seconds,
@@ -154,7 +156,7 @@ class Service:
 
     def features(self, who: Principal) -> dict[str, bool]:
         """What the desktop may offer ``who``: dialling needs a PBX and a phone of one's
-        own; transferring a PBX and a call one may move; SMS a modem (not built yet)."""
+        own; transferring a PBX and a call one may move; SMS a modem."""
         has_pbx = bool(self.pbx)
         sees_all = who.role in ROLES_SEEING_ALL
         return {
@@ -179,6 +181,14 @@ class Service:
         await self.engine.dispose()
 
 
+def line_state_of(adapters: dict[str, AsteriskAdapter], extension: str) -> str | None:
+    for adapter in adapters.values():
+        state = adapter.tracker.lines.get(extension)
+        if state is not None:
+            return state.value
+    return None
+
+
 def line_states(adapters: dict[str, AsteriskAdapter]) -> dict[str, str]:
     return {ext: state.value for pbx in adapters.values() for ext, state in pbx.lines().items()}
 
@@ -194,6 +204,12 @@ async def serve(
     from cti.http.app import build_app
 
     service = await Service.start(config, directory=directory)
+    # What start-up built lives as long as the process: move it out of the collector's
+    # sight, and collect less often. Full collections over it paused the loop for
+    # ~100 ms every few seconds under load (bench/screenpop.py).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     runner = web.AppRunner(build_app(service), access_log=logging.getLogger("cti.access"))
     await runner.setup()
     fastagi: FastAgiServer | None = None

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+from helpers import eventually
 from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
@@ -69,13 +69,6 @@ WS_SPY = """
   window.WebSocket = Spy;
 })();
 """
-
-
-async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds: the service works on its own tasks."""
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 (polls state no Event announces)
-            await asyncio.sleep(0.02)
 
 
 def fresh(name: str, seq: int) -> list[dict[str, str]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,3 +52,16 @@ def run_cti(
         timeout=60,
         check=False,
     )
+
+
+async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (it may be async): the service works on tasks of
+    its own, and nothing announces what a test waits for."""
+    async with asyncio.timeout(seconds):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(0.02)

@@ -3,10 +3,10 @@ lab's transcripts in small random chunks, the service storing calls and serving 
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
-from helpers import bearer
+from helpers import bearer, eventually
 from lab import EXPECTED, FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS, check_call
 
 from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
@@ -16,13 +16,6 @@ from pbx_adapters.asterisk.frames import UnsafeAction
 from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
 
 SECRET = "lab-secret-ä"
-
-
-async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds: the adapter works on its own task."""
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 (polls state no Event announces)
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ server (the simulator), and POST /api/calls/{call_id}/transfer on SQLite and Pos
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import bearer
+from helpers import bearer, eventually
 from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
 
 from cti.config import PbxConfig
@@ -147,13 +147,6 @@ def test_unknown_and_ended_calls_have_no_target() -> None:
 
 
 # -- the adapter and the API against the simulator --------------------------------------
-
-
-async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> None:
-    """Wait until ``predicate()`` holds: the adapter works on its own task."""
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 (polls state no Event announces)
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

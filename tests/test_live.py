@@ -18,7 +18,7 @@ class Clock:
 
 
 def feed(**options) -> LiveFeed:
-    return LiveFeed(InProcessBus(), lines=dict, links=list, **options)
+    return LiveFeed(InProcessBus(), lines=dict, line_of=lambda _: None, links=list, **options)
 
 
 def ringing(call_id: str, extension: str) -> CallRinging:
@@ -37,8 +37,8 @@ def drain(viewer: live.Viewer) -> list[tuple[str, int]]:
 
 async def test_each_viewer_gets_what_its_user_may_see_serialized_once() -> None:
     f = feed()
-    anna, _ = f.attach(sees_all=False, extension="101")
-    boss, _ = f.attach(sees_all=True, extension=None)
+    anna, _ = f.attach(sees_all=False, extension="101", call_events=True)
+    boss, _ = f.attach(sees_all=True, extension=None, call_events=True)
     nobody, _ = f.attach(sees_all=False, extension=None)
     f.handle(ringing("c1", "102"))
     f.handle(ringing("c2", "101"))
@@ -50,8 +50,8 @@ async def test_each_viewer_gets_what_its_user_may_see_serialized_once() -> None:
 
 async def test_a_viewer_that_never_drains_lags_while_others_go_on() -> None:
     f = feed(send_buffer=5)
-    stuck, _ = f.attach(sees_all=True, extension=None)
-    reader, _ = f.attach(sees_all=True, extension=None)
+    stuck, _ = f.attach(sees_all=True, extension=None, call_events=True)
+    reader, _ = f.attach(sees_all=True, extension=None, call_events=True)
     received = 0
     for n in range(100):
         f.handle(ringing(f"c{n}", "101"))
@@ -63,29 +63,79 @@ async def test_a_viewer_that_never_drains_lags_while_others_go_on() -> None:
     assert not stuck.lagged and stuck.seq == f.head
 
 
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.buffered = 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+async def test_idle_viewers_get_frames_straight_on_their_socket_in_order() -> None:
+    f = feed()
+    viewer, _ = f.attach(sees_all=True, extension=None, call_events=True)
+    viewer.transport = transport = FakeTransport()
+    f.handle(ringing("c1", "101"))
+    assert not viewer.pending and viewer.seq == 2
+    assert transport.written[0] == live.websocket_frame(f._journal[0].text)
+    viewer.sending = True  # its task is mid-send: what comes now must wait behind
+    f.handle(ringing("c2", "101"))
+    viewer.sending = False
+    f.handle(ringing("c3", "101"))  # still behind the queue, never ahead of it
+    assert [frame.seq for frame in viewer.pending] == [3, 4, 5, 6]
+    assert len(transport.written) == 2
+    viewer.pending.clear()
+    transport.buffered = live.WRITE_BUFFER_LIMIT  # a slow socket: queue instead
+    f.handle(ringing("c4", "101"))
+    assert len(viewer.pending) == 2 and len(transport.written) == 2
+
+
+def test_websocket_frame_lengths() -> None:
+    assert live.websocket_frame("hi") == b"\x81\x02hi"
+    assert live.websocket_frame("x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+    assert live.websocket_frame("x" * 70_000)[:10] == b"\x81\x7f" + (70_000).to_bytes(8, "big")
+
+
 async def test_resume_within_the_window_and_not_beyond() -> None:
     clock = Clock()
     f = feed(replay_seconds=60, replay_frames=100, clock=clock)
     f.handle(ringing("c1", "101"))  # seq 1, 2
     f.handle(ringing("c2", "101"))  # seq 3, 4
-    viewer, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=2)
+    viewer, resumed = f.attach(
+        sees_all=False, extension="101", stream=f.stream, last_seq=2, call_events=True
+    )
     assert resumed and viewer.seq == 2 and drain(viewer) == [("pop", 3), ("call.ringing", 4)]
-    _, resumed = f.attach(sees_all=False, extension="101", stream="other", last_seq=2)
+    _, resumed = f.attach(
+        sees_all=False, extension="101", stream="other", last_seq=2, call_events=True
+    )
     assert not resumed
-    _, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=9)
+    _, resumed = f.attach(
+        sees_all=False, extension="101", stream=f.stream, last_seq=9, call_events=True
+    )
     assert not resumed  # a seq the stream never reached
     clock.now = 61  # frames older than the window are gone
     f.handle(ringing("c3", "101"))
-    _, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=2)
+    _, resumed = f.attach(
+        sees_all=False, extension="101", stream=f.stream, last_seq=2, call_events=True
+    )
     assert not resumed
-    viewer, resumed = f.attach(sees_all=False, extension="101", stream=f.stream, last_seq=4)
+    viewer, resumed = f.attach(
+        sees_all=False, extension="101", stream=f.stream, last_seq=4, call_events=True
+    )
     assert resumed and drain(viewer) == [("pop", 5), ("call.ringing", 6)]
 
 
 async def test_line_states_are_coalesced_and_go_to_everyone(monkeypatch) -> None:
     monkeypatch.setattr(live, "LINES_INTERVAL", 0.01)
     f = feed()
-    anna, _ = f.attach(sees_all=False, extension="101")
+    anna, _ = f.attach(sees_all=False, extension="101", call_events=True)
     for state in (LineState.RINGING, LineState.IN_USE):
         f.handle(LineStateChanged(extension="102", state=state))
     f.handle(LineStateChanged(extension="103", state=LineState.RINGING))
@@ -97,7 +147,7 @@ async def test_line_states_are_coalesced_and_go_to_everyone(monkeypatch) -> None
 
 async def test_detached_viewers_get_nothing_more() -> None:
     f = feed()
-    anna, _ = f.attach(sees_all=False, extension="101")
+    anna, _ = f.attach(sees_all=False, extension="101", call_events=True)
     f.detach(anna)
     f.handle(ringing("c1", "101"))
     assert not anna.pending and f.viewers() == 0

@@ -62,7 +62,7 @@ def test_ring_group_card_from_ringing_to_answered_to_ended() -> None:
 def test_directory_answer_fills_the_card_and_a_later_failure_does_not_erase_it() -> None:
     board = PopBoard()
     board.feed(ringing("101"))
-    card = board.feed(identified(MATCH)).to_dict({"102": "busy"})
+    card = board.feed(identified(MATCH)).to_dict({"102": "in_use"}.get)
     assert card["lookup"] == "found"
     assert card["client"] == {
         "id": "7",
@@ -72,7 +72,7 @@ def test_directory_answer_fills_the_card_and_a_later_failure_does_not_erase_it()
         "crm_url": "https://crm.example/7",
     }
     assert card["contact"] == "Нино"
-    assert card["manager"] == {"name": "Giorgi", "extension": "102", "line_state": "busy"}
+    assert card["manager"] == {"name": "Giorgi", "extension": "102", "line_state": "in_use"}
     assert board.feed(identified(None, unavailable=True, extension="102")) is None
     assert board.cards["c1"].lookup == "found"
 

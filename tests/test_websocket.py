@@ -9,7 +9,7 @@ from helpers import bearer
 
 from crm_bridge.builtin import ClientIn, PhoneIn, save_client
 from crm_bridge.models import Activity, CallbackTask
-from cti import auth
+from cti import auth, live
 from cti.domain import Direction, LineState, Outcome
 from cti.events import (
     CallAnswered,
@@ -39,8 +39,9 @@ async def receive(ws) -> dict:
 
 
 async def connect(client, token: str, **resume):
-    """A connection past its greeting: (ws, hello, resync or None)."""
-    params = {k: str(v) for k, v in resume.items()}
+    """A connection past its greeting, asking for the call events too: (ws, hello, resync
+    or None)."""
+    params = {"events": "calls", **{k: str(v) for k, v in resume.items()}}
     ws = await client.ws_connect("/ws", headers=bearer(token), params=params)
     hello = await receive(ws)
     assert hello["type"] == "hello"
@@ -77,6 +78,17 @@ async def test_header_auth_hello_and_current_state(client, make_user) -> None:
         assert resync["type"] == "resync" and resync["reason"] == "connect"
         assert resync["seq"] == hello["seq"]
         assert resync["state"] == {"pops": [], "lines": {}, "links": []}
+
+
+async def test_call_events_only_for_clients_that_ask(client, service, make_user) -> None:
+    token = await make_user("receptionist")
+    async with client.ws_connect("/ws", headers=bearer(token)) as ws:
+        assert (await receive(ws))["type"] == "hello"
+        assert (await receive(ws))["type"] == "resync"
+        await service.bus.publish(ringing("c1", "101"))
+        await service.bus.publish(LinkStateChanged(name="marker", kind="pbx", up=True))
+        frames = await frames_until(ws, lambda f: f["type"] == "link.state")
+        assert {f["type"] for f in frames} == {"pop", "link.state"}
 
 
 async def test_first_frame_auth_for_browsers(client, make_user) -> None:
@@ -306,8 +318,10 @@ async def test_reconnect_after_too_much_was_missed_gets_the_current_state(
 
 
 async def test_client_that_falls_behind_gets_a_resync_and_loses_nothing(
-    client, service, make_user
+    client, service, make_user, monkeypatch
 ) -> None:
+    # Every frame queues (as when the socket's buffer is full), and the queue overflows.
+    monkeypatch.setattr(live, "WRITE_BUFFER_LIMIT", 0)
     service.live.send_buffer = 3
     ws, *_ = await connect(client, await make_user("supervisor"))
     async with ws:

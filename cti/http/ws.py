@@ -42,10 +42,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         if who is None:
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     stream, last_seq = _resume_point(request)
+    call_events = request.query.get("events") == "calls"
 
     heartbeat = service.config.server.ws_heartbeat_seconds
     # Protocol pings find dead peers; the JSON heartbeat lets a browser notice a dead server.
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024)
+    # No compression: the live feed writes its pre-encoded frames to the socket itself.
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024, compress=False)
     await ws.prepare(request)
     if who is None:
         who = await _authenticate_first_frame(ws, service)
@@ -58,6 +60,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         extension=who.extension,
         stream=stream,
         last_seq=last_seq,
+        call_events=call_events,
     )
     try:
         hello = {
@@ -72,6 +75,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await ws.send_str(json_dumps(hello))
         if not resumed:
             await ws.send_str(feed.resync_frame(viewer, "gap" if stream else "connect"))
+        viewer.transport = request.transport  # from now on frames may go straight out
         sender = asyncio.create_task(_send_frames(ws, feed, viewer, heartbeat))
         try:
             async for msg in ws:
@@ -90,9 +94,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 async def _send_frames(
     ws: web.WebSocketResponse, feed: LiveFeed, viewer: Viewer, heartbeat: float
 ) -> None:
-    """Send what the viewer has waiting, in order; a resync when it fell behind."""
+    """Send what the viewer has waiting, in order; a resync when it fell behind. While
+    this is sending, new frames queue behind (``viewer.sending``), keeping their order."""
     try:
         while not ws.closed:
+            viewer.sending = True
             if viewer.lagged:
                 await ws.send_str(feed.resync_frame(viewer, "lagged"))
             elif viewer.pending:
@@ -103,6 +109,7 @@ async def _send_frames(
                 viewer.pong_wanted = False
                 await ws.send_str(json_dumps({"type": "pong", "seq": viewer.seq}))
             else:
+                viewer.sending = False
                 viewer.wakeup.clear()
                 try:
                     async with asyncio.timeout(heartbeat):

@@ -357,6 +357,7 @@ function onFrame(frame) {
       break;
     case "pop":
       if (frame.data) applyPop(frame.data);
+      if (frame.data?.state === "ended") scheduleCallsRefresh(frame.data.call_id);
       break;
     case "lines":
       for (const [ext, lineState] of Object.entries(frame.data || {})) {
@@ -372,9 +373,6 @@ function onFrame(frame) {
       break;
     case "call.originate":
       if (frame.data) onOriginate(frame.data);
-      break;
-    case "call.ended":
-      scheduleCallsRefresh(frame.data?.call_id);
       break;
     default:
       break; // heartbeat, pong, and events only integrations use
