@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from cti.domain import EXTENSION_PATTERN
+
 ENV_PREFIX = "CTI_"
 # CTI_* variables that are not configuration keys.
 ENV_NOT_CONFIG = {"CTI_CONFIG"}
@@ -143,6 +145,23 @@ class ModemConfig(_Section):
     baudrate: int = Field(115200, gt=0)
     pin: SecretStr | None = None
     enabled: bool = True
+    # Calls to the SIM card pop up on these extensions' screens (receptionists see them all).
+    ring_extensions: list[str] = []
+
+    @field_validator("ring_extensions")
+    @classmethod
+    def _extensions(cls, extensions: list[str]) -> list[str]:
+        for extension in extensions:
+            if not EXTENSION_PATTERN.match(extension):
+                raise ValueError(f"{extension!r} is not an extension (digits only)")
+        return extensions
+
+
+class SmsConfig(_Section):
+    max_parts: int = Field(6, ge=1, le=20)  # a longer text is refused
+    per_user_per_hour: int = Field(100, ge=1)  # messages a user may queue in an hour
+    status_reports: bool = True  # ask the network for delivery reports
+    retry_base_seconds: float = Field(5.0, gt=0)
 
 
 class CrmConfig(_Section):
@@ -195,6 +214,7 @@ class Config(_Section):
     phone: PhoneConfig = PhoneConfig()
     pbx: list[PbxConfig] = []
     modem: list[ModemConfig] = []
+    sms: SmsConfig = SmsConfig()
     crm: CrmConfig = CrmConfig()
     agi: AgiConfig = AgiConfig()
 

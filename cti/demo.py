@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 import shutil
 import string
@@ -16,9 +17,12 @@ from pathlib import Path
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from crm_bridge.demo_data import demo_clients
 from cti import auth
-from cti.config import Config, CrmConfig, DatabaseConfig, PbxConfig, ServerConfig
+from cti.config import Config, CrmConfig, DatabaseConfig, ModemConfig, PbxConfig, ServerConfig
+from cti.domain import utcnow
 from cti.logs import setup_logging
 from cti.service import Service, serve
+from gsm_modem.emulator import ModemEmulator
+from gsm_modem.pdu import encode_deliver
 from pbx_adapters.asterisk.simulator import (
     DEFAULT_TRANSCRIPTS,
     LAB_PBX_OPTIONS,
@@ -29,6 +33,14 @@ from pbx_adapters.asterisk.simulator import (
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 SECONDS_BETWEEN_CALLS = 4.0
+SECONDS_BETWEEN_SMS = 45.0
+# What the demo's clients write to the emulated SIM card, in turn.
+DEMO_SMS = [
+    "Добрый день! Подскажите, когда будет готов наш заказ?",
+    "გამარჯობა! შეკვეთა მივიღეთ, გმადლობთ.",
+    "សួស្តី! តើខ្ញុំអាចទទួលវិក្កយបត្របានពេលណា?",
+    "Hello, please call me back about the invoice.",
+]
 # The calls that show screen pops best come first.
 DEMO_ORDER = [
     "sip_inbound_answered",
@@ -139,6 +151,7 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
         "A simulated Asterisk replays recorded calls every few seconds (phones 101 and 102).",
         f"Open {url}/ and sign in: 'reception' sees every call and transfers it to the",
         "client's manager; 'anna' (101) and 'giorgi' (102) get their own screen pops.",
+        "An emulated GSM modem sends their SMS (about 3 s each) and receives clients' SMS.",
         "",
         f"{'user':<10} {'role':<13} {'ext':<4} {'password':<11} API token",
     ]
@@ -160,6 +173,9 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
         f"  curl {auth_header} '{url}/api/lookup?number=%2B78125550111'",
         f"  curl -X POST -H 'Authorization: Bearer {anna_token}' "
         f'-d \'{{"number": "+7 812 555-01-11"}}\' {url}/api/calls   # click-to-dial as anna',
+        f"  curl -X POST -H 'Authorization: Bearer {anna_token}' "
+        f'-d \'{{"to": "+7 812 555-01-11", "text": "Ваш заказ готов"}}\' {url}/api/sms',
+        f"  curl {auth_header} {url}/api/sms   # sent and received SMS",
         f"  CTI_TOKEN={admin_token} cti watch {url}   # live call events",
         "",
     ]
@@ -179,10 +195,13 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
     secret = secrets.token_urlsafe(16)
     pbx = AmiSimulator(username="cti", secret=secret)
     await pbx.start()
+    modem = ModemEmulator()  # a GSM modem with a SIM card, on a pseudo-terminal
+    modem.plug()
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
         database=DatabaseConfig(auto_migrate=True),
         crm=CrmConfig(default_manager_extension="100"),
+        modem=[ModemConfig(name="demo-sim", port=str(modem.path), ring_extensions=["100"])],
         pbx=[
             PbxConfig(
                 name="demo-pbx",
@@ -213,6 +232,7 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
             number_pool=[number for number, _ in DEMO_CALLERS],
         )
         background.append(asyncio.create_task(replay))
+        background.append(asyncio.create_task(_text_now_and_then(modem)))
 
     try:
         await serve(config, on_started=started)
@@ -222,6 +242,17 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await pbx.stop()
+        modem.close()
+
+
+async def _text_now_and_then(modem: ModemEmulator) -> None:
+    """Known clients write to the SIM card: the SMS reach their managers' screens."""
+    senders = [number for number, client in DEMO_CALLERS if client is not None]
+    for n in itertools.count():
+        await asyncio.sleep(SECONDS_BETWEEN_SMS if n else 10.0)
+        text, sender = DEMO_SMS[n % len(DEMO_SMS)], senders[n % len(senders)]
+        for pdu in encode_deliver(sender, text, reference=n, timestamp=utcnow()):
+            modem.deliver_sms(pdu)
 
 
 def run_demo(host: str, port: int, data_dir: str | None) -> int:

@@ -200,6 +200,10 @@ class SmsStatusChanged(DomainEvent):
     sms_id: str
     status: SmsStatus
     reason: str | None = None
+    extension: str | None = None  # the sender's, so their screen can follow it
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension}) if self.extension else frozenset()
 
 
 @_register

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from crm_bridge.builtin import SqlDirectory
+from crm_bridge.builtin import SqlDirectory, lookup_in
 from crm_bridge.connectors import build_call_reporter, build_directory
 from crm_bridge.directory import Directory
 from crm_bridge.history import PopHistory
@@ -25,13 +25,15 @@ from cti import __version__
 from cti.auth import Principal, TokenAuthenticator
 from cti.bus import InProcessBus
 from cti.callstore import CallStore, calls_in_progress
-from cti.config import Config, PbxConfig
+from cti.config import Config, ModemConfig, PbxConfig
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
-from cti.domain import ROLES_SEEING_ALL
+from cti.domain import ROLES_SEEING_ALL, Role
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
+from cti.sms import Sender, SmsInbox, SmsOutbox
+from gsm_modem.link import ModemLink
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
 
@@ -53,6 +55,9 @@ class Service:
     identifier: CallerIdentifier
     crm_outbox: CallReportOutbox | None
     live: LiveFeed
+    modems: dict[str, ModemLink]
+    sms_outbox: SmsOutbox
+    sms_inbox: SmsInbox
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -131,13 +136,39 @@ class Service:
             CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000),
             outbox,
             live,
+            {},
+            SmsOutbox(
+                sessions, bus.publish_nowait, {}, retry_base_seconds=config.sms.retry_base_seconds
+            ),
+            SmsInbox(sessions, bus.publish_nowait, service_sender(sessions, crm.suffix_digits)),
         )
         live.start()
         service.identifier.start()
         for pbx in config.pbx:
             if pbx.enabled:
                 await service.start_pbx(pbx)
+        for modem in config.modem:
+            if modem.enabled:
+                await service.start_modem(modem)
+        await service.sms_outbox.start()
         return service
+
+    async def start_modem(self, modem: ModemConfig, **driver_options: float) -> ModemLink:
+        """Open a GSM modem; it re-opens by itself after being unplugged."""
+        link = ModemLink(
+            modem,
+            region=self.config.phone.default_region,
+            bus=self.bus,
+            links=self.links,
+            store=self.call_store,
+            inbox=self.sms_inbox,
+            outbox=self.sms_outbox,
+            **driver_options,
+        )
+        await link.start()
+        self.modems[modem.name] = link
+        self.sms_outbox.add_modem(modem.name, link.modem)
+        return link
 
     async def start_pbx(self, pbx: PbxConfig) -> AsteriskAdapter:
         """Connect to a PBX, picking up the calls it had in progress when we stopped."""
@@ -162,12 +193,15 @@ class Service:
         return {
             "dial": has_pbx and who.extension is not None,
             "transfer": has_pbx and (sees_all or who.extension is not None),
-            "sms": False,
+            "sms": bool(self.modems) and who.has_role(Role.SALES, Role.OPERATOR, Role.SUPERVISOR),
         }
 
     async def close(self) -> None:
         for adapter in self.pbx.values():
             await adapter.stop()
+        await self.sms_outbox.stop()
+        for link in self.modems.values():
+            await link.stop()
         await self.call_store.stop()
         await self.identifier.stop()
         await self.live.stop()
@@ -179,6 +213,20 @@ class Service:
             await close()
         self.bus.close()
         await self.engine.dispose()
+
+
+def service_sender(sessions: async_sessionmaker, suffix_digits: int) -> Callable:
+    """Who sent an SMS, as the built-in directory knows them."""
+
+    async def sender(number: str) -> Sender:
+        async with sessions() as session:
+            match = await lookup_in(session, number, suffix_digits)
+        if match is None:
+            return Sender(None, None)
+        manager = match.manager.extension if match.manager else None
+        return Sender(int(match.client_id), manager)
+
+    return sender
 
 
 def line_state_of(adapters: dict[str, AsteriskAdapter], extension: str) -> str | None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -126,3 +136,54 @@ class CallLegRecord(Base):
     result: Mapped[str | None] = mapped_column(String(12))
 
     __table_args__ = (Index("ix_call_legs_extension", "extension", "call_id"),)
+
+
+class SmsMessage(Base):
+    """One SMS, sent or received. An outgoing one is stored before the API acknowledges
+    it and moves queued -> sending -> sent -> delivered (or failed, with the reason)."""
+
+    __tablename__ = "sms_messages"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))  # "out" or "in"
+    requested_modem: Mapped[str | None] = mapped_column(String(64))  # None: any modem
+    modem: Mapped[str | None] = mapped_column(String(64))  # the one sending or that sent it
+    number: Mapped[str] = mapped_column(String(40))  # E.164, or an alphanumeric sender
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    # Sending: the parts (a long text is several SMS), the concatenation reference, the
+    # modem's message reference of each part sent so far, and the part handed to the modem
+    # but not yet confirmed (the restart rule in cti/sms.py depends on it).
+    parts: Mapped[int] = mapped_column(default=1)
+    concat_ref: Mapped[int] = mapped_column(default=0)
+    part_refs: Mapped[list[int]] = mapped_column(JSON, default=list)
+    submitting_part: Mapped[int | None] = mapped_column()
+    delivered_refs: Mapped[list[int]] = mapped_column(JSON, default=list)
+    status_report: Mapped[bool] = mapped_column(default=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_sms_messages_queue", "status", "next_attempt_at"),
+        Index("ix_sms_messages_created_at", "created_at", "id"),
+        Index("ix_sms_messages_number", "number"),
+    )
+
+
+class SmsInboundPart(Base):
+    """A received PDU kept until its message is complete: stored before the SIM copy is
+    deleted, so neither a restart nor a lost part in flight loses what arrived."""
+
+    __tablename__ = "sms_inbound_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    modem: Mapped[str] = mapped_column(String(64))
+    pdu: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

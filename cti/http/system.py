@@ -36,6 +36,17 @@ async def healthz(request: web.Request) -> web.Response:
     else:
         status = "degraded"
     body: dict[str, object] = {"status": status, "database": database, "links": links}
+    if service.modems:  # no IMEI or IMSI here: /healthz needs no token
+        body["modems"] = [
+            {
+                "name": name,
+                "model": " ".join(
+                    filter(None, (link.modem.identity.get(k) for k in ("maker", "model")))
+                ),
+                **link.modem.status,
+            }
+            for name, link in service.modems.items()
+        ]
     stats = getattr(service.directory, "stats", None)
     if stats is not None:  # an external CRM behind its cache and circuit breaker
         body["directory"] = stats()

@@ -1,0 +1,293 @@
+"""The SMS outbox and inbox against the database, with scripted modems: statuses, retries,
+the restart rule, status reports, several modems, reassembly (SQLite and PostgreSQL)."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from helpers import eventually
+from sqlalchemy import func, select
+
+from cti.db.models import SmsInboundPart, SmsMessage
+from cti.domain import SmsStatus
+from cti.sms import INCOMPLETE_AFTER, Sender, SmsInbox, SmsOutbox, new_sms
+from gsm_modem.errors import ModemError
+from gsm_modem.modem import ModemUnavailable
+from gsm_modem.pdu import StatusReport, decode, encode_deliver, encode_submit
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+LONG_TEXT = "Здравствуйте! " * 10  # UCS-2, 140 characters: 3 parts of 67
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class ScriptedModem:
+    """Answers AT+CMGS with references, or with the errors it is given, part by part."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.ready = True
+        self.failures = list(failures or [])
+        self.sent: list[str] = []
+        self.next_reference = 10
+
+    async def send_pdu(self, pdu: str, tpdu_length: int) -> int:
+        assert len(pdu) // 2 - int(pdu[:2], 16) - 1 == tpdu_length
+        await asyncio.sleep(0)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(pdu)
+        self.next_reference += 1
+        return self.next_reference
+
+
+def cms(code: int, message: str, *, transient: bool) -> ModemError:
+    return ModemError(kind="cms", code=code, message=message, transient=transient)
+
+
+@pytest.fixture
+def events():
+    return []
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+async def queue(service, clock, text: str = "Привет", **fields) -> str:
+    async with service.sessions() as session:
+        message = new_sms(
+            "+79161234567",
+            text,
+            user_id=None,
+            client_id=None,
+            requested_modem=fields.get("requested_modem"),
+            parts=len(encode_submit("+79161234567", text, reference=0)),
+            now=clock(),
+        )
+        for key, value in fields.items():
+            setattr(message, key, value)
+        session.add(message)
+        await session.commit()
+        return message.id
+
+
+async def stored(service, sms_id: str) -> SmsMessage:
+    async with service.sessions() as session:
+        return await session.get(SmsMessage, sms_id)
+
+
+def outbox(service, events, clock, **modems) -> SmsOutbox:
+    return SmsOutbox(service.sessions, events.append, modems, clock=clock)
+
+
+async def test_a_message_goes_queued_sending_sent_then_delivered(service, events, clock) -> None:
+    modem = ScriptedModem()
+    box = outbox(service, events, clock, sim1=modem)
+    sms_id = await queue(service, clock, LONG_TEXT)
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.SENT))
+    finally:
+        await box.stop()
+    message = await stored(service, sms_id)
+    assert (message.modem, message.parts, message.part_refs) == ("sim1", 3, [11, 12, 13])
+    texts = [decode(pdu).text for pdu in modem.sent]
+    assert "".join(texts) == LONG_TEXT
+    assert [e.status for e in events if e.sms_id == sms_id] == [SmsStatus.SENDING, SmsStatus.SENT]
+
+    for reference in (11, 12):
+        await box.status_report("sim1", report(reference, 0x00))
+        assert (await stored(service, sms_id)).status == SmsStatus.SENT  # part 13 not yet
+    await box.status_report("sim1", report(13, 0x20))  # still trying: nothing changes
+    await box.status_report("sim1", report(13, 0x00))
+    message = await stored(service, sms_id)
+    assert message.status == SmsStatus.DELIVERED and message.delivered_at == NOW
+
+
+async def test_a_permanent_network_failure_in_a_status_report_fails_the_message(
+    service, events, clock
+) -> None:
+    box = outbox(service, events, clock, sim1=ScriptedModem())
+    sms_id = await queue(service, clock)
+    await box.start()
+    await eventually(lambda: _status(service, sms_id, SmsStatus.SENT))
+    await box.stop()
+    await box.status_report("sim1", report(11, 0x41))
+    message = await stored(service, sms_id)
+    assert message.status == SmsStatus.FAILED and message.reason
+
+
+async def test_transient_errors_retry_with_backoff_and_resume_at_the_failed_part(
+    service, events, clock
+) -> None:
+    congestion = cms(42, "congestion in the network", transient=True)
+    modem = ScriptedModem([congestion])
+    box = outbox(service, events, clock, sim1=modem)
+    sms_id = await queue(service, clock, LONG_TEXT, part_refs=[7], modem="sim1")
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.QUEUED, attempts=1))
+        message = await stored(service, sms_id)
+        assert message.reason == "congestion in the network"
+        assert message.next_attempt_at == NOW + timedelta(seconds=5)
+        assert message.modem == "sim1"  # a part went out: the rest must follow it
+        clock.now += timedelta(seconds=6)
+        box.wake()
+        await eventually(lambda: _status(service, sms_id, SmsStatus.SENT))
+    finally:
+        await box.stop()
+    message = await stored(service, sms_id)
+    assert message.part_refs == [7, 11, 12]  # part 1 was not sent again
+    assert [decode(pdu).concat.seq for pdu in modem.sent] == [2, 3]
+
+
+async def test_a_permanent_error_fails_with_the_modems_reason(service, events, clock) -> None:
+    barred = cms(21, "the network refused the message (barred number?)", transient=False)
+    box = outbox(service, events, clock, sim1=ScriptedModem([barred]))
+    sms_id = await queue(service, clock)
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.FAILED))
+    finally:
+        await box.stop()
+    message = await stored(service, sms_id)
+    assert message.reason == "the network refused the message (barred number?)"
+    assert message.submitting_part is None
+
+
+async def test_an_unplugged_modem_puts_the_message_back_for_any_modem(
+    service, events, clock
+) -> None:
+    gone = ScriptedModem([ModemUnavailable("modem sim1 is not connected")])
+    box = outbox(service, events, clock, sim1=gone)
+    sms_id = await queue(service, clock)
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.QUEUED, attempts=1))
+    finally:
+        await box.stop()
+    assert (await stored(service, sms_id)).modem is None
+
+
+@pytest.mark.parametrize(
+    ("submitting", "expected"),
+    [(None, SmsStatus.QUEUED), (1, SmsStatus.FAILED)],
+    ids=["nothing-handed-over", "part-handed-over"],
+)
+async def test_the_restart_rule(service, events, clock, submitting, expected) -> None:
+    sms_id = await queue(
+        service,
+        clock,
+        LONG_TEXT,
+        status=SmsStatus.SENDING.value,
+        modem="sim1",
+        part_refs=[5],
+        submitting_part=submitting,
+    )
+    await outbox(service, events, clock).recover()
+    message = await stored(service, sms_id)
+    assert message.status == expected
+    if expected == SmsStatus.FAILED:
+        assert "part 2 of 3" in message.reason and "not sent again" in message.reason
+    else:
+        assert message.part_refs == [5] and message.modem == "sim1"
+
+
+async def test_a_timeout_after_the_pdu_was_written_is_not_resent(service, events, clock) -> None:
+    timeout = ModemError(kind="timeout", code=None, message="no answer", transient=True)
+    modem = ScriptedModem([timeout])
+    box = outbox(service, events, clock, sim1=modem)
+    sms_id = await queue(service, clock)
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.FAILED))
+    finally:
+        await box.stop()
+    assert modem.sent == [] and "may have gone out" in (await stored(service, sms_id)).reason
+
+
+async def test_several_modems_share_the_queue_and_send_each_message_once(
+    service, events, clock
+) -> None:
+    modems = {f"sim{n}": ScriptedModem() for n in range(3)}
+    box = outbox(service, events, clock, **modems)
+    ids = [await queue(service, clock, f"сообщение {n}") for n in range(12)]
+    ids.append(await queue(service, clock, "only via sim2", requested_modem="sim2"))
+    await box.start()
+    try:
+        for sms_id in ids:
+            await eventually(lambda sms_id=sms_id: _status(service, sms_id, SmsStatus.SENT))
+    finally:
+        await box.stop()
+    texts = [decode(pdu).text for modem in modems.values() for pdu in modem.sent]
+    assert sorted(texts) == sorted([f"сообщение {n}" for n in range(12)] + ["only via sim2"])
+    assert (await stored(service, ids[-1])).modem == "sim2"
+
+
+async def test_received_parts_are_kept_until_the_message_is_whole(service, events, clock) -> None:
+    senders = []
+
+    async def identify(number: str) -> Sender:
+        senders.append(number)
+        return Sender(None, "101")
+
+    inbox = SmsInbox(service.sessions, events.append, identify, clock=clock)
+    parts = encode_deliver("+79161234567", LONG_TEXT, reference=9, timestamp=NOW)
+    await inbox.store_part("sim1", parts[2])
+    await inbox.store_part("sim1", parts[0])
+    await inbox.store_part("sim1", parts[0])  # read twice (after a restart, say)
+    assert events == [] and await _count(service, SmsInboundPart) == 3
+    await inbox.store_part("sim1", parts[1])
+    [received] = events
+    assert received.text == LONG_TEXT and received.manager_extension == "101"
+    assert received.sender == "+79161234567" and senders == ["+79161234567"]
+    assert await _count(service, SmsInboundPart) == 0
+    message = await stored(service, received.sms_id)
+    assert (message.direction, message.status, message.parts) == ("in", "received", 3)
+
+
+async def test_a_message_whose_parts_never_all_come_is_kept_after_a_day(
+    service, events, clock
+) -> None:
+    async def identify(number: str) -> Sender:
+        return Sender(None, None)
+
+    inbox = SmsInbox(service.sessions, events.append, identify, clock=clock)
+    parts = encode_deliver("+79161234567", LONG_TEXT, reference=3, timestamp=NOW)
+    await inbox.store_part("sim1", parts[0])
+    await inbox.sweep("sim1")
+    assert events == []
+    clock.now += INCOMPLETE_AFTER + timedelta(minutes=1)
+    await inbox.sweep("sim1")
+    [received] = events
+    message = await stored(service, received.sms_id)
+    assert message.reason == "some parts never arrived" and message.parts == 1
+    assert message.text == LONG_TEXT[:67]
+
+
+async def _status(service, sms_id: str, status: SmsStatus, attempts: int | None = None) -> bool:
+    message = await stored(service, sms_id)
+    return message.status == status and (attempts is None or message.attempts == attempts)
+
+
+async def _count(service, model) -> int:
+    async with service.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model))
+
+
+def report(reference: int, status: int) -> StatusReport:
+    return StatusReport(
+        smsc=None,
+        reference=reference,
+        recipient="+79161234567",
+        timestamp=NOW,
+        discharge_time=NOW,
+        status=status,
+    )
