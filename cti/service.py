@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from crm_bridge.builtin import SqlDirectory, lookup_in
+from crm_bridge.builtin import SqlDirectory
 from crm_bridge.connectors import build_call_reporter, build_directory
 from crm_bridge.directory import Directory
 from crm_bridge.history import PopHistory
@@ -32,7 +32,7 @@ from cti.domain import ROLES_SEEING_ALL, Role
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
-from cti.sms import Sender, SmsInbox, SmsOutbox
+from cti.sms import SenderLookup, SmsInbox, SmsOutbox
 from gsm_modem.link import ModemLink
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
@@ -85,9 +85,6 @@ class Service:
         for pbx in config.pbx:
             if pbx.enabled:
                 links.register(pbx.name, "pbx")
-        for modem in config.modem:
-            if modem.enabled:
-                links.register(modem.name, "modem")
         sessions = session_factory(engine)
         crm = config.crm
         writeback = CallWriteBack(
@@ -140,7 +137,7 @@ class Service:
             SmsOutbox(
                 sessions, bus.publish_nowait, {}, retry_base_seconds=config.sms.retry_base_seconds
             ),
-            SmsInbox(sessions, bus.publish_nowait, service_sender(sessions, crm.suffix_digits)),
+            SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, crm.suffix_digits)),
         )
         live.start()
         service.identifier.start()
@@ -155,6 +152,7 @@ class Service:
 
     async def start_modem(self, modem: ModemConfig, **driver_options: float) -> ModemLink:
         """Open a GSM modem; it re-opens by itself after being unplugged."""
+        self.links.register(modem.name, "modem")
         link = ModemLink(
             modem,
             region=self.config.phone.default_region,
@@ -213,20 +211,6 @@ class Service:
             await close()
         self.bus.close()
         await self.engine.dispose()
-
-
-def service_sender(sessions: async_sessionmaker, suffix_digits: int) -> Callable:
-    """Who sent an SMS, as the built-in directory knows them."""
-
-    async def sender(number: str) -> Sender:
-        async with sessions() as session:
-            match = await lookup_in(session, number, suffix_digits)
-        if match is None:
-            return Sender(None, None)
-        manager = match.manager.extension if match.manager else None
-        return Sender(int(match.client_id), manager)
-
-    return sender
 
 
 def line_state_of(adapters: dict[str, AsteriskAdapter], extension: str) -> str | None:

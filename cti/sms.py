@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from crm_bridge.builtin import lookup_in
 from cti.db.models import SmsInboundPart, SmsMessage, User
 from cti.domain import SmsStatus, utcnow
 from cti.events import DomainEvent, SmsReceived, SmsStatusChanged
@@ -80,6 +81,29 @@ class Sender:
 
     client_id: int | None
     manager_extension: str | None
+
+
+class SenderLookup:
+    """Who wrote: the client behind the number, and whose screen it goes to: the client's
+    responsible manager, or else whoever last texted that number."""
+
+    def __init__(self, sessions: async_sessionmaker, suffix_digits: int) -> None:
+        self.sessions = sessions
+        self.suffix_digits = suffix_digits
+
+    async def __call__(self, number: str) -> Sender:
+        async with self.sessions() as session:
+            match = await lookup_in(session, number, self.suffix_digits)
+            if match is not None and match.manager and match.manager.extension:
+                return Sender(int(match.client_id), match.manager.extension)
+            last_writer = await session.scalar(
+                select(User.extension)
+                .join(SmsMessage, SmsMessage.user_id == User.id)
+                .where(SmsMessage.direction == "out", SmsMessage.number == number)
+                .order_by(SmsMessage.created_at.desc())
+                .limit(1)
+            )
+        return Sender(int(match.client_id) if match else None, last_writer)
 
 
 def new_sms(
@@ -265,9 +289,17 @@ class SmsOutbox:
                     return await self._finish(session, message)
                 message.part_refs = [*message.part_refs, reference]
                 message.submitting_part = None
+                await session.commit()  # at once: its status report may follow quickly
+            # Reports for the first parts may have come in while the last ones went out.
+            await session.refresh(message, ["status", "reason", "delivered_refs"])
+            if message.status == SmsStatus.FAILED.value:  # a part could not be delivered
+                return await self._announce(session, message)
             message.status = SmsStatus.SENT.value
             message.sent_at = message.updated_at = self.clock()
             message.reason = None
+            if set(message.part_refs) <= set(message.delivered_refs):
+                message.status = SmsStatus.DELIVERED.value
+                message.delivered_at = message.sent_at
             log.info(
                 "SMS sent",
                 extra={"fields": {"sms": message.id, "modem": name, "parts": len(parts)}},
@@ -322,10 +354,10 @@ class SmsOutbox:
                 .where(
                     SmsMessage.direction == "out",
                     SmsMessage.modem == modem,
-                    SmsMessage.status == SmsStatus.SENT.value,
-                    SmsMessage.sent_at >= since,
+                    SmsMessage.status.in_((SmsStatus.SENDING.value, SmsStatus.SENT.value)),
+                    SmsMessage.updated_at >= since,
                 )
-                .order_by(SmsMessage.sent_at.desc())
+                .order_by(SmsMessage.created_at.desc())
                 .limit(500)
             )
             # References wrap at 256: the newest message that used this one is meant.
@@ -337,7 +369,8 @@ class SmsOutbox:
                 self._fail(message, report.reason or "the network could not deliver it")
             else:
                 message.delivered_refs = sorted({*message.delivered_refs, report.reference})
-                if set(message.part_refs) <= set(message.delivered_refs):
+                sent = message.status == SmsStatus.SENT.value  # else: parts still going out
+                if sent and set(message.part_refs) <= set(message.delivered_refs):
                     message.status = SmsStatus.DELIVERED.value
                     message.delivered_at = self.clock()
                 message.updated_at = self.clock()

@@ -29,7 +29,6 @@ async def emulator() -> AsyncIterator[ModemEmulator]:
 
 async def with_modem(service: Service, emulator: ModemEmulator, **options) -> None:
     config = ModemConfig(name="sim1", port=str(emulator.path), ring_extensions=["101"], **options)
-    service.links.register("sim1", "modem")
     link = await service.start_modem(config, **DRIVER)
     await eventually(lambda: link.modem.ready)
 
@@ -219,7 +218,6 @@ async def test_a_restart_with_a_message_queued_sends_it_once(
 
 async def with_modem_unplugged(service: Service, emulator: ModemEmulator) -> None:
     config = ModemConfig(name="sim1", port=str(emulator.path))
-    service.links.register("sim1", "modem")
     await service.start_modem(config, **DRIVER)
 
 

@@ -8,9 +8,9 @@ import pytest
 from helpers import eventually
 from sqlalchemy import func, select
 
-from cti.db.models import SmsInboundPart, SmsMessage
+from cti.db.models import SmsInboundPart, SmsMessage, User
 from cti.domain import SmsStatus
-from cti.sms import INCOMPLETE_AFTER, Sender, SmsInbox, SmsOutbox, new_sms
+from cti.sms import INCOMPLETE_AFTER, Sender, SenderLookup, SmsInbox, SmsOutbox, new_sms
 from gsm_modem.errors import ModemError
 from gsm_modem.modem import ModemUnavailable
 from gsm_modem.pdu import StatusReport, decode, encode_deliver, encode_submit
@@ -291,3 +291,59 @@ def report(reference: int, status: int) -> StatusReport:
         discharge_time=NOW,
         status=status,
     )
+
+
+class GatedModem(ScriptedModem):
+    """Holds the second part back until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_sent = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send_pdu(self, pdu: str, tpdu_length: int) -> int:
+        if self.sent:
+            self.first_sent.set()
+            await self.release.wait()
+        return await super().send_pdu(pdu, tpdu_length)
+
+
+async def test_a_report_for_a_part_that_comes_before_the_last_part_is_sent_counts(
+    service, events, clock
+) -> None:
+    modem = GatedModem()
+    box = outbox(service, events, clock, sim1=modem)
+    sms_id = await queue(service, clock, LONG_TEXT[:100])  # two parts
+    await box.start()
+    try:
+        await modem.first_sent.wait()
+        await box.status_report("sim1", report(11, 0x00))  # part 1 delivered, part 2 pending
+        assert (await stored(service, sms_id)).status == SmsStatus.SENDING
+        modem.release.set()
+        await eventually(lambda: _status(service, sms_id, SmsStatus.SENT))
+        await box.status_report("sim1", report(12, 0x00))
+        assert (await stored(service, sms_id)).status == SmsStatus.DELIVERED
+    finally:
+        await box.stop()
+
+
+async def test_a_reply_from_a_stranger_goes_to_whoever_texted_that_number(
+    service, clock, make_user
+) -> None:
+    await make_user("sales", "105", username="sophea")
+    async with service.sessions() as session:
+        sophea = await session.scalar(select(User).where(User.username == "sophea"))
+        message = new_sms(
+            "+79990001122",
+            "hello",
+            user_id=sophea.id,
+            client_id=None,
+            requested_modem=None,
+            parts=1,
+            now=clock(),
+        )
+        session.add(message)
+        await session.commit()
+    lookup = SenderLookup(service.sessions, suffix_digits=7)
+    assert await lookup("+79990001122") == Sender(None, "105")
+    assert await lookup("+79990009999") == Sender(None, None)

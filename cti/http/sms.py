@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from crm_bridge.builtin import lookup_in
 from crm_bridge.models import Client
@@ -68,6 +68,7 @@ def sms_dict(message: SmsMessage, client_name: str | None) -> dict[str, Any]:
         "status": message.status,
         "reason": message.reason,
         "parts": message.parts,
+        "encoding": _encoding(message.text),
         "client": None
         if message.client_id is None
         else {"id": str(message.client_id), "name": client_name},
@@ -77,12 +78,25 @@ def sms_dict(message: SmsMessage, client_name: str | None) -> dict[str, Any]:
     }
 
 
+def _encoding(text: str) -> str | None:
+    try:
+        return sms_parts_needed(text)[0]
+    except PduError:
+        return None
+
+
 def _visible(who: Principal) -> Any:
-    """Everyone sees what they sent; a manager sees what their clients wrote."""
+    """Everyone sees what they sent and the answers to it; a manager sees what their
+    clients wrote."""
     if who.role in ROLES_SEEING_ALL:
         return True
     managed = select(Client.id).where(Client.manager_id == who.user_id)
-    return or_(SmsMessage.user_id == who.user_id, SmsMessage.client_id.in_(managed))
+    texted = select(SmsMessage.number).where(SmsMessage.user_id == who.user_id)
+    return or_(
+        SmsMessage.user_id == who.user_id,
+        SmsMessage.client_id.in_(managed),
+        and_(SmsMessage.direction == "in", SmsMessage.number.in_(texted)),
+    )
 
 
 def _select(who: Principal) -> Any:
