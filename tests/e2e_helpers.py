@@ -1,5 +1,6 @@
 """Helpers for the browser tests (test_web_e2e.py): a real service on a real port with a
-simulated Asterisk, known users and clients, and a few page-side conveniences."""
+simulated Asterisk (and, for the SMS tests, an emulated GSM modem), known users and
+clients, and a few page-side conveniences."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti import auth
-from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, ModemConfig, PbxConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
 from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
@@ -23,7 +24,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1366, "height": 768}
 
-# Who works in the test office. Extension 102 is the manager of every known client.
+# Who works in the test office. Extension 102 is the manager of the lab's callers,
+# extension 101 of the client who texts (SMS_CLIENT).
 USERS = {
     "anna": dict(role="operator", extension="101", display_name="Анна Петрова"),
     "giorgi": dict(role="operator", extension="102", display_name="გიორგი ბერიძე"),
@@ -47,7 +49,15 @@ CLIENTS = [
         phones=[PhoneIn("+7 812 555-01-01")],  # sip_inbound_answered ("Мария Сидорова")
         contacts=[ContactIn("សុខ ចាន់ណា")],  # Khmer
     ),
+    ClientIn(
+        name="Ирина Кузнецова",
+        kind="person",
+        manager_extension="101",
+        phones=[PhoneIn("+7 916 123-45-67", "мобильный")],
+    ),
 ]
+SMS_CLIENT_NUMBER = "+79161234567"
+SMS_CLIENT_NAME = "Ирина Кузнецова"
 
 # A test page's WebSocket constructor, wrapped: every socket is kept in __e2e.sockets,
 # and while __e2e.blocked is set new sockets go to a path that does not exist, so the
@@ -67,6 +77,26 @@ WS_SPY = """
   Spy.prototype = Native.prototype;
   for (const key of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) Spy[key] = Native[key];
   window.WebSocket = Spy;
+})();
+"""
+
+# A page nobody is looking at, whose user allowed notifications: document.hidden is true
+# and every Notification the page shows is kept in __notes instead.
+HIDDEN_TAB = """
+(() => {
+  const notes = [];
+  window.__notes = notes;
+  class Recorded {
+    constructor(title, options = {}) {
+      notes.push({ title, body: options.body || "", tag: options.tag || "" });
+    }
+    close() {}
+  }
+  Recorded.permission = "granted";
+  Recorded.requestPermission = async () => "granted";
+  window.Notification = Recorded;
+  Object.defineProperty(document, "hidden", { get: () => true, configurable: true });
+  Object.defineProperty(document, "visibilityState", { get: () => "hidden", configurable: true });
 })();
 """
 
@@ -119,7 +149,8 @@ class Office:
         return [a for a in self.pbx.actions if a.get("Action", "").lower() == name.lower()]
 
 
-async def start_office(data_dir: Path) -> Office:
+async def start_office(data_dir: Path, modem_port: Path | None = None) -> Office:
+    """The office; with ``modem_port`` (an emulator's), a GSM modem "sim1" on it too."""
     pbx = AmiSimulator(username="cti", secret="e2e-secret")
     await pbx.start()
     config = Config(
@@ -143,10 +174,16 @@ async def start_office(data_dir: Path) -> Office:
                 reconnect_max_seconds=0.5,
             )
         ],
+        # Service.start registers the modem's link and opens it.
+        modem=[]
+        if modem_port is None
+        else [ModemConfig(name="sim1", port=str(modem_port), ring_extensions=["101"])],
     )
     service = await Service.start(config)
     try:
         await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+        for link in service.modems.values():
+            await eventually(lambda link=link: link.modem.ready)
         async with service.sessions() as session:
             for username, user in USERS.items():
                 await auth.create_user(session, username, password=PASSWORD, **user)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -19,8 +20,11 @@ from aiohttp import ClientSession
 from e2e_helpers import (
     ARTIFACTS,
     CHROMIUM,
+    HIDDEN_TAB,
     MANAGER_NAME,
     PASSWORD,
+    SMS_CLIENT_NAME,
+    SMS_CLIENT_NUMBER,
     USERS,
     VIEWPORT,
     WS_SPY,
@@ -33,6 +37,8 @@ from e2e_helpers import (
 )
 
 from cti.phone import dialable
+from gsm_modem.emulator import ModemEmulator
+from gsm_modem.pdu import decode, encode_deliver, sms_parts_needed
 
 playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
@@ -60,6 +66,24 @@ async def office(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Offi
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def modem() -> AsyncIterator[ModemEmulator]:
+    """The SMS office's GSM modem. A status report comes well after the last part of a
+    message is sent: the outbox only matches reports to messages already ``sent``."""
+    async with ModemEmulator(send_delay=0.05, status_report_delay=0.5) as emulator:
+        yield emulator
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sms_office(
+    tmp_path_factory: pytest.TempPathFactory, modem: ModemEmulator
+) -> AsyncIterator[Office]:
+    """A second office, the same but with a GSM modem: there the page may send SMS."""
+    office = await start_office(tmp_path_factory.mktemp("e2e-sms"), modem_port=modem.path)
+    yield office
+    await stop_office(office)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def browser() -> AsyncIterator[object]:
     async with playwright_api.async_playwright() as playwright:
         browser = await playwright.chromium.launch(
@@ -71,13 +95,23 @@ async def browser() -> AsyncIterator[object]:
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def new_page(browser, office: Office) -> AsyncIterator[NewPage]:
-    """``await new_page(locale="en-US")``: a page in a context of its own. The test fails
-    if a page throws or the browser refuses something under the page's CSP."""
+    """``await new_page(locale="en-US")``: a page in a context of its own, on ``office``
+    unless ``at`` is another. The test fails if a page throws or the browser refuses
+    something under the page's CSP. ``hidden``: the tab is in the background and keeps
+    the notifications it shows in ``__notes``."""
     contexts = []
     problems: list[str] = []
 
-    async def make(locale: str = "en-US", spy: bool = False) -> Page:
-        context = await browser.new_context(viewport=VIEWPORT, locale=locale)
+    async def make(
+        locale: str = "en-US",
+        spy: bool = False,
+        at: Office | None = None,
+        timezone_id: str | None = None,
+        hidden: bool = False,
+    ) -> Page:
+        context = await browser.new_context(
+            viewport=VIEWPORT, locale=locale, timezone_id=timezone_id
+        )
         contexts.append(context)
         page = await context.new_page()
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -91,7 +125,9 @@ async def new_page(browser, office: Office) -> AsyncIterator[NewPage]:
         )
         if spy:
             await page.add_init_script(WS_SPY)
-        await page.goto(office.url)
+        if hidden:
+            await page.add_init_script(HIDDEN_TAB)
+        await page.goto((at or office).url)
         return page
 
     yield make
@@ -323,7 +359,7 @@ async def test_clicking_a_number_dials_it_from_the_operators_phone(
     await sign_in(page, "anna")
     await office.finish(fresh("sip_inbound_missed", seq=102))  # +78125550102, missed by 101
     await office.service.call_store.flush()
-    await page.get_by_role("button", name="Refresh").click()
+    await page.locator("#calls-refresh").click()
     await page.get_by_role("tab", name=re.compile("Missed")).click()
     number = page.locator('#missed-calls button.phone[data-number="+78125550102"]').first
     await expect(number).to_have_text("+7 812 555-01-02")
@@ -476,3 +512,239 @@ async def test_the_receptionist_transfers_to_the_manager(new_page: NewPage, offi
     await shot(page, "5-transferred")
     await office.finish(frames[answered + 1 :])
     await expect(pop).to_have_count(0)
+
+
+# -- 6. SMS ------------------------------------------------------------------------------
+
+
+def messages(page: Page):
+    return page.locator("#messages li.sms-row")
+
+
+def sms_row(page: Page, sms_id: str):
+    return page.locator(f'#messages li.sms-row[data-sms-id="{sms_id}"]')
+
+
+def keep_sms_frames(page: Page, into: list[dict]) -> None:
+    """Collect the ``sms.*`` frames the page's live feed receives."""
+
+    def received(payload: str | bytes) -> None:
+        if isinstance(payload, str) and (frame := json.loads(payload))["type"].startswith("sms."):
+            into.append(frame)
+
+    page.on("websocket", lambda ws: ws.on("framereceived", received))
+
+
+async def test_without_a_modem_the_sms_form_is_disabled(new_page: NewPage) -> None:
+    page = await new_page()
+    await sign_in(page, "anna")
+    await expect(page.locator("#sms-panel")).to_be_visible()
+    await expect(page.locator("#sms-fieldset")).to_have_attribute("disabled", "")
+    for control in ("#sms-to", "#sms-text", "#sms-submit"):
+        await expect(page.locator(control)).to_be_disabled()
+    await expect(page.locator("#sms-disabled-note")).to_have_text("SMS is not configured.")
+    await expect(page.locator("#messages-panel")).to_be_hidden()  # no modem, no messages
+    await expect(page.locator("button.sms-button")).to_have_count(0)
+
+
+async def test_the_counter_counts_sms_parts_like_the_service(new_page: NewPage) -> None:
+    texts = [
+        "",
+        "Hello",
+        "a" * 160,
+        "a" * 161,
+        "a" * 306,
+        "a" * 307,
+        "{[€]}" * 32,  # extension characters take two septets: 160
+        "{[€]}" * 32 + "a",
+        "a" * 152 + "€" + "a" * 10,  # an escape pair is never split between parts
+        "ы" * 70,
+        "ы" * 71,
+        "ы" * 134,
+        "ы" * 135,
+        "Привет, Мир! " * 10,
+        "გამარჯობა " * 7,
+        "សួស្តី " * 10,
+        "😀" * 35,  # outside the BMP: two UCS-2 units each
+        "😀" * 36,
+        "a" * 66 + "😀",  # a surrogate pair stays in one part
+        "a" * 133 + "😀" + "é" * 3,
+        "Line one\nline two\r\n@£$¥",
+    ]
+    page = await new_page()
+    counted = await page.evaluate(
+        """async (texts) => {
+            const {smsParts} = await import("/static/sms.js");
+            return texts.map((text) => smsParts(text));
+        }""",
+        texts,
+    )
+    for text, count in zip(texts, counted, strict=True):
+        expected = sms_parts_needed(text) if text else ("gsm7", 0)
+        assert (count["encoding"], count["parts"]) == expected, (text, count)
+        assert count["chars"] == len(text)
+
+
+async def test_an_operator_texts_a_client_in_russian_and_sees_it_delivered(
+    new_page: NewPage, sms_office: Office, modem: ModemEmulator
+) -> None:
+    """Anna (101), the client's manager, writes from the page; the modem sends both parts
+    and the page follows the message to delivered."""
+    page = await new_page(at=sms_office)
+    frames: list[dict] = []
+    keep_sms_frames(page, frames)
+    await sign_in(page, "anna")
+    await expect(page.locator("#sms-submit")).to_be_enabled()
+    await expect(page.locator("#sms-disabled-note")).to_be_hidden()
+    await expect(page.locator("#messages-panel")).to_be_visible()
+
+    text = "Здравствуйте, Ирина! Ваш заказ № 42 готов, забрать можно завтра с 10:00 до 18:00."
+    assert sms_parts_needed(text) == ("ucs2", 2)
+    counter = page.locator("#sms-counter")
+    await page.get_by_label("To", exact=True).fill("8 916 123-45-67")
+    await page.get_by_label("Message", exact=True).fill("Hello")
+    await expect(counter).to_have_text("Characters: 5 · SMS: 1 (GSM 7-bit) · 155 left in this SMS")
+    await page.get_by_label("Message", exact=True).fill(text)
+    left = 2 * 67 - len(text)
+    await expect(counter).to_have_text(
+        f"Characters: {len(text)} · SMS: 2 (Unicode) · {left} left in this SMS"
+    )
+    await shot(page, "6-sms-typed")
+
+    sent_before = len(modem.sent)
+    async with page.expect_response(
+        lambda r: r.url.endswith("/api/sms") and r.request.method == "POST"
+    ) as answer:
+        await page.get_by_role("button", name="Send", exact=True).click()
+    queued = await (await answer.value).json()
+    assert (await answer.value).status == 202, queued
+    assert queued["to"] == SMS_CLIENT_NUMBER
+    assert (queued["parts"], queued["encoding"]) == (2, "ucs2")
+    await expect(page.locator("#sms-result")).to_have_text("The SMS is on its way: 2 SMS, Unicode.")
+    await expect(page.locator("#sms-text")).to_have_value("")
+
+    row = sms_row(page, queued["id"])
+    await expect(messages(page).first).to_have_attribute("data-sms-id", queued["id"])
+    await expect(row).to_have_attribute("data-direction", "out")
+    await expect(row.locator(".sms-dir")).to_have_text("Outgoing")
+    await expect(row.locator(".sms-text")).to_have_text(text)
+    await expect(row.locator("button.phone")).to_have_text("+7 916 123-45-67")
+    await expect(row.locator(".sms-client")).to_have_text(SMS_CLIENT_NAME)
+    await expect(row.locator(".sms-parts")).to_have_text("2 SMS")
+    await expect(row.locator(".sms-status")).to_have_text("delivered")
+    await expect(row).to_have_attribute("data-status", "delivered")
+
+    sent = [decode(pdu) for pdu in modem.sent[sent_before:]]
+    assert [part.recipient for part in sent] == [SMS_CLIENT_NUMBER] * 2
+    assert "".join(part.text for part in sent) == text
+    statuses = [f["data"]["status"] for f in frames if f["data"].get("sms_id") == queued["id"]]
+    assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == [
+        "sending",
+        "sent",
+        "delivered",
+    ]
+    await page.locator("#messages-panel").screenshot(path=str(ARTIFACTS / "6-messages-sent.png"))
+    await shot(page, "6-sms-delivered")
+
+    await page.get_by_role("button", name="Русский").click()
+    await expect(page.locator("#messages-title")).to_have_text("Сообщения")
+    await expect(row.locator(".sms-status")).to_have_text("доставлено")
+    await expect(row.locator(".sms-dir")).to_have_text("Исходящее")
+    await expect(page.locator("#sms-result")).to_have_text("SMS отправляется: 2 SMS, Юникод.")
+    await expect(counter).to_have_text("Символов: 0 · SMS: 0 (GSM 7 бит) · в этой SMS осталось 160")
+    await shot(page, "6-sms-delivered-ru")
+
+
+async def test_an_incoming_sms_reaches_the_managers_messages_at_once(
+    new_page: NewPage, sms_office: Office, modem: ModemEmulator
+) -> None:
+    """Two parts from the client's phone: one message, with the client's name, on the
+    manager's page (in the background: a notification) and the receptionist's, without
+    reloading anything."""
+    manager = await new_page(at=sms_office, timezone_id="Asia/Tbilisi", hidden=True)
+    lists: list[str] = []
+    manager.on(
+        "request",
+        lambda r: lists.append(r.url) if "/api/sms?" in r.url else None,
+    )
+    async with manager.expect_response(lambda r: "/api/sms?" in r.url):
+        await sign_in(manager, "anna")
+    reception = await new_page(at=sms_office)
+    async with reception.expect_response(lambda r: "/api/sms?" in r.url):
+        await sign_in(reception, "rita")
+    loaded = len(lists)
+
+    text = "Добрый день! გამარჯობა! សួស្តី! Когда привезёте заказ? <b>срочно</b> & спасибо"
+    parts = encode_deliver(SMS_CLIENT_NUMBER, text, reference=77, timestamp=datetime.now(UTC))
+    assert len(parts) == 2
+    for part in parts:
+        modem.deliver_sms(part)
+
+    for page in (manager, reception):
+        row = messages(page).filter(has_text="გამარჯობა")
+        await expect(row).to_have_count(1)
+        await expect(messages(page).first).to_contain_text("გამარჯობა")  # the newest
+        await expect(row).to_have_attribute("data-direction", "in")
+        await expect(row.locator(".sms-dir")).to_have_text("Incoming")
+        await expect(row.locator(".sms-text")).to_have_text(text)  # text, not markup
+        await expect(row.locator(".sms-text b")).to_have_count(0)
+        await expect(row.locator(".sms-client")).to_have_text(SMS_CLIENT_NAME)
+        await expect(row.locator(".sms-status")).to_have_count(0)
+    row = messages(manager).filter(has_text="გამარჯობა")
+    await expect(row.locator("button.phone")).to_have_text("+7 916 123-45-67")
+    await expect(row.locator("button.sms-button")).to_have_text("SMS")
+    # The receptionist reads messages but does not send them.
+    await expect(reception.locator("#sms-panel")).to_be_hidden()
+    await expect(reception.locator("#messages button.sms-button")).to_have_count(0)
+    assert len(lists) == loaded  # it came over the live feed
+
+    # The time, in the user's time zone (Tbilisi is UTC+4 all year).
+    when = await row.locator("time").get_attribute("datetime")
+    local, utc = await manager.evaluate(
+        """(iso) => ["Asia/Tbilisi", "UTC"].map((timeZone) => new Intl.DateTimeFormat(
+            "en", {hour: "2-digit", minute: "2-digit", timeZone}).format(new Date(iso)))""",
+        when,
+    )
+    assert local != utc
+    await expect(row.locator("time")).to_contain_text(local)
+
+    await manager.wait_for_function("() => window.__notes.length > 0")
+    [note] = await manager.evaluate("() => window.__notes")
+    assert note["title"] == "New SMS"
+    assert "+7 916 123-45-67" in note["body"] and SMS_CLIENT_NAME in note["body"]
+    assert "გამარჯობა" in note["body"]
+    await expect(manager.locator("#announcer")).to_contain_text("New SMS: +7 916 123-45-67")
+    await manager.locator("#messages-panel").screenshot(
+        path=str(ARTIFACTS / "7-messages-received.png")
+    )
+    await shot(manager, "7-sms-received-manager")
+    await shot(reception, "7-sms-received-reception")
+
+
+async def test_the_sms_button_on_a_pop_and_in_the_call_list_fills_the_form(
+    new_page: NewPage, sms_office: Office
+) -> None:
+    page = await new_page(at=sms_office)
+    await sign_in(page, "anna")
+    frames = fresh("sip_inbound_answered", seq=106)  # +78125550101 rings 101
+    ringing = index_of(frames, "Newstate", Channel="SIP/101", ChannelStateDesc="Up")
+    await sms_office.play(frames[:ringing])
+    await eventually(lambda: sms_office.live_call("+78125550101"))
+    call_id = sms_office.live_call("+78125550101").id
+    pop = card(page, call_id)
+    button = pop.get_by_role("button", name="Send an SMS to +7 812 555-01-01")
+    await expect(button).to_have_text("SMS")
+    await button.click()
+    await expect(page.locator("#sms-to")).to_have_value("+7 812 555-01-01")
+    await expect(page.locator("#sms-text")).to_be_focused()
+    await shot(page, "8-sms-from-pop")
+
+    await sms_office.finish(frames[ringing:])
+    await sms_office.service.call_store.flush()
+    await page.locator("#sms-to").fill("")
+    await page.locator("#calls-refresh").click()
+    listed = page.locator('#recent-calls button.sms-button[data-sms-number="+78125550101"]')
+    await expect(listed.first).to_be_visible()
+    await listed.first.click()
+    await expect(page.locator("#sms-to")).to_have_value("+7 812 555-01-01")
+    await expect(page.locator("#sms-text")).to_be_focused()

@@ -3,11 +3,18 @@
 
 import { Feed } from "./feed.js";
 import { DICTIONARIES, language, setLanguage, t, translatePage } from "./i18n.js";
+import { smsParts } from "./sms.js";
 
 const SESSION_KEY = "cti.session";
 const RECEPTION_ROLES = new Set(["receptionist", "supervisor", "admin"]);
 const ENDED_MEMORY = 500; // ended call ids remembered, so a late frame cannot revive a card
 const CALLS_LIMIT = 20;
+const SMS_LIMIT = 20; // messages in the Messages panel
+const SMS_EARLY_MEMORY = 50; // statuses kept for messages the page has not seen yet
+const SMS_POLL_MS = 10000; // without an extension no status frames come: look this often
+const SMS_NOTIFY_WAIT_MS = 2000; // how long a notification waits for the sender's name
+const SMS_PENDING = new Set(["queued", "sending"]);
+const SMS_REPORT_WAIT_MS = 10 * 60 * 1000; // a sent SMS's delivery report is looked for this long
 
 const state = {
   session: null, // {token, user}
@@ -27,12 +34,19 @@ const state = {
   recent: [],
   missedCalls: [],
   callsError: null,
+  sms: new Map(), // id -> message (GET /api/sms shape) plus tick: when a frame last set it
+  smsEarly: new Map(), // id -> {status, reason, tick}: frames about messages not loaded yet
+  smsTick: 0, // counts sms.status frames, so an older snapshot cannot undo a newer frame
+  smsFetching: new Set(),
+  smsError: null,
+  smsResult: null, // the send form's last result: {kind, key, params}
 };
 
 let feed = null;
 let callsRefresh = null;
 let namesRefresh = null;
 let dialStatusTimer = null;
+let smsPoll = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -80,7 +94,14 @@ function formatNumber(number) {
   if (!number) return "";
   const ru = /^\+7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(number);
   if (ru) return `+7 ${ru[1]} ${ru[2]}-${ru[3]}-${ru[4]}`;
+  const ge = /^\+995(\d{3})(\d{2})(\d{2})(\d{2})$/.exec(number);
+  if (ge) return `+995 ${ge[1]} ${ge[2]} ${ge[3]} ${ge[4]}`;
   return number;
+}
+
+// A number one can call or text (not an extension, not an alphanumeric SMS sender).
+function isPhoneNumber(number) {
+  return typeof number === "string" && /^\+?\d{5,}$/.test(number);
 }
 
 function formatTime(iso) {
@@ -299,10 +320,19 @@ function resetDeskState() {
   state.recent = [];
   state.missedCalls = [];
   state.callsError = null;
+  state.sms.clear();
+  state.smsEarly.clear();
+  state.smsFetching.clear();
+  state.smsError = null;
+  state.smsResult = null;
   clearTimeout(callsRefresh);
   clearTimeout(namesRefresh);
+  clearTimeout(smsPoll);
   $("pops").replaceChildren();
   $("lines").replaceChildren();
+  $("messages").replaceChildren();
+  $("sms-text").value = "";
+  $("sms-to").value = "";
   setText($("dial-status"), "");
 }
 
@@ -374,6 +404,12 @@ function onFrame(frame) {
     case "call.originate":
       if (frame.data) onOriginate(frame.data);
       break;
+    case "sms.received":
+      if (frame.data) onSmsReceived(frame.data);
+      break;
+    case "sms.status":
+      if (frame.data) onSmsStatus(frame.data);
+      break;
     default:
       break; // heartbeat, pong, and events only integrations use
   }
@@ -393,6 +429,7 @@ function applyResync(snapshot) {
   }
   loadNames();
   renderAll();
+  loadSms(); // frames may have been missed: the list comes again
 }
 
 function applyPop(card) {
@@ -427,13 +464,15 @@ function announce(card) {
   const who = card.client?.name || card.caller_name || "";
   const number = card.number_display || formatNumber(card.number) || t("hiddenNumber");
   $("announcer").textContent = `${t("notifyTitle")}: ${number} ${who}`.trim();
+  notify(t("notifyTitle"), who ? `${number} · ${who}` : number, `cti-call-${card.call_id}`);
+}
+
+// A browser notification, only while the page is not being looked at.
+function notify(title, body, tag) {
   if (!document.hidden || !("Notification" in window)) return;
   if (Notification.permission !== "granted") return;
   try {
-    const notification = new Notification(t("notifyTitle"), {
-      body: who ? `${number} · ${who}` : number,
-      tag: `cti-call-${card.call_id}`,
-    });
+    const notification = new Notification(title, { body, tag });
     notification.onclick = () => {
       window.focus();
       notification.close();
@@ -580,6 +619,196 @@ function scheduleCallsRefresh(callId) {
   callsRefresh = setTimeout(() => refreshCalls(callId || null, 4), 500);
 }
 
+// -- SMS -----------------------------------------------------------------------------
+// The Messages panel holds the newest SMS the user may see (GET /api/sms), merged with
+// the live feed: sms.received adds a message at once, sms.status moves an outgoing one
+// along (queued -> sending -> sent -> delivered, or failed). A snapshot from the API
+// never undoes a status frame that arrived after it was asked for (the ticks).
+
+function smsTime(message) {
+  return Date.parse(message.created_at) || 0;
+}
+
+function sortedSms() {
+  return [...state.sms.values()].sort(
+    (a, b) => smsTime(b) - smsTime(a) || String(b.id).localeCompare(String(a.id)),
+  );
+}
+
+function trimSms() {
+  if (state.sms.size <= SMS_LIMIT) return;
+  state.sms = new Map(sortedSms().slice(0, SMS_LIMIT).map((message) => [message.id, message]));
+}
+
+// Take a message from the API; `since` is the tick when it was asked for.
+function mergeSms(message, since) {
+  if (!message?.id) return;
+  const known = state.sms.get(message.id);
+  const merged = { ...known, ...message, tick: known?.tick ?? 0 };
+  if (known && known.tick > since) {
+    merged.status = known.status;
+    merged.reason = known.reason;
+  }
+  const early = state.smsEarly.get(message.id);
+  if (early) {
+    state.smsEarly.delete(message.id);
+    if (early.tick > since && early.tick > merged.tick) {
+      Object.assign(merged, { status: early.status, reason: early.reason, tick: early.tick });
+    }
+  }
+  state.sms.set(message.id, merged);
+}
+
+async function loadSms() {
+  const session = state.session;
+  if (!session) return;
+  const since = state.smsTick;
+  try {
+    const body = await api("GET", `/api/sms?limit=${SMS_LIMIT}`);
+    if (state.session !== session) return;
+    for (const message of body?.messages || []) mergeSms(message, since);
+    trimSms();
+    state.smsError = null;
+  } catch (e) {
+    if (state.session !== session) return;
+    state.smsError = e.message;
+  }
+  renderMessages();
+  scheduleSmsPoll();
+}
+
+async function fetchSms(id) {
+  const session = state.session;
+  if (!session || state.smsFetching.has(id)) return;
+  state.smsFetching.add(id);
+  const since = state.smsTick;
+  try {
+    const message = await api("GET", `/api/sms/${encodeURIComponent(id)}`);
+    if (state.session !== session) return;
+    mergeSms(message, since);
+    trimSms();
+    renderMessages();
+  } catch {
+    // not (yet) visible to this user: the frame's data stays what is shown
+  } finally {
+    state.smsFetching.delete(id);
+  }
+}
+
+function onSmsStatus(data) {
+  const id = data.sms_id;
+  if (!id || !data.status) return;
+  state.smsTick += 1;
+  const update = { status: data.status, reason: data.reason ?? null, tick: state.smsTick };
+  const message = state.sms.get(id);
+  if (!message) {
+    // Sent from another window, or the frame beat the answer to our POST.
+    state.smsEarly.set(id, update);
+    if (state.smsEarly.size > SMS_EARLY_MEMORY) {
+      state.smsEarly.delete(state.smsEarly.keys().next().value);
+    }
+    fetchSms(id);
+    return;
+  }
+  Object.assign(message, update);
+  if (data.status === "sent" && !message.sent_at) message.sent_at = data.at || null;
+  if (data.status === "delivered" && !message.delivered_at) message.delivered_at = data.at || null;
+  renderMessages();
+  scheduleSmsPoll();
+}
+
+async function onSmsReceived(data) {
+  const id = data.sms_id;
+  if (!id) return;
+  if (!state.sms.has(id)) {
+    state.sms.set(id, {
+      id,
+      direction: "in",
+      modem: data.modem || null,
+      number: data.sender || "",
+      text: data.text ?? "",
+      status: "received",
+      reason: null,
+      parts: null,
+      client: null,
+      created_at: data.at || new Date().toISOString(),
+      tick: 0,
+    });
+    trimSms();
+  }
+  renderMessages();
+  if (state.notified.has(`sms-${id}`)) return;
+  state.notified.add(`sms-${id}`);
+  // The frame has the number; the API knows the client's name. Wait a moment for it.
+  await Promise.race([fetchSms(id), new Promise((resolve) => setTimeout(resolve, SMS_NOTIFY_WAIT_MS))]);
+  const message = state.sms.get(id);
+  if (!message || !state.session) return;
+  announceSms(message);
+}
+
+function announceSms(message) {
+  const number = formatNumber(message.number);
+  const who = message.client?.name || "";
+  const from = who ? `${number} · ${who}` : number;
+  const full = String(message.text ?? "");
+  const text = full.length > 120 ? `${full.slice(0, 119)}…` : full;
+  $("announcer").textContent = `${t("smsNotifyTitle")}: ${from}: ${text}`;
+  notify(t("smsNotifyTitle"), `${from}\n${text}`, `cti-sms-${message.id}`);
+}
+
+// Users without an extension get no status frames: look again while something is on
+// its way.
+function scheduleSmsPoll() {
+  clearTimeout(smsPoll);
+  if (!state.session || myExtension() || isReception()) return;
+  const now = Date.now();
+  const waiting = [...state.sms.values()].some(
+    (message) =>
+      message.direction === "out" &&
+      (SMS_PENDING.has(message.status) ||
+        (message.status === "sent" && now - (Date.parse(message.sent_at) || now) < SMS_REPORT_WAIT_MS)),
+  );
+  if (waiting) smsPoll = setTimeout(loadSms, SMS_POLL_MS);
+}
+
+function canSms() {
+  return state.features.sms === true;
+}
+
+function smsButton(number, focusKey) {
+  if (!canSms() || !isPhoneNumber(number)) return null;
+  const label = t("smsToNumber", { number: formatNumber(number) });
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "btn btn-small sms-button",
+      dataset: { smsNumber: number, focusKey },
+      "aria-label": label,
+      title: label,
+    },
+    t("smsShort"),
+  );
+}
+
+function startSmsTo(number) {
+  if (!canSms() || $("sms-panel").hidden) return;
+  $("sms-to").value = formatNumber(number);
+  const text = $("sms-text");
+  text.scrollIntoView({ block: "nearest" });
+  text.focus();
+  renderSmsCounter();
+}
+
+function encodingLabel(encoding) {
+  return { gsm7: t("smsEncodingGsm7"), ucs2: t("smsEncodingUcs2") }[encoding] || encoding || "";
+}
+
+function smsStatusLabel(status) {
+  const key = `smsStatus${String(status)[0]?.toUpperCase()}${String(status).slice(1)}`;
+  return DICTIONARIES.en[key] ? t(key) : String(status || "");
+}
+
 // -- rendering -----------------------------------------------------------------------
 
 function renderAll() {
@@ -593,6 +822,9 @@ function renderAll() {
   renderPops();
   renderLines();
   renderCalls();
+  renderMessages();
+  renderSmsCounter();
+  renderSmsResult();
 }
 
 function renderLanguageToggle() {
@@ -658,8 +890,8 @@ function renderPanels() {
   $("desk-view").dataset.view = reception ? "reception" : "operator";
   show($("dial-panel"), canDial());
   show($("calls-panel"), !reception && Boolean(myExtension()));
-  show($("sms-panel"), !reception);
-  const sms = state.features.sms === true;
+  const sms = canSms();
+  show($("sms-panel"), !reception || sms); // receptionists do not send; supervisors may
   $("sms-fieldset").disabled = !sms;
   show($("sms-disabled-note"), !sms);
 }
@@ -717,6 +949,7 @@ function renderCard(card) {
     card.number
       ? phoneButton(card.number, number, `card-${card.call_id}-number`)
       : h("span", { class: "phone-text" }, t("hiddenNumber")),
+    card.number ? smsButton(card.number, `card-${card.call_id}-sms`) : null,
     card.caller_name
       ? h("span", { class: "caller-name", title: t("callerName") }, card.caller_name)
       : null,
@@ -939,6 +1172,7 @@ function renderCallList(container, calls) {
           h("time", { datetime: call.started_at || null }, formatTime(call.started_at)),
           h("span", { class: `dir dir-${call.direction}` }, directionLabel(call.direction)),
           other ? phoneButton(other, otherLabel, `${container.id}-${call.id}`) : h("span", {}, "—"),
+          call.external_number ? smsButton(call.external_number, `${container.id}-${call.id}-sms`) : null,
           call.external_name ? h("span", { class: "call-name" }, call.external_name) : null,
           h("span", { class: "call-outcome" }, call.missed ? `${outcome} · ${t("missed")}` : outcome),
         );
@@ -968,6 +1202,85 @@ function renderCalls() {
   }
 }
 
+function messagesVisible() {
+  if (!state.session) return false;
+  const modem = [...state.links.values()].some((link) => link.kind === "modem");
+  return canSms() || modem || state.sms.size > 0;
+}
+
+function renderMessages() {
+  const panel = $("messages-panel");
+  show(panel, messagesVisible());
+  if (panel.hidden) return;
+  const list = $("messages");
+  const messages = sortedSms();
+  replaceKeepingFocus(list, () => {
+    list.replaceChildren(...messages.map(renderSmsRow));
+  });
+  const empty = $("messages-empty");
+  if (state.smsError) setText(empty, t("smsLoadFailed", { message: state.smsError }));
+  else setText(empty, messages.length === 0 ? t("noMessages") : "");
+}
+
+function renderSmsRow(message) {
+  const incoming = message.direction === "in";
+  const number = message.number || "";
+  const shown = formatNumber(number);
+  const status = message.status || "";
+  return h(
+    "li",
+    {
+      class: `sms-row sms-${incoming ? "in" : "out"}`,
+      dataset: { smsId: message.id, direction: incoming ? "in" : "out", status },
+    },
+    h(
+      "div",
+      { class: "sms-head" },
+      h("time", { datetime: message.created_at || null }, formatTime(message.created_at)),
+      h("span", { class: "dir sms-dir" }, incoming ? t("smsIncoming") : t("smsOutgoing")),
+      isPhoneNumber(number)
+        ? phoneButton(number, shown, `sms-${message.id}-number`)
+        : h("span", { class: "phone-text" }, shown),
+      smsButton(number, `sms-${message.id}-sms`),
+      message.client?.name ? h("span", { class: "sms-client" }, message.client.name) : null,
+      message.parts > 1
+        ? h("span", { class: "muted sms-parts" }, t("smsPartsShort", { parts: message.parts }))
+        : null,
+      incoming
+        ? null
+        : h("span", { class: `sms-status sms-status-${status}`, dataset: { status } }, smsStatusLabel(status)),
+    ),
+    h("p", { class: "sms-text", dir: "auto" }, message.text ?? ""),
+    message.reason ? h("p", { class: "sms-reason" }, message.reason) : null,
+  );
+}
+
+function renderSmsCounter() {
+  const el = $("sms-counter");
+  const count = smsParts($("sms-text").value);
+  el.dataset.parts = String(count.parts);
+  el.dataset.encoding = count.encoding;
+  el.textContent = t("smsCounter", {
+    chars: count.chars,
+    parts: count.parts,
+    encoding: encodingLabel(count.encoding),
+    left: count.left,
+  });
+}
+
+function renderSmsResult() {
+  const el = $("sms-result");
+  const result = state.smsResult;
+  if (!result) {
+    setText(el, "");
+    return;
+  }
+  const params = { ...result.params };
+  if (params.encoding) params.encoding = encodingLabel(params.encoding);
+  el.dataset.kind = result.kind;
+  setText(el, t(result.key, params));
+}
+
 // -- forms and controls --------------------------------------------------------------
 
 function selectTab(tab, focus) {
@@ -979,22 +1292,67 @@ function selectTab(tab, focus) {
 
 async function onSms(event) {
   event.preventDefault();
-  if (state.features.sms !== true) return;
-  const result = $("sms-result");
+  if (!canSms()) return;
   const to = $("sms-to").value.trim();
   const text = $("sms-text").value;
-  if (!to || !text.trim()) return;
-  setText(result, t("smsSending"));
-  result.dataset.kind = "pending";
-  try {
-    await api("POST", "/api/sms", { to, text });
-    $("sms-text").value = "";
-    result.dataset.kind = "ok";
-    setText(result, t("smsQueued"));
-  } catch (e) {
-    result.dataset.kind = "error";
-    setText(result, t("smsFailed", { message: e.message }));
+  if (!to || !text.trim()) {
+    state.smsResult = { kind: "error", key: "smsMissing" };
+    renderSmsResult();
+    (to ? $("sms-text") : $("sms-to")).focus();
+    return;
   }
+  const session = state.session;
+  const submit = $("sms-submit");
+  submit.disabled = true;
+  state.smsResult = { kind: "pending", key: "smsSending" };
+  renderSmsResult();
+  try {
+    const queued = await api("POST", "/api/sms", { to, text });
+    if (state.session !== session) return;
+    addQueuedSms(queued, text);
+    if ($("sms-text").value === text) $("sms-text").value = "";
+    state.smsResult = {
+      kind: "ok",
+      key: "smsQueued",
+      params: { parts: queued.parts, encoding: queued.encoding },
+    };
+    renderMessages();
+    renderSmsCounter();
+    fetchSms(queued.id); // the client's name, when the number is a client's
+    scheduleSmsPoll();
+  } catch (e) {
+    state.smsResult = { kind: "error", key: "smsFailed", params: { message: e.message } };
+  } finally {
+    submit.disabled = false;
+    renderSmsResult();
+  }
+}
+
+// The answer to POST /api/sms: the message is in the list as queued from now on (unless
+// its status frames came first).
+function addQueuedSms(queued, text) {
+  const known = state.sms.get(queued.id);
+  if (known) {
+    Object.assign(known, { parts: queued.parts, encoding: queued.encoding });
+    return;
+  }
+  const early = state.smsEarly.get(queued.id);
+  state.smsEarly.delete(queued.id);
+  state.sms.set(queued.id, {
+    id: queued.id,
+    direction: "out",
+    modem: null,
+    number: queued.to,
+    text,
+    status: early?.status || queued.status || "queued",
+    reason: early?.reason ?? null,
+    parts: queued.parts,
+    encoding: queued.encoding,
+    client: null,
+    created_at: new Date().toISOString(),
+    tick: early?.tick || 0,
+  });
+  trimSms();
 }
 
 async function onNotifyClick() {
@@ -1018,6 +1376,11 @@ function onDocumentClick(event) {
     dial(phone.dataset.number);
     return;
   }
+  const text = target?.closest("button[data-sms-number]");
+  if (text) {
+    startSmsTo(text.dataset.smsNumber);
+    return;
+  }
   const move = target?.closest("button[data-transfer-call]");
   if (move && !move.disabled) transfer(move.dataset.transferCall, move.dataset.transferExt);
 }
@@ -1036,6 +1399,8 @@ async function boot() {
   $("lang-toggle").addEventListener("click", onLanguage);
   $("notify-button").addEventListener("click", onNotifyClick);
   $("sms-form").addEventListener("submit", onSms);
+  $("sms-text").addEventListener("input", renderSmsCounter);
+  $("messages-refresh").addEventListener("click", () => loadSms());
   $("dial-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const number = $("dial-number").value.trim();
