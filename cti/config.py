@@ -208,6 +208,23 @@ class AgiConfig(_Section):
     timeout: float = Field(1.0, gt=0, le=10)
 
 
+class RecordingsConfig(_Section):
+    dir: str = ""  # empty: <server.data_dir>/recordings
+    pbx_dir: str = ""  # where the PBX writes them, as the PBX names it
+    watch_dir: str = ""  # empty: no folder is watched
+    watch_seconds: float = Field(10.0, gt=0)
+    match_seconds: float = Field(120.0, ge=0)
+    retention_days: int = Field(0, ge=0)  # 0: keep forever
+    transcode: Literal["none", "opus"] = "none"
+
+    @field_validator("pbx_dir")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if path and not path.startswith("/"):
+            raise ValueError("must be absolute, e.g. /var/spool/asterisk/monitor")
+        return path
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -217,6 +234,7 @@ class Config(_Section):
     sms: SmsConfig = SmsConfig()
     crm: CrmConfig = CrmConfig()
     agi: AgiConfig = AgiConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
 
     @model_validator(mode="after")
     def _name_links(self) -> Config:
@@ -237,6 +255,12 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite+aiosqlite:///{self.server.data_dir / 'cti.db'}"
+
+    @property
+    def recordings_dir(self) -> Path:
+        if self.recordings.dir:
+            return Path(self.recordings.dir)
+        return self.server.data_dir / "recordings"
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration, for the log redactor."""
@@ -281,6 +305,14 @@ def load_config(
     if not data_dir.is_absolute():
         server = config.server.model_copy(update={"data_dir": base_dir / data_dir})
         config = config.model_copy(update={"server": server})
+    recordings = config.recordings
+    paths = {
+        key: str(base_dir / value)
+        for key in ("dir", "watch_dir")
+        if (value := getattr(recordings, key)) and not Path(value).is_absolute()
+    }
+    if paths:
+        config = config.model_copy(update={"recordings": recordings.model_copy(update=paths)})
     return config
 
 

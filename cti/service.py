@@ -36,6 +36,7 @@ from cti.sms import SenderLookup, SmsInbox, SmsOutbox
 from gsm_modem.link import ModemLink
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
+from recordings import Recordings
 
 log = logging.getLogger("cti.service")
 
@@ -58,6 +59,7 @@ class Service:
     modems: dict[str, ModemLink]
     sms_outbox: SmsOutbox
     sms_inbox: SmsInbox
+    recordings: Recordings | None = None
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -103,6 +105,8 @@ class Service:
         await writeback.catch_up()
         call_store = CallStore(sessions)
         call_store.after_write.append(writeback.after_write)
+        recordings = Recordings.create(sessions, config)
+        call_store.after_write.append(recordings.store.after_write)
         call_store.start()
         builtin = SqlDirectory(sessions, crm.suffix_digits)
         resolved = directory or build_directory(crm, builtin, config.phone.default_region)
@@ -139,6 +143,8 @@ class Service:
             ),
             SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, crm.suffix_digits)),
         )
+        service.recordings = recordings
+        recordings.start()
         live.start()
         service.identifier.start()
         for pbx in config.pbx:
@@ -201,6 +207,8 @@ class Service:
         for link in self.modems.values():
             await link.stop()
         await self.call_store.stop()
+        if self.recordings is not None:
+            await self.recordings.stop()
         await self.identifier.stop()
         await self.live.stop()
         if self.crm_outbox is not None:

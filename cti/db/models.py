@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -187,3 +188,40 @@ class SmsInboundPart(Base):
     modem: Mapped[str] = mapped_column(String(64))
     pdu: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Recording(Base):
+    """A call's recording: a file under [recordings] dir (the path is relative to it)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(500))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int | None] = mapped_column(BigInteger)  # None: not known yet (being written)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(10))  # "pbx" or "watched"
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
+
+    __table_args__ = (
+        Index("ix_recordings_call_id", "call_id"),
+        Index("ix_recordings_path", "path", unique=True),  # a file is one recording
+        Index("ix_recordings_created_at", "created_at"),
+    )
+
+
+class RecordingListen(Base):
+    """Who fetched a recording, when and which part: the audit."""
+
+    __tablename__ = "recording_listens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))  # kept if the user is deleted
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    remote: Mapped[str | None] = mapped_column(String(64))
+    range_header: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_recording_listens_recording_id", "recording_id", "at"),)

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
 import cti.web
-from cti.http import calls, clients, lookup, reports, session, sms, system, users
+from cti.http import calls, clients, lookup, recordings, reports, session, sms, system, users
 from cti.http.api import PRINCIPAL_KEY, Api
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
@@ -36,6 +36,7 @@ def build_app(service: Service) -> web.Application:
     lookup.add_routes(api)
     clients.add_routes(api)
     sms.add_routes(api)
+    recordings.add_routes(api)
     reports.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)

@@ -1,0 +1,291 @@
+"""Attaching recording files to calls, and finding them again safely.
+
+A ``Recording`` row names its file relative to ``[recordings] dir``; ``file_of`` turns that
+into a file only if it stays inside the folder (no absolute path, ``..``, NUL, or symlink
+pointing out), so no row, however it was written, can serve or delete anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.config import RecordingsConfig
+from cti.db.models import Recording
+
+log = logging.getLogger("cti.recordings")
+
+# The files served and attached: audio only, by extension (MixMonitor's formats included).
+CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".opus": "audio/ogg",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+    ".gsm": "audio/x-gsm",
+    ".ulaw": "audio/basic",
+    ".alaw": "audio/x-alaw-basic",
+    ".g722": "audio/G722",
+}
+
+
+def content_type_of(path: str | Path) -> str:
+    return CONTENT_TYPES.get(PurePosixPath(path).suffix.lower(), "application/octet-stream")
+
+
+def inside(root: Path, relative: str) -> Path | None:
+    """The audio file ``relative`` names under ``root`` (symlinks resolved); None when it
+    is absolute, has ``..`` or NUL, leads out of ``root`` or is not an audio file."""
+    if not relative or "\x00" in relative:
+        return None
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts:
+        return None
+    try:
+        base = root.resolve()
+        target = (base / path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return None
+    if not target.is_relative_to(base):
+        return None
+    audio = (path.suffix.lower(), target.suffix.lower())
+    return target if all(suffix in CONTENT_TYPES for suffix in audio) else None
+
+
+def _stem(path: str) -> str:
+    """A recording's identity: transcoding changes only its extension."""
+    return str(PurePosixPath(path).with_suffix(""))
+
+
+class RecordingStore:
+    def __init__(self, sessions: async_sessionmaker, root: Path, options: RecordingsConfig) -> None:
+        self.sessions = sessions
+        self.root = root.resolve()
+        self.options = options
+        self._pbx_dir = PurePosixPath(options.pbx_dir) if options.pbx_dir else None
+        self._refused: set[tuple[str, str]] = set()  # (call, path) logged as refused
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transcoding: set[int] = set()
+        self._no_ffmpeg_logged = False
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def file_of(self, relative: str) -> Path | None:
+        return inside(self.root, relative)
+
+    def from_pbx(self, announced: str) -> str | None:
+        """Where a file the PBX names is, relative to ``dir``: under ``pbx_dir`` (or
+        ``dir`` itself) the same relative path, elsewhere its name alone."""
+        path = PurePosixPath(announced)
+        for base in (self._pbx_dir, PurePosixPath(self.root)):
+            if base is not None and path.is_relative_to(base):
+                path = path.relative_to(base)
+                break
+        else:
+            if path.is_absolute():
+                path = PurePosixPath(path.name)
+        relative = str(path)
+        return relative if len(relative) <= 500 and self.file_of(relative) else None
+
+    async def after_write(self, calls: list[dict[str, Any]]) -> None:
+        """CallStore hook: attach the files each call announced, once each, however often
+        the call is written. A file still being recorded is attached too (serving checks
+        that it exists)."""
+        wanted: dict[str, dict[str, None]] = {}
+        for call in calls:
+            for announced in call.get("recordings") or ():
+                relative = self.from_pbx(announced)
+                if relative is not None:
+                    wanted.setdefault(call["id"], {})[relative] = None
+                else:
+                    self._refuse(call["id"], announced, "outside the recordings folder")
+        if not wanted:
+            return
+        started = {call["id"]: datetime.fromisoformat(call["started_at"]) for call in calls}
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(Recording).where(Recording.call_id.in_(list(wanted)))
+            )
+            known = {(row.call_id, _stem(row.path)) for row in rows}
+            every = [relative for paths in wanted.values() for relative in paths]
+            taken = set(
+                await session.scalars(select(Recording.path).where(Recording.path.in_(every)))
+            )
+            for call_id, paths in wanted.items():
+                for relative in paths:
+                    if (call_id, _stem(relative)) in known:
+                        continue
+                    if relative in taken:
+                        self._refuse(call_id, relative, "already another call's recording")
+                        continue
+                    taken.add(relative)
+                    file = self.file_of(relative)
+                    session.add(
+                        Recording(
+                            call_id=call_id,
+                            path=relative,
+                            content_type=content_type_of(relative),
+                            size=file.stat().st_size if file and file.is_file() else None,
+                            created_at=started[call_id],
+                            source="pbx",
+                        )
+                    )
+            await session.commit()
+        if self.options.transcode == "opus":
+            ended = [
+                call["id"] for call in calls if call["id"] in wanted and not call["in_progress"]
+            ]
+            if ended:
+                await self._transcode_later(ended)
+
+    def _refuse(self, call_id: str, path: str, why: str) -> None:
+        if (call_id, path) not in self._refused:  # the call is written again and again
+            self._refused.add((call_id, path))
+            log.warning(
+                "a recording %s is ignored", why, extra={"fields": {"call": call_id, "path": path}}
+            )
+
+    async def attach_file(self, call_id: str, started_at: datetime, source: Path) -> str:
+        """Move a dropped file to ``dir/<yyyy>/<mm>/`` (or to where the PBX said the call's
+        recording of that name would be, if it is missing) and attach it to the call.
+        Returns its path relative to ``dir``."""
+        async with self.sessions() as session:
+            rows = await session.scalars(select(Recording).where(Recording.call_id == call_id))
+            twin = next(
+                (
+                    row
+                    for row in rows
+                    if row.deleted_at is None
+                    and PurePosixPath(row.path).name == source.name
+                    and (file := self.file_of(row.path)) is not None
+                    and not file.exists()
+                ),
+                None,
+            )
+            if twin is not None:
+                relative = twin.path
+            else:
+                relative = await self._free_name(session, started_at, source.name)
+            target = self.root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.move, source, target)
+            size = target.stat().st_size
+            if twin is not None:
+                twin.size = size
+            else:
+                session.add(
+                    Recording(
+                        call_id=call_id,
+                        path=relative,
+                        content_type=content_type_of(relative),
+                        size=size,
+                        created_at=started_at,
+                        source="watched",
+                    )
+                )
+            await session.commit()
+        if self.options.transcode == "opus":
+            await self._transcode_later([call_id])
+        return relative
+
+    async def _free_name(self, session: AsyncSession, started_at: datetime, name: str) -> str:
+        """``<yyyy>/<mm>/<name>``, numbered if a file or a row has that path already."""
+        folder = PurePosixPath(f"{started_at:%Y}", f"{started_at:%m}")
+        stem, suffix = PurePosixPath(name).stem, PurePosixPath(name).suffix
+        relative, n = str(folder / name), 0
+        while (self.root / relative).exists() or await session.scalar(
+            select(Recording.id).where(Recording.path == relative)
+        ):
+            n += 1
+            relative = str(folder / f"{stem}-{n}{suffix}")
+        return relative
+
+    # -- transcoding: optional, off the call writer's path ----------------------------
+
+    async def _transcode_later(self, call_ids: list[str]) -> None:
+        async with self.sessions() as session:
+            ids = await session.scalars(
+                select(Recording.id).where(
+                    Recording.call_id.in_(call_ids),
+                    Recording.content_type == "audio/wav",
+                    Recording.deleted_at.is_(None),
+                )
+            )
+            for recording_id in ids:
+                if recording_id not in self._transcoding:
+                    self._transcoding.add(recording_id)
+                    task = asyncio.create_task(self._transcode(recording_id))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _transcode(self, recording_id: int) -> None:
+        try:
+            async with self.sessions() as session:
+                recording = await session.get(Recording, recording_id)
+            if recording is None or self.file_of(recording.path) is None:
+                return
+            source = self.root / recording.path  # a symlink stays one: its target is kept
+            if not source.is_file() or source.with_suffix(".opus").exists():
+                return
+            target = await self._to_opus(source)
+            if target is None:
+                return
+            async with self.sessions() as session:
+                recording = await session.get(Recording, recording_id)
+                if recording is None:  # the call was deleted meanwhile
+                    target.unlink(missing_ok=True)
+                    return
+                recording.path = str(PurePosixPath(recording.path).with_suffix(".opus"))
+                recording.content_type = "audio/ogg"
+                recording.size = target.stat().st_size
+                await session.commit()
+            source.unlink(missing_ok=True)
+        except Exception:
+            log.exception("transcoding a recording failed; it stays as it was")
+        finally:
+            self._transcoding.discard(recording_id)
+
+    async def _to_opus(self, source: Path) -> Path | None:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            if not self._no_ffmpeg_logged:
+                self._no_ffmpeg_logged = True
+                log.warning("[recordings] transcode = opus needs ffmpeg; recordings stay WAV")
+            return None
+        target = source.with_suffix(".opus")
+        process = await asyncio.create_subprocess_exec(
+            ffmpeg,
+            *("-nostdin", "-loglevel", "error", "-y", "-i", str(source)),
+            *("-c:a", "libopus", "-b:a", "24k", str(target)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, errors = await process.communicate()
+        except asyncio.CancelledError:  # the service stops
+            process.kill()
+            target.unlink(missing_ok=True)
+            raise
+        if process.returncode != 0:
+            target.unlink(missing_ok=True)
+            log.warning(
+                "ffmpeg could not transcode a recording; it stays WAV: %s",
+                errors.decode(errors="replace").strip()[-300:],
+            )
+            return None
+        return target
