@@ -155,6 +155,7 @@ class SmsOutbox:
         self._wakeup: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming = asyncio.Lock()  # one claim at a time: a message goes to one modem
+        self._marking = asyncio.Lock()  # a message's status: the sender's and the reports'
         self._started = False
         self._stopping = False
 
@@ -290,21 +291,23 @@ class SmsOutbox:
                 message.part_refs = [*message.part_refs, reference]
                 message.submitting_part = None
                 await session.commit()  # at once: its status report may follow quickly
-            # Reports for the first parts may have come in while the last ones went out.
-            await session.refresh(message, ["status", "reason", "delivered_refs"])
-            if message.status == SmsStatus.FAILED.value:  # a part could not be delivered
-                return await self._announce(session, message)
-            message.status = SmsStatus.SENT.value
-            message.sent_at = message.updated_at = self.clock()
-            message.reason = None
-            if set(message.part_refs) <= set(message.delivered_refs):
-                message.status = SmsStatus.DELIVERED.value
-                message.delivered_at = message.sent_at
+            async with self._marking:  # no status report lands between reading and writing
+                # Reports for the first parts may have come while the last ones went out.
+                await session.refresh(message, ["status", "reason", "delivered_refs"])
+                if message.status == SmsStatus.FAILED.value:  # a part was not delivered
+                    return await self._announce(session, message)
+                message.status = SmsStatus.SENT.value
+                message.sent_at = message.updated_at = self.clock()
+                message.reason = None
+                if set(message.part_refs) <= set(message.delivered_refs):
+                    message.status = SmsStatus.DELIVERED.value
+                    message.delivered_at = message.sent_at
+                await session.commit()
             log.info(
                 "SMS sent",
                 extra={"fields": {"sms": message.id, "modem": name, "parts": len(parts)}},
             )
-            await self._finish(session, message)
+            await self._announce(session, message)
 
     async def _finish(self, session: AsyncSession, message: SmsMessage) -> None:
         await session.commit()
@@ -348,7 +351,7 @@ class SmsOutbox:
         if not report.final:
             return
         since = self.clock() - STATUS_REPORT_WINDOW
-        async with self.sessions() as session:
+        async with self._marking, self.sessions() as session:
             candidates = await session.scalars(
                 select(SmsMessage)
                 .where(
