@@ -25,7 +25,8 @@ from cti.service import Service
 from pbx_adapters.asterisk.simulator import LAB_PBX_OPTIONS, AmiSimulator, load_transcript
 from recordings.store import inside
 
-WAVS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recordings"
+# MixMonitor files from the lab Asterisk (copies of ../shared/fixtures/recordings).
+WAVS = Path(__file__).resolve().parent / "fixtures" / "recordings"
 CALL_ID = "lab:1795362636.6"  # sip_inbound_answered: MixMonitor writes 1795362636.6.wav
 WAV = WAVS / "1795362636.6.wav"
 LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder, only a name here)
@@ -379,3 +380,13 @@ async def test_without_ffmpeg_the_wav_stays_and_it_is_said_once(
         assert row.content_type == "audio/wav"
     finally:
         await service.close()
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "shared").is_dir(),
+    reason="../shared is not beside this checkout",
+)
+def test_fixture_recordings_are_the_labs_own() -> None:
+    shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recordings"
+    for wav in shared.glob("*.wav"):
+        assert (WAVS / wav.name).read_bytes() == wav.read_bytes()
