@@ -262,12 +262,19 @@ async def test_dropped_files_are_matched_by_call_id_or_number_and_time(
     await eventually(
         lambda: sorted(p.name for p in drop.iterdir()) == ["mystery-88125550199.wav", "readme.txt"]
     )
-    for call_id, path in [
+    expected = [
         ("lab:1795400000.7", "2026/11/1795400000.7.wav"),
         ("lab:1795400100.9", f"2026/11/{by_number}"),
         ("lab:1795400200.3", "2026/11/rec-88125550103.wav"),
         ("lab:1795400300.5", "1795400300.5.wav"),  # where the PBX said it would be
-    ]:
+    ]
+
+    async def all_attached() -> bool:  # a file is moved first, then its row written
+        found = [[row.path for row in await rows_of(service, c)] for c, _ in expected]
+        return found == [[p] for _, p in expected]
+
+    await eventually(all_attached)
+    for call_id, path in expected:
         [row] = await rows_of(service, call_id)
         assert row.path == path
         assert (recs(service) / path).read_bytes() == WAV.read_bytes()
