@@ -94,6 +94,18 @@ class Call:
                 found[transfer.from_extension] = None
         return tuple(found)
 
+    def participants(self) -> tuple[str, ...]:
+        """The extensions that were on the call (talked), not those that only rang."""
+        found = dict.fromkeys(leg.extension for leg in self.legs if leg.answered_at)
+        for ext in (self.caller_extension, self.answered_by):
+            if ext:
+                found[ext] = None
+        for transfer in self.transfers:
+            for ext in (transfer.from_extension, transfer.to):
+                if ext:
+                    found[ext] = None
+        return tuple(found)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -397,3 +397,15 @@ def test_fixture_recordings_are_the_labs_own() -> None:
     shared = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "recordings"
     for wav in shared.glob("*.wav"):
         assert (WAVS / wav.name).read_bytes() == wav.read_bytes()
+
+
+def test_only_those_who_talked_were_on_the_call() -> None:
+    from cti.calls import Call, CallLeg, CallTransfer
+    from cti.domain import TransferKind
+
+    at = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    call = Call(id="c", pbx="lab", started_at=at, answered_by="102")
+    call.legs = [CallLeg("101", at), CallLeg("102", at, answered_at=at)]  # a ring group
+    assert call.participants() == ("102",) and "101" in call.extensions()
+    call.transfers = [CallTransfer(TransferKind.BLIND, "102", "105", at)]
+    assert call.participants() == ("102", "105")

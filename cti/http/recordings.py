@@ -118,7 +118,7 @@ def add_routes(api: Api) -> None:
             if recording is None:
                 raise ApiError(404, f"no recording {recording_id}")
             call = Call.from_dict((await session.get_one(CallRecord, recording.call_id)).details)
-            if not _sees(who, call.extensions()):
+            if not _sees(who, call.participants()):  # ringing is not being on the call
                 raise ApiError(403, "this recording is of a call you were not on")
             if recording.deleted_at is not None:
                 raise ApiError(404, "this recording was deleted (retention)")
