@@ -106,6 +106,41 @@ async def lookup_in(session: AsyncSession, number: str, suffix_digits: int) -> M
     return _pick((await session.execute(*plan)).all())
 
 
+async def clients_by_number(
+    session: AsyncSession, numbers: Iterable[str | None]
+) -> dict[str, dict[str, Any]]:
+    """The built-in client of each of these E.164 numbers, with its responsible manager,
+    in one query: ``{number: {"id", "name", "manager": {"name", "extension"} | None}}``.
+    Numbers nobody has, and numbers several clients share (no guessing, as in lookups),
+    are left out. Numbers without a ``+`` (extensions, hidden) are not looked up."""
+    wanted = sorted({n for n in numbers if n and n.startswith("+")})
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(
+            Phone.number, Client.id, Client.name, User.display_name, User.username, User.extension
+        )
+        .select_from(Phone)
+        .join(Client, Client.id == Phone.client_id)
+        .outerjoin(User, User.id == Client.manager_id)
+        .where(Phone.number.in_(wanted))
+    )
+    found: dict[str, dict[str, Any]] = {}
+    shared: set[str] = set()
+    for number, client_id, name, manager_name, username, extension in rows:
+        known = found.get(number)
+        if known is not None and known["id"] != client_id:
+            shared.add(number)
+            continue
+        manager = None
+        if username is not None:
+            manager = {"name": manager_name or username, "extension": extension}
+        found[number] = {"id": client_id, "name": name, "manager": manager}
+    for number in shared:
+        del found[number]
+    return found
+
+
 class _SqliteReader:
     """Lookups on SQLite: a read-only sqlite3 connection used on the event loop's thread.
 

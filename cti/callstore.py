@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.calls import Call
-from cti.db.models import CallLegRecord, CallRecord
+from cti.db.models import CallLegRecord, CallRecord, Recording
 
 log = logging.getLogger("cti.callstore")
 
@@ -178,6 +178,8 @@ class CallFilter:
     outcome: str | None = None
     missed: bool | None = None
     number: str | None = None
+    # The outside party is one of these numbers (a client's); empty: no call matches.
+    numbers: tuple[str, ...] | None = None
     pbx: str | None = None
     in_progress: bool | None = None
 
@@ -208,6 +210,10 @@ async def find_calls(
         conditions.append(involves_extension(str(visible_to_extension)))
     if flt.extension:
         conditions.append(involves_extension(flt.extension))
+    if flt.numbers is not None:
+        if not flt.numbers:
+            return []
+        conditions.append(CallRecord.external_number.in_(sorted(set(flt.numbers))))
     for column, value in (
         (CallRecord.direction, flt.direction),
         (CallRecord.outcome, flt.outcome),
@@ -236,6 +242,42 @@ async def find_calls(
         .limit(limit)
     )
     return list((await session.scalars(query)).all())
+
+
+async def walk_calls(
+    sessions: async_sessionmaker,
+    flt: CallFilter,
+    *,
+    visible_to_extension: str | bool | None = True,
+    page: int = 1000,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every matching call, newest first, in pages of ``page``: a keyset walk with a short
+    transaction per page, so a year of calls never sits in memory or holds a snapshot."""
+    before: tuple[datetime, str] | None = None
+    while True:
+        async with sessions() as session:
+            calls = await find_calls(
+                session, flt, visible_to_extension=visible_to_extension, limit=page, before=before
+            )
+        if calls:
+            yield calls
+        if len(calls) < page:
+            return
+        last = calls[-1]
+        before = (datetime.fromisoformat(last["started_at"]), last["id"])
+
+
+async def recording_counts(session: AsyncSession, call_ids: Iterable[str]) -> dict[str, int]:
+    """How many recordings (not deleted by retention) each of these calls has."""
+    ids = sorted(set(call_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Recording.call_id, func.count(Recording.id))
+        .where(Recording.call_id.in_(ids), Recording.deleted_at.is_(None))
+        .group_by(Recording.call_id)
+    )
+    return {call_id: count for call_id, count in rows}
 
 
 async def calls_in_progress(session: AsyncSession, pbx: str) -> list[Call]:

@@ -15,7 +15,14 @@ from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti import auth
-from cti.config import Config, DatabaseConfig, ModemConfig, PbxConfig, ServerConfig
+from cti.config import (
+    Config,
+    DatabaseConfig,
+    ModemConfig,
+    PbxConfig,
+    RecordingsConfig,
+    ServerConfig,
+)
 from cti.http.app import build_app
 from cti.service import Service
 from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
@@ -25,11 +32,13 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1366, "height": 768}
 
 # Who works in the test office. Extension 102 is the manager of the lab's callers,
-# extension 101 of the client who texts (SMS_CLIENT).
+# extension 101 of the client who texts (SMS_CLIENT) and of the one whose call the
+# busy extension misses (BUSY_CLIENT). Vera supervises.
 USERS = {
     "anna": dict(role="operator", extension="101", display_name="Анна Петрова"),
     "giorgi": dict(role="operator", extension="102", display_name="გიორგი ბერიძე"),
     "rita": dict(role="receptionist", extension=None, display_name="Рита Смирнова"),
+    "vera": dict(role="supervisor", extension="103", display_name="Вера Орлова"),
 }
 PASSWORD = "correct horse battery staple"
 MANAGER_NAME = USERS["giorgi"]["display_name"]
@@ -55,7 +64,25 @@ CLIENTS = [
         manager_extension="101",
         phones=[PhoneIn("+7 916 123-45-67", "мобильный")],
     ),
+    ClientIn(
+        name="ООО «Василёк»",
+        manager_extension="101",
+        phones=[PhoneIn("+7 495 000-00-02")],  # busy_extension: missed, 101 was busy
+    ),
 ]
+BUSY_CLIENT_NAME = "ООО «Василёк»"
+BUSY_CLIENT_NUMBER = "+74950000002"
+
+# Where the lab's MixMonitor writes (the transcripts name files there), and recordings of
+# the lab's calls to put at the place the service expects them.
+LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder: only a name here)
+LAB_WAV = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "fixtures"
+    / "recordings"
+    / ("1795362636.6.wav")
+)
 SMS_CLIENT_NUMBER = "+79161234567"
 SMS_CLIENT_NAME = "Ирина Кузнецова"
 
@@ -174,6 +201,7 @@ async def start_office(data_dir: Path, modem_port: Path | None = None) -> Office
                 reconnect_max_seconds=0.5,
             )
         ],
+        recordings=RecordingsConfig(dir=str(data_dir / "recordings"), pbx_dir=LAB_MONITOR),
         # Service.start registers the modem's link and opens it.
         modem=[]
         if modem_port is None

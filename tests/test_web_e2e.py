@@ -8,19 +8,28 @@ Screenshots of the key steps go to tests/artifacts/.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession
 from e2e_helpers import (
     ARTIFACTS,
+    BUSY_CLIENT_NAME,
+    BUSY_CLIENT_NUMBER,
     CHROMIUM,
     HIDDEN_TAB,
+    LAB_WAV,
     MANAGER_NAME,
     PASSWORD,
     SMS_CLIENT_NAME,
@@ -35,7 +44,12 @@ from e2e_helpers import (
     start_office,
     stop_office,
 )
+from lab import EXPECTED
+from sqlalchemy import select
 
+from crm_bridge.models import CallbackTask
+from cti import auth
+from cti.db.models import CallRecord, Recording
 from cti.phone import dialable
 from gsm_modem.emulator import ModemEmulator
 from gsm_modem.pdu import decode, encode_deliver, sms_parts_needed
@@ -748,3 +762,418 @@ async def test_the_sms_button_on_a_pop_and_in_the_call_list_fills_the_form(
     await listed.first.click()
     await expect(page.locator("#sms-to")).to_have_value("+7 812 555-01-01")
     await expect(page.locator("#sms-text")).to_be_focused()
+
+
+# -- 9. the supervisor's pages: call log, missed calls, reports ---------------------------
+
+
+async def replay(office: Office, name: str, seq: int) -> dict:
+    """Play a whole lab call and return it as stored once it has ended (and its follow-ups
+    are done: the directory's callback task, the recording's row)."""
+    number = EXPECTED[name]["external_number"]
+    async with office.service.sessions() as session:
+        before = set(await session.scalars(select(CallRecord.id)))
+    await office.play(fresh(name, seq))
+    found: list[dict] = []
+
+    async def stored() -> bool:
+        await office.service.call_store.flush()
+        async with office.service.sessions() as session:
+            rows = await session.scalars(
+                select(CallRecord.details).where(
+                    CallRecord.id.not_in(before), CallRecord.in_progress.is_(False)
+                )
+            )
+            found[:] = [c for c in rows if c["external_number"] == number]
+        return bool(found) and not office.adapter.tracker.calls
+
+    await eventually(stored)
+    await office.service.call_store.flush()
+    [call] = found
+    return call
+
+
+async def token_of(page: Page) -> str:
+    return await page.evaluate("JSON.parse(sessionStorage.getItem('cti.session')).token")
+
+
+async def api_get(office: Office, token: str, path: str, **params) -> dict:
+    async with ClientSession() as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{office.url}{path}", params=params, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+
+def log_rows(page: Page):
+    return page.locator("#log-rows tr.log-row")
+
+
+def log_row(page: Page, call_id: str):
+    return page.locator(f'#log-rows tr.log-row[data-call-id="{call_id}"]')
+
+
+async def shown_call_ids(page: Page) -> list[str]:
+    await expect(page.locator("#log-table")).to_have_attribute("data-state", "ready")
+    return await log_rows(page).evaluate_all("(rows) => rows.map((r) => r.dataset.callId)")
+
+
+async def downloaded(page: Page, button) -> tuple[str, str]:
+    """Click an export button; the file's name and text."""
+    async with page.expect_download() as info:
+        await button.click()
+    download = await info.value
+    data = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    return download.suggested_filename, data.decode("utf-8")
+
+
+async def test_the_supervisor_reviews_the_call_log(new_page: NewPage, office: Office) -> None:
+    answered = await replay(office, "sip_inbound_answered", 201)  # +78125550101, 101
+    missed = await replay(office, "sip_inbound_missed", 202)  # +78125550102, missed by 101
+    group = await replay(office, "sip_ringgroup_answered", 203)  # 101 and 102 rang; 102
+    moved = await replay(office, "sip_blind_transfer_refer", 204)  # 101 -> 102
+    # The lab's MixMonitor file of the answered call, where the service expects it.
+    async with office.service.sessions() as session:
+        [recording] = await session.scalars(
+            select(Recording).where(Recording.call_id == answered["id"])
+        )
+    target = office.service.recordings.store.root / recording.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(LAB_WAV, target)
+
+    page = await new_page(timezone_id="Europe/Moscow")
+    await sign_in(page, "vera")
+    nav = page.get_by_role("navigation", name="Pages")
+    for name in ("Desk", "Call log", "Reports"):
+        await expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
+    await expect(nav.get_by_role("link", name=re.compile("^Missed calls"))).to_be_visible()
+    await nav.get_by_role("link", name="Call log", exact=True).click()
+    assert page.url.endswith("#log")
+    await expect(page.locator("#log-title")).to_be_focused()
+    await expect(page.locator("#desk-view")).to_be_hidden()
+    token = await token_of(page)
+    newest = await api_get(office, token, "/api/calls", limit=50)
+    assert await shown_call_ids(page) == [c["id"] for c in newest["calls"]]
+
+    row = log_row(page, answered["id"])
+    await expect(row.locator(".log-client")).to_have_text("საქართველოს ფოსტა")
+    await expect(row.locator(".log-caller-name")).to_have_text("Мария Сидорова")
+    await expect(row.locator(".log-manager")).to_have_text(f"manager: {MANAGER_NAME} (102)")
+    await expect(row.locator(".log-number button.phone")).to_have_text("+7 812 555-01-01")
+    await expect(row.locator(".log-answered")).to_have_text("101 · Анна Петрова")
+    await expect(row.locator(".log-outcome")).to_have_text("answered")
+    await expect(row).not_to_have_class(re.compile("log-missed"))
+    await expect(row.locator("button.play")).to_be_visible()
+    row = log_row(page, missed["id"])
+    await expect(row).to_have_class(re.compile(r"\blog-missed\b"))
+    await expect(row.locator(".log-outcome")).to_have_text("not answered · missed")
+    await expect(row.locator(".log-caller-name")).to_have_text("ООО Ромашка")
+    await expect(row.locator("button.play")).to_be_visible()  # MixMonitor ran; no file here
+    await expect(log_row(page, group["id"]).locator(".log-rang")).to_have_text("101, 102")
+    await expect(log_row(page, moved["id"]).locator(".log-transfers")).to_have_text("101→102")
+    await expect(log_row(page, group["id"]).locator(".log-client")).to_have_text("ООО «Ромашка»")
+    await shot(page, "9-call-log")
+
+    # Missed only.
+    await page.get_by_label("Missed only").check()
+    await page.locator("#log-apply").click()
+    ids = await shown_call_ids(page)
+    assert missed["id"] in ids and answered["id"] not in ids
+    assert ids == [
+        c["id"] for c in (await api_get(office, token, "/api/calls", missed="true"))["calls"]
+    ]
+    await expect(page.locator('#log-rows tr.log-row[data-missed="false"]')).to_have_count(0)
+
+    # And by extension: 102 was not rung by the missed call; with "any" it was rung by the
+    # ring group and the transfer.
+    await page.get_by_label("Extension").select_option("102")
+    await page.get_by_label("Extension").press("Enter")
+    await expect(page.locator("#log-rows tr.log-row")).to_have_count(
+        len((await api_get(office, token, "/api/calls", missed="true", extension="102"))["calls"])
+    )
+    assert missed["id"] not in await shown_call_ids(page)
+    await page.get_by_label("Missed only").uncheck()
+    await page.locator("#log-apply").click()
+    await expect(log_row(page, group["id"])).to_be_visible()
+    ids = await shown_call_ids(page)
+    assert moved["id"] in ids and answered["id"] not in ids and missed["id"] not in ids
+    expected = (await api_get(office, token, "/api/calls", extension="102"))["calls"]
+    assert ids == [c["id"] for c in expected]
+    await shot(page, "9-call-log-extension-102")
+
+    # Export what is shown: the filtered calls, in the browser's time zone, BOM first.
+    await page.get_by_label("Extension").select_option("101")
+    await page.get_by_label("Missed only").check()
+    await page.locator("#log-apply").click()
+    await expect(log_row(page, missed["id"])).to_be_visible()
+    ids = await shown_call_ids(page)
+    name, text = await downloaded(page, page.get_by_role("button", name="Export CSV"))
+    assert name.startswith("calls-") and name.endswith(".csv")
+    assert text.startswith("\ufeffstarted_at,direction,number,caller_name,client,")
+    rows = list(csv.DictReader(io.StringIO(text[1:])))
+    assert [r["call_id"] for r in rows] == ids  # everything shown, nothing else
+    assert all(r["missed"] == "true" for r in rows)
+    [exported] = [r for r in rows if r["call_id"] == missed["id"]]
+    assert exported["number"] == "+78125550102"
+    assert exported["caller_name"] == "ООО Ромашка"  # Cyrillic intact
+    assert exported["rang"] == "101" and exported["outcome"] == "no_answer"
+    started = datetime.fromisoformat(exported["started_at"])  # in the browser's zone
+    assert exported["started_at"].endswith("+03:00")
+    assert started == datetime.fromisoformat(missed["started_at"]).replace(microsecond=0)
+    await expect(page.locator("#log-export-status")).to_have_text(f"Downloaded {name}.")
+
+    # A client by name, a number as people type it.
+    await page.get_by_role("button", name="Reset").click()
+    await page.get_by_label("Number or client").fill("ромашка")
+    await page.get_by_label("Number or client").press("Enter")
+    await expect(log_row(page, missed["id"])).to_have_count(0)
+    ids = await shown_call_ids(page)
+    assert group["id"] in ids
+    [romashka] = (await api_get(office, token, "/api/clients", q="ромашка"))["clients"]
+    by_client = await api_get(office, token, "/api/calls", client_id=str(romashka["id"]))
+    assert ids == [c["id"] for c in by_client["calls"]]
+    await page.get_by_label("Number or client").fill("8 (812) 555-01-02")
+    await page.get_by_label("Number or client").press("Enter")
+    await expect(log_row(page, missed["id"])).to_be_visible()
+    by_number = await api_get(office, token, "/api/calls", number="+78125550102")
+    assert await shown_call_ids(page) == [c["id"] for c in by_number["calls"]]
+    await page.get_by_label("Number or client").fill("Нет такого клиента")
+    await page.get_by_label("Number or client").press("Enter")
+    await expect(page.locator("#log-error")).to_contain_text("No client matches")
+    await expect(log_rows(page)).to_have_count(0)
+
+    # Pages of two (the service's own paging), "Load more" until there is no more.
+    async def pages_of_two(route) -> None:
+        await route.continue_(url=route.request.url.replace("limit=50", "limit=2"))
+
+    calls_api = re.compile(r"/api/calls\?")
+    await page.route(calls_api, pages_of_two)
+    await page.get_by_role("button", name="Reset").click()
+    await expect(log_rows(page)).to_have_count(2)
+    everything = (await api_get(office, token, "/api/calls", limit=200))["calls"]
+    more = page.get_by_role("button", name="Load more")
+    for shown in range(4, len(everything) + 2, 2):
+        await more.click()
+        await expect(log_rows(page)).to_have_count(min(shown, len(everything)))
+    await expect(more).to_be_hidden()
+    assert await shown_call_ids(page) == [c["id"] for c in everything]
+    await page.unroute(calls_api, pages_of_two)
+
+    # Play the recording: the audio is fetched with the token, played from a blob.
+    await page.get_by_role("button", name="Reset").click()
+    await expect(log_row(page, answered["id"])).to_be_visible()
+    async with page.expect_request(lambda r: "/api/recordings/" in r.url) as fetched:
+        await log_row(page, answered["id"]).locator("button.play").click()
+    request = await fetched.value
+    assert request.url.endswith(f"/api/recordings/{recording.id}")
+    assert (await request.all_headers())["authorization"] == f"Bearer {token}"
+    assert (await request.response()).status == 200
+    audio = page.locator("#log-player audio")
+    await expect(audio).to_have_attribute("src", re.compile("^blob:"))
+    await page.wait_for_function(
+        "() => document.querySelector('#log-player audio').readyState >= 1"
+    )
+    duration = await audio.evaluate("(a) => a.duration")
+    assert 1 < duration < 60, duration
+    await expect(page.locator("#log-player-status")).to_have_text("The recording is ready to play.")
+    listens = await api_get(office, token, f"/api/recordings/{recording.id}/listens")
+    assert listens["listens"][0]["username"] == "vera"  # audited
+    await shot(page, "9-call-log-playing")
+    await page.get_by_role("button", name="Close", exact=True).click()
+    await expect(page.locator("#log-player")).to_be_hidden()
+    await expect(log_row(page, answered["id"]).locator("button.play")).to_be_focused()
+    # The missed call's file never reached the service: the player says so.
+    await log_row(page, missed["id"]).locator("button.play").click()
+    await expect(page.locator("#log-player .recording")).to_have_text(
+        "Recording 1Not available yet."
+    )
+    await expect(page.locator("#log-player audio")).to_have_count(0)
+
+    # The operators: Giorgi was not on the call, so its recording is not his to hear; Anna's
+    # call log has her own calls only.
+    giorgi = await new_page()
+    await sign_in(giorgi, "giorgi")
+    status = await giorgi.evaluate(
+        """async (id) => {
+            const token = JSON.parse(sessionStorage.getItem("cti.session")).token;
+            const headers = {Authorization: `Bearer ${token}`};
+            return (await fetch(`/api/recordings/${id}`, {headers})).status;
+        }""",
+        recording.id,
+    )
+    assert status == 403
+    await giorgi.get_by_role("link", name="Call log").click()
+    await expect(giorgi.locator("#log-scope")).to_have_text(
+        "Calls that involved your extension 102."
+    )
+    await expect(log_row(giorgi, group["id"])).to_be_visible()
+    await expect(log_row(giorgi, answered["id"])).to_have_count(0)
+    await expect(giorgi.get_by_role("link", name="Reports")).to_be_hidden()
+    anna = await new_page()
+    await sign_in(anna, "anna")
+    await anna.goto(f"{office.url}/#log")
+    await expect(log_row(anna, answered["id"])).to_be_visible()
+    async with anna.expect_response(lambda r: "/api/recordings/" in r.url) as heard:
+        await log_row(anna, answered["id"]).locator("button.play").click()
+    assert (await heard.value).status == 200
+    await expect(anna.locator("#log-player audio")).to_have_attribute("src", re.compile("^blob:"))
+    await shot(giorgi, "9-call-log-operator")
+
+
+def task_row(page: Page, number: str):
+    return page.locator(f'#worklist-rows tr.task-row[data-number="{number}"]')
+
+
+async def test_missed_calls_are_handled_and_the_count_drops_live(
+    new_page: NewPage, office: Office
+) -> None:
+    anna = await new_page()
+    await sign_in(anna, "anna")
+    anna_token = await token_of(anna)
+    lists: list[str] = []
+    anna.on("request", lambda r: lists.append(r.url) if "/api/tasks" in r.url else None)
+    boss = await new_page()
+    await sign_in(boss, "vera")
+    boss_token = await token_of(boss)
+    await boss.get_by_role("link", name=re.compile("^Missed calls")).click()
+    await expect(boss.locator("#worklist-table")).to_have_attribute("data-state", "ready")
+
+    call = await replay(office, "busy_extension", 210)  # the client's call; 101 is busy
+    assert call["missed"] and call["external_number"] == BUSY_CLIENT_NUMBER
+    mine = (await api_get(office, anna_token, "/api/tasks", status="open"))["tasks"]
+    [task] = [t for t in mine if t["number"] == BUSY_CLIENT_NUMBER]
+    everyone = (await api_get(office, boss_token, "/api/tasks", status="open"))["tasks"]
+    # Both pages count it at once, from the live feed.
+    await expect(anna.locator("#worklist-count")).to_have_text(str(len(mine)))
+    await expect(boss.locator("#worklist-count")).to_have_text(str(len(everyone)))
+
+    row = task_row(boss, BUSY_CLIENT_NUMBER)
+    await expect(row.locator(".task-client-name")).to_have_text(BUSY_CLIENT_NAME)
+    await expect(row.locator(".task-manager")).to_have_text("Анна Петрова (101)")
+    await expect(row.locator(".task-missed")).to_have_text(str(task["missed_calls"]))
+    await expect(row.locator("time")).to_have_attribute("datetime", task["created_at"])
+    await expect(row.locator("button.phone")).to_have_text("+7 495 000-00-02")
+    await shot(boss, "9-missed-calls")
+
+    # Call back: from the supervisor's own phone.
+    before = len(office.actions("Originate"))
+    await row.get_by_role("button", name="Call back +7 495 000-00-02").click()
+    await eventually(lambda: len(office.actions("Originate")) > before)
+    assert office.actions("Originate")[-1]["Channel"] == "PJSIP/103"
+
+    # Mark it handled, with the keyboard, with a comment.
+    handle = row.get_by_role("button", name="Mark the missed call from +7 495 000-00-02 handled")
+    await handle.focus()
+    await boss.keyboard.press("Enter")
+    comment = boss.get_by_label("Comment")
+    await expect(comment).to_be_focused()
+    await boss.keyboard.type("Перезвонили с мобильного, клиент доволен")
+    await shot(boss, "9-missed-calls-handling")
+    await boss.keyboard.press("Tab")
+    await boss.keyboard.press("Enter")
+    await expect(row).to_have_count(0)
+    await expect(boss.locator("#worklist-status")).to_have_text("Marked handled: +7 495 000-00-02.")
+    async with office.service.sessions() as session:
+        stored = await session.get(CallbackTask, task["id"])
+        vera = await auth.find_user(session, "vera")
+        assert stored.closed_at is not None and stored.closed_reason == "by_hand"
+        assert stored.comment == "Перезвонили с мобильного, клиент доволен"
+        assert stored.closed_by_user_id == vera.id
+
+    # The counts drop: Anna's page learns it from the feed, without asking the API again.
+    await expect(boss.locator("#worklist-count")).to_have_text(
+        str(len(everyone) - 1) if len(everyone) > 1 else ""
+    )
+    asked = len(lists)
+    await expect(anna.locator("#worklist-count")).to_have_text(
+        str(len(mine) - 1) if len(mine) > 1 else ""
+    )
+    assert len(lists) == asked
+
+    # Handled ones: who, when, how, and the comment.
+    await boss.get_by_role("button", name="Handled", exact=True).click()
+    row = task_row(boss, BUSY_CLIENT_NUMBER)
+    await expect(row.locator(".task-by")).to_have_text("Вера Орлова")
+    await expect(row.locator(".task-how")).to_have_text("by hand")
+    await expect(row.locator(".task-comment")).to_have_text(
+        "Перезвонили с мобильного, клиент доволен"
+    )
+    await shot(boss, "9-missed-calls-handled")
+
+    # Anna sees hers, in Russian.
+    await anna.get_by_role("button", name="Русский").click()
+    await anna.get_by_role("link", name=re.compile("^Пропущенные звонки")).click()
+    await expect(anna.locator("#worklist-title")).to_have_text("Пропущенные звонки")
+    await anna.get_by_role("button", name="Обработанные").click()
+    row = task_row(anna, BUSY_CLIENT_NUMBER)
+    await expect(row.locator(".task-how")).to_have_text("вручную")
+    await shot(anna, "9-missed-calls-operator-ru")
+
+
+async def test_the_reports_page(new_page: NewPage, office: Office) -> None:
+    await replay(office, "sip_inbound_missed", 220)
+    await replay(office, "sip_queue_answered", 221)
+    page = await new_page(timezone_id="Europe/Moscow")
+    await sign_in(page, "vera")
+    async with page.expect_response(lambda r: "/api/reports/calls?" in r.url) as answer:
+        await page.get_by_role("link", name="Reports").click()
+    response = await answer.value
+    assert response.status == 200
+    params = parse_qs(urlparse(response.url).query)
+    assert params["tz"] == ["Europe/Moscow"] and params["group"] == ["day"]
+    rows = (await response.json())["rows"]
+    assert rows and sum(r["calls"] for r in rows) >= 2
+    table = page.locator("#report-rows tr.report-row")
+    await expect(table).to_have_count(len(rows))
+    for index, row in enumerate(rows):
+        cells = table.nth(index)
+        await expect(cells.locator('[data-col="calls"]')).to_have_text(str(row["calls"]))
+        await expect(cells.locator('[data-col="missed"]')).to_have_text(str(row["missed"]))
+    bars = page.locator("#report-svg rect.bar")
+    await expect(bars).to_have_count(3 * len(rows))
+    missed_bar = page.locator('#report-svg rect.bar[data-series="missed"]').last
+    await expect(missed_bar).to_have_attribute("data-value", str(rows[-1]["missed"]))
+    await expect(page.locator("#report-svg title").first).to_have_text(
+        "Calls, answered and missed calls per group"
+    )
+    await shot(page, "9-reports-day")
+
+    # Per operator, and a shorter callback window; the same numbers as the API.
+    await page.get_by_label("Grouping").select_option("operator")
+    await page.get_by_label("Call back within (minutes)").fill("15")
+    async with page.expect_response(lambda r: "/api/reports/calls?" in r.url) as answer:
+        await page.get_by_label("Call back within (minutes)").press("Enter")
+    rows = (await (await answer.value).json())["rows"]
+    keys = [r["key"] for r in rows]
+    assert "101" in keys
+    await expect(table).to_have_count(len(rows))
+    anna = table.filter(has_text="101 · Анна Петрова")
+    await expect(anna.locator('[data-col="calls"]')).to_have_text(
+        str(next(r["calls"] for r in rows if r["key"] == "101"))
+    )
+    await expect(page.locator("#report-head th").last).to_have_text("Called back within 15 min")
+    name, text = await downloaded(page, page.get_by_role("button", name="Export CSV"))
+    assert name.startswith("calls-by-operator-") and name.endswith(".csv")
+    exported = list(csv.DictReader(io.StringIO(text)))
+    assert [r["key"] for r in exported] == keys
+    assert [int(r["calls"]) for r in exported] == [r["calls"] for r in rows]
+    await shot(page, "9-reports-operator")
+
+    await page.get_by_role("button", name="Русский").click()
+    await expect(page.locator("#reports-title")).to_have_text("Отчёты")
+    await expect(page.locator("#report-head th").first).to_have_text("Оператор")
+    await expect(page.locator("#report-legend")).to_contain_text("Пропущено")
+    await shot(page, "9-reports-ru")
+
+
+async def test_operators_see_no_reports(new_page: NewPage, office: Office) -> None:
+    page = await new_page()
+    await sign_in(page, "anna")
+    await page.goto(f"{office.url}/#reports")
+    await expect(page.locator("#desk-view")).to_be_visible()
+    await expect(page.locator("#reports-view")).to_be_hidden()
+    await expect(page.get_by_role("link", name="Reports")).to_be_hidden()
+    reception = await new_page()
+    await sign_in(reception, "rita")
+    await expect(reception.get_by_role("link", name=re.compile("^Missed calls"))).to_be_visible()
+    await expect(reception.get_by_role("link", name="Reports")).to_be_hidden()

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
+import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_bridge.builtin import clients_by_number
+from crm_bridge.models import Phone
 from cti.auth import Principal
 from cti.calls import Call
-from cti.callstore import CallFilter, find_calls
+from cti.callstore import CallFilter, find_calls, recording_counts, walk_calls
 from cti.db.models import CallRecord, User
 from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
 from cti.http.api import Api, json_response, principal, read_body, read_query
@@ -22,10 +30,13 @@ from cti.http.keys import SERVICE_KEY
 from cti.phone import NotAPhoneNumber, dialable, to_e164
 from pbx_adapters.asterisk.adapter import AsteriskAdapter, CallNotFound, LinkDown, TransferRefused
 
+log = logging.getLogger("cti.http.calls")
+
 MAX_PAGE = 200
+EXPORT_PAGE = 1000  # calls read (and enriched) at a time while an export streams
 
 
-class CallQuery(BaseModel):
+class CallFilters(BaseModel):
     since: AwareDatetime | None = Field(None, description="Calls started at or after (ISO 8601)")
     until: AwareDatetime | None = Field(None, description="Calls started before (ISO 8601)")
     extension: str | None = Field(
@@ -35,8 +46,20 @@ class CallQuery(BaseModel):
     outcome: Outcome | None = None
     missed: bool | None = None
     number: str | None = Field(None, max_length=40, description="The outside party's number")
+    client_id: int | None = Field(
+        None, ge=1, description="Calls with one of this built-in client's numbers"
+    )
+
+
+class CallQuery(CallFilters):
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(None, max_length=200, description="next_cursor of the last page")
+
+
+class ExportQuery(CallFilters):
+    tz: str = Field(
+        "UTC", max_length=64, description="IANA time zone of started_at, e.g. Europe/Moscow"
+    )
 
 
 class CallPage(BaseModel):
@@ -111,11 +134,115 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ApiError(422, "cursor: not a cursor this API gave out") from None
 
 
+async def _call_filter(session: AsyncSession, query: CallFilters, region: str) -> CallFilter:
+    number = None
+    if query.number is not None:
+        number = to_e164(query.number, region)
+        if number is None:
+            raise ApiError(422, "number: not a valid phone number")
+    numbers = None
+    if query.client_id is not None:
+        found = await session.scalars(
+            select(Phone.number).where(Phone.client_id == query.client_id)
+        )
+        numbers = tuple(sorted(set(found)))  # none (or no such client): no calls
+    return CallFilter(
+        since=query.since,
+        until=query.until,
+        extension=query.extension,
+        direction=query.direction,
+        outcome=query.outcome,
+        missed=query.missed,
+        number=number,
+        numbers=numbers,
+    )
+
+
+async def _enrich(session: AsyncSession, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's calls with their built-in client (and its manager) and how many
+    recordings each has: two queries per page, nothing stored."""
+    clients = await clients_by_number(session, (c.get("external_number") for c in calls))
+    counts = await recording_counts(session, (c["id"] for c in calls))
+    return [
+        {
+            **call,
+            "client": clients.get(call.get("external_number") or ""),
+            "recording_count": counts.get(call["id"], 0),
+        }
+        for call in calls
+    ]
+
+
+EXPORT_COLUMNS = (
+    "started_at",
+    "direction",
+    "number",
+    "caller_name",
+    "client",
+    "rang",
+    "answered_by",
+    "wait_seconds",
+    "talk_seconds",
+    "outcome",
+    "missed",
+    "transfers",
+    "recordings",
+    "call_id",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """Text as a spreadsheet shows it: a cell that would start a formula (a caller ID name
+    is whatever the caller's network sent) gets a leading apostrophe."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _export_row(call: dict[str, Any], tz: ZoneInfo) -> list[str]:
+    started = datetime.fromisoformat(call["started_at"]).astimezone(tz)
+    number = call.get("external_number") or ""
+    rang = dict.fromkeys(leg["extension"] for leg in call.get("legs") or ())
+    transfers = [
+        f"{t.get('from') or '?'}→{t.get('to') or '?'}" for t in call.get("transfers") or ()
+    ]
+    outcome = call.get("outcome") or ("in_progress" if call.get("in_progress") else "")
+    return [
+        started.isoformat(timespec="seconds"),
+        call.get("direction") or "",
+        # An E.164 number is data, not a formula, whatever its "+" says.
+        number if number.lstrip("+").isdigit() else _cell(number),
+        _cell(call.get("external_name")),
+        _cell((call.get("client") or {}).get("name")),
+        ", ".join(rang),
+        call.get("answered_by") or "",
+        _seconds(call.get("wait_seconds")),
+        _seconds(call.get("talk_seconds")),
+        outcome,
+        "true" if call.get("missed") else "false",
+        ", ".join(transfers),
+        str(call.get("recording_count", 0)),
+        _cell(call["id"]),
+    ]
+
+
+def _csv_lines(rows: Iterable[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
 def add_routes(api: Api) -> None:
     @api.operation(
         "GET",
         "/api/calls",
-        summary="The call log, newest first",
+        summary="The call log, newest first, each call with its built-in client",
         tag="calls",
         query=CallQuery,
         response=CallPage,
@@ -123,22 +250,9 @@ def add_routes(api: Api) -> None:
     async def list_calls(request: web.Request) -> web.Response:
         query = read_query(request, CallQuery)
         service = request.app[SERVICE_KEY]
-        number = None
-        if query.number is not None:
-            number = to_e164(query.number, service.config.phone.default_region)
-            if number is None:
-                raise ApiError(422, "number: not a valid phone number")
-        flt = CallFilter(
-            since=query.since,
-            until=query.until,
-            extension=query.extension,
-            direction=query.direction,
-            outcome=query.outcome,
-            missed=query.missed,
-            number=number,
-        )
         before = _decode_cursor(query.cursor) if query.cursor else None
         async with service.sessions() as session:
+            flt = await _call_filter(session, query, service.config.phone.default_region)
             calls = await find_calls(
                 session,
                 flt,
@@ -146,10 +260,62 @@ def add_routes(api: Api) -> None:
                 limit=query.limit + 1,
                 before=before,
             )
-        page, more = calls[: query.limit], len(calls) > query.limit
+            page, more = calls[: query.limit], len(calls) > query.limit
+            page = await _enrich(session, page)
         return json_response(
             CallPage(calls=page, next_cursor=_encode_cursor(page[-1]) if more else None)
         )
+
+    @api.operation(
+        "GET",
+        "/api/calls/export",
+        summary="The call log as CSV (UTF-8 with a BOM): every call the filters match, "
+        "newest first, streamed",
+        tag="calls",
+        query=ExportQuery,
+    )
+    async def export_calls(request: web.Request) -> web.StreamResponse:
+        query = read_query(request, ExportQuery)
+        try:
+            tz = ZoneInfo(query.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ApiError(422, f"tz: no time zone {query.tz!r}") from None
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            flt = await _call_filter(session, query, service.config.phone.default_region)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": 'attachment; filename="calls.csv"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await response.prepare(request)
+        written = 0
+        try:
+            await response.write("\ufeff".encode() + _csv_lines([list(EXPORT_COLUMNS)]))
+            async for calls in walk_calls(
+                service.sessions,
+                flt,
+                visible_to_extension=_visibility(principal(request)),
+                page=EXPORT_PAGE,
+            ):
+                async with service.sessions() as session:
+                    calls = await _enrich(session, calls)
+                await response.write(_csv_lines(_export_row(call, tz) for call in calls))
+                written += len(calls)
+        except ConnectionResetError:
+            return response  # the client went away
+        except Exception:
+            # The status line is gone already: cut the connection, so the client sees an
+            # unfinished download rather than a file that looks complete.
+            log.exception("the call export failed after %d calls", written)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
 
     @api.operation(
         "GET", "/api/calls/{call_id}", summary="One call with its legs", tag="calls", errors=(404,)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from crm_bridge import builtin
 from crm_bridge.models import Activity, CallbackTask, Client, Contact
@@ -76,7 +77,12 @@ class ClientQuery(BaseModel):
 
 class TaskQuery(BaseModel):
     open: bool = True
+    status: Literal["open", "closed", "all"] | None = Field(
+        None, description="Overrides open: open, closed or all tasks"
+    )
     assignee: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
+    since: AwareDatetime | None = Field(None, description="Opened at or after (ISO 8601)")
+    until: AwareDatetime | None = Field(None, description="Opened before (ISO 8601)")
     limit: int = Field(100, ge=1, le=500)
 
 
@@ -97,27 +103,63 @@ async def _client_out(session: AsyncSession, client: Client, full: bool = False)
         out["history"] = [
             {"kind": a.kind, "ref": a.ref, "at": a.at.isoformat(), **a.summary} for a in activities
         ]
-        tasks = await session.scalars(
-            select(CallbackTask).where(
-                CallbackTask.client_id == client.id, CallbackTask.closed_at.is_(None)
-            )
+        out["open_tasks"] = await _tasks(
+            session, CallbackTask.client_id == client.id, CallbackTask.closed_at.is_(None)
         )
-        out["open_tasks"] = [_task_out(t) for t in tasks]
     return out
 
 
-def _task_out(task: CallbackTask) -> dict[str, Any]:
+async def _tasks(session: AsyncSession, *conditions: Any, limit: int | None = None) -> list[dict]:
+    """Callback tasks, newest first, each with its client, the client's responsible
+    manager and who closed it by hand: one query."""
+    manager, closer = aliased(User), aliased(User)
+    query = (
+        select(CallbackTask, Client.name, manager, closer)
+        .outerjoin(Client, Client.id == CallbackTask.client_id)
+        .outerjoin(manager, manager.id == Client.manager_id)
+        .outerjoin(closer, closer.id == CallbackTask.closed_by_user_id)
+        .where(*conditions)
+        .order_by(CallbackTask.created_at.desc(), CallbackTask.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [_task_out(*row) for row in await session.execute(query)]
+
+
+def _person(user: User | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {
+        "user_id": user.id,
+        "username": user.username,
+        "name": user.display_name or user.username,
+        "extension": user.extension,
+    }
+
+
+def _task_out(
+    task: CallbackTask,
+    client_name: str | None = None,
+    manager: User | None = None,
+    closer: User | None = None,
+) -> dict[str, Any]:
     return {
         "id": task.id,
         "number": task.number,
         "client_id": task.client_id,
+        "client": None
+        if task.client_id is None or client_name is None
+        else {"id": task.client_id, "name": client_name},
+        "manager": _person(manager),  # the client's responsible manager now
         "assignee_extension": task.assignee_extension,
         "missed_call_id": task.missed_call_id,
         "missed_calls": task.missed_calls,
         "created_at": task.created_at.isoformat(),
+        "open": task.closed_at is None,
         "closed_at": task.closed_at.isoformat() if task.closed_at else None,
         "closed_reason": task.closed_reason,
         "closed_by_call_id": task.closed_by_call_id,
+        "closed_by": _person(closer),
         "comment": task.comment,
     }
 
@@ -291,19 +333,21 @@ def add_routes(api: Api) -> None:
             if assignee not in (None, who.extension) or who.extension is None:
                 raise ApiError(403, "you see your own callback tasks only")
             assignee = who.extension
-        conditions = [
-            CallbackTask.closed_at.is_(None) if query.open else CallbackTask.closed_at.is_not(None)
-        ]
+        status = query.status or ("open" if query.open else "closed")
+        conditions: list[Any] = []
+        if status == "open":
+            conditions.append(CallbackTask.closed_at.is_(None))
+        elif status == "closed":
+            conditions.append(CallbackTask.closed_at.is_not(None))
         if assignee:
             conditions.append(CallbackTask.assignee_extension == assignee)
+        if query.since is not None:
+            conditions.append(CallbackTask.created_at >= query.since)
+        if query.until is not None:
+            conditions.append(CallbackTask.created_at < query.until)
         async with request.app[SERVICE_KEY].sessions() as session:
-            tasks = await session.scalars(
-                select(CallbackTask)
-                .where(*conditions)
-                .order_by(CallbackTask.created_at.desc())
-                .limit(query.limit)
-            )
-            return json_response({"tasks": [_task_out(t) for t in tasks]})
+            tasks = await _tasks(session, *conditions, limit=query.limit)
+            return json_response({"tasks": tasks})
 
     @api.operation(
         "POST",
@@ -329,7 +373,8 @@ def add_routes(api: Api) -> None:
             task.closed_by_user_id, task.comment = who.user_id, body.comment
             await session.commit()
             service.bus.publish_nowait(task_event(task))
-            return json_response(_task_out(task))
+            [out] = await _tasks(session, CallbackTask.id == task.id)
+            return json_response(out)
 
 
 def _int(text: str) -> int:

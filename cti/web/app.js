@@ -3,6 +3,7 @@
 
 import { Feed } from "./feed.js";
 import { DICTIONARIES, language, setLanguage, t, translatePage } from "./i18n.js";
+import { createPages } from "./pages.js";
 import { smsParts } from "./sms.js";
 
 const SESSION_KEY = "cti.session";
@@ -237,6 +238,30 @@ async function api(method, path, body) {
   return data;
 }
 
+// A request whose answer is not JSON (a CSV, a recording): the token goes in the
+// Authorization header, as for api(); a failure throws the service's message.
+async function fetchAuthorized(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers, cache: "no-store", credentials: "omit" });
+  } catch {
+    throw new ApiError(0, t("networkError"));
+  }
+  if (!response.ok) {
+    let message = null;
+    try {
+      message = (await response.json())?.error?.message || null;
+    } catch {
+      // not JSON
+    }
+    if (response.status === 401 && state.session) endSession(t("sessionExpired"));
+    throw new ApiError(response.status, message || t("errorGeneric", { status: response.status }));
+  }
+  return response;
+}
+
 // -- session -------------------------------------------------------------------------
 
 function loadSession() {
@@ -337,6 +362,7 @@ function resetDeskState() {
 }
 
 function showLogin(message) {
+  pages.reset();
   show($("desk-view"), false);
   show($("login-view"), true);
   show($("whoami"), false);
@@ -352,9 +378,9 @@ function showLogin(message) {
 function startDesk() {
   state.me = state.session.user || null;
   show($("login-view"), false);
-  show($("desk-view"), true);
   show($("logout-button"), true);
   show($("feed-status"), true);
+  pages.start();
   renderAll();
   feed = new Feed({
     token: state.session.token,
@@ -379,11 +405,16 @@ function onFrame(frame) {
       if (frame.features && typeof frame.features === "object") {
         state.features = { ...state.features, ...frame.features };
       }
+      pages.hello();
       renderAll();
       refreshCalls();
       break;
     case "resync":
       applyResync(frame.state || {});
+      pages.resync();
+      break;
+    case "task.changed":
+      pages.taskChanged(frame.data);
       break;
     case "pop":
       if (frame.data) applyPop(frame.data);
@@ -579,6 +610,7 @@ async function loadNames() {
     }
     renderLines();
     renderPops();
+    pages.namesChanged();
   } catch {
     // the panel shows extensions without names until the next try
   }
@@ -825,6 +857,7 @@ function renderAll() {
   renderMessages();
   renderSmsCounter();
   renderSmsResult();
+  pages.render();
 }
 
 function renderLanguageToggle() {
@@ -1390,6 +1423,27 @@ function onTabKey(event) {
   event.preventDefault();
   selectTab(state.callsTab === "recent" ? "missed" : "recent", true);
 }
+
+const pages = createPages({
+  api,
+  fetchAuthorized,
+  h,
+  show,
+  setText,
+  replaceKeepingFocus,
+  formatNumber,
+  phoneButton,
+  directionLabel,
+  outcomeLabel,
+  dial,
+  canDial,
+  isReception,
+  myExtension,
+  me: () => state.me,
+  signedIn: () => Boolean(state.session),
+  names: () => state.names,
+  lineExtensions: () => [...state.lines.keys()],
+});
 
 async function boot() {
   translatePage();
