@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.config import Config
-from recordings.retention import Retention
+from recordings.periodic import Periodic
+from recordings.retention import DAY, Retention
 from recordings.store import RecordingStore
 from recordings.watcher import RecordingWatcher
 
@@ -18,14 +19,14 @@ class Recordings:
     """The store (a CallStore hook), the watcher and the retention task, as configured."""
 
     store: RecordingStore
-    watcher: RecordingWatcher | None
     retention: Retention | None
+    jobs: list[Periodic]
 
     @classmethod
     def create(cls, sessions: async_sessionmaker, config: Config) -> Recordings:
         options = config.recordings
         store = RecordingStore(sessions, config.recordings_dir, options)
-        watcher = None
+        jobs = []
         if options.watch_dir:
             watcher = RecordingWatcher(
                 store,
@@ -35,17 +36,19 @@ class Recordings:
                 region=config.phone.default_region,
                 pbx_names=[pbx.name for pbx in config.pbx],
             )
-        retention = Retention(store, options.retention_days) if options.retention_days else None
-        return cls(store, watcher, retention)
+            jobs.append(Periodic("recordings-watcher", options.watch_seconds, watcher.scan))
+        retention = None
+        if options.retention_days:
+            retention = Retention(store, options.retention_days)
+            jobs.append(Periodic("recordings-retention", DAY, retention.run))  # at start too
+        return cls(store, retention, jobs)
 
     def start(self) -> None:
         self.store.start()
-        for task in (self.watcher, self.retention):
-            if task is not None:
-                task.start()
+        for job in self.jobs:
+            job.start()
 
     async def stop(self) -> None:
-        for task in (self.watcher, self.retention):
-            if task is not None:
-                await task.stop()
+        for job in self.jobs:
+            await job.stop()
         await self.store.stop()

@@ -6,7 +6,6 @@ The file goes; its row stays, marked deleted, so the call log still says there w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timedelta
 
@@ -26,27 +25,6 @@ class Retention:
     def __init__(self, store: RecordingStore, days: int) -> None:
         self.store = store
         self.days = days
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="recordings-retention")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run()
-            except Exception:
-                log.exception("deleting old recordings failed; trying again tomorrow")
-            await asyncio.sleep(DAY)
 
     async def run(self, now: datetime | None = None) -> int:
         """Delete what is past retention; returns how many recordings went."""

@@ -14,7 +14,6 @@ logged once, and is tried again at each look (its call may not be stored yet).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -52,27 +51,6 @@ class RecordingWatcher:
         self.pbx_names = pbx_names
         self._last: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the last look
         self._unmatched: set[str] = set()  # logged already
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="recordings-watcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.scan()
-            except Exception:
-                log.exception("looking for dropped recordings failed")
-            await asyncio.sleep(self.every)
 
     async def scan(self) -> None:
         """One look at the folder."""
