@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 from helpers import eventually
-from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
+from lab import FIXTURES, lab_pbx
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti import auth
@@ -19,7 +19,6 @@ from cti.config import (
     Config,
     DatabaseConfig,
     ModemConfig,
-    PbxConfig,
     RecordingsConfig,
     ServerConfig,
 )
@@ -186,19 +185,13 @@ async def start_office(data_dir: Path, modem_port: Path | None = None) -> Office
             url=f"sqlite+aiosqlite:///{data_dir / 'e2e.db'}", auto_migrate=True
         ),
         pbx=[
-            PbxConfig(
-                name="lab",
-                type="asterisk",
-                host="127.0.0.1",
-                port=pbx.port,
-                username="cti",
-                secret="e2e-secret",
-                trunk_channels=LAB_TRUNKS,
-                inbound_contexts=LAB_INBOUND_CONTEXTS,
+            lab_pbx(
+                pbx.port,
+                "e2e-secret",
                 originate_channel="PJSIP/{extension}",
                 originate_context="from-internal",
+                transfer_context="from-internal",
                 ping_interval=1.0,
-                reconnect_max_seconds=0.5,
             )
         ],
         recordings=RecordingsConfig(dir=str(data_dir / "recordings"), pbx_dir=LAB_MONITOR),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from cti.config import PbxConfig
 from pbx_adapters.asterisk.simulator import LAB_PBX_OPTIONS
 
 # The recorded transcripts, as shipped in the package (byte-identical to
@@ -155,3 +157,23 @@ def check_call(name: str, call: dict) -> None:
         assert call["fax"]["pages"] == expected["fax_pages"]
     assert call["ended_at"] is not None and not call["in_progress"]
     assert call["started_at"] <= (call["answered_at"] or call["ended_at"]) <= call["ended_at"]
+
+
+def lab_pbx(port: int, secret: str, **overrides: Any) -> PbxConfig:
+    """PBX "lab": the simulator on ``port``, with the lab's channels and contexts, and
+    timings short enough for tests."""
+    options: dict[str, Any] = {
+        **LAB_PBX_OPTIONS,
+        "ping_interval": 0.3,
+        "reconnect_max_seconds": 0.5,
+        **overrides,
+    }
+    return PbxConfig(
+        name="lab",
+        type="asterisk",
+        host="127.0.0.1",
+        port=port,
+        username="cti",
+        secret=secret,
+        **options,
+    )

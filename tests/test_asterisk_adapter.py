@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from helpers import bearer, eventually
-from lab import EXPECTED, FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS, check_call
+from lab import EXPECTED, FIXTURES, check_call, lab_pbx
 
-from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
 from pbx_adapters.asterisk.frames import UnsafeAction
@@ -31,22 +31,7 @@ def lab_config(db_url: str, tmp_path, port: int, secret: str = SECRET) -> Config
     return Config(
         server=ServerConfig(data_dir=tmp_path),
         database=DatabaseConfig(url=db_url, auto_migrate=True),
-        pbx=[
-            PbxConfig(
-                name="lab",
-                type="asterisk",
-                host="127.0.0.1",
-                port=port,
-                username="cti",
-                secret=secret,
-                trunk_channels=LAB_TRUNKS,
-                inbound_contexts=LAB_INBOUND_CONTEXTS,
-                originate_channel="SIP/{extension}",
-                originate_context="internal",
-                ping_interval=0.3,
-                reconnect_max_seconds=0.5,
-            )
-        ],
+        pbx=[lab_pbx(port, secret)],
     )
 
 

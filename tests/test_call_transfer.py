@@ -9,15 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from helpers import bearer, eventually
-from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
+from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS, lab_pbx
 
-from cti.config import PbxConfig
 from cti.service import Service
 from pbx_adapters.asterisk.adapter import AsteriskAdapter, CallNotFound
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import Frame, UnsafeAction
 from pbx_adapters.asterisk.simulator import (
-    LAB_PBX_OPTIONS,
     AmiSimulator,
     load_transcript,
     refresh_ids,
@@ -160,17 +158,7 @@ async def pbx() -> AsyncIterator[AmiSimulator]:
 @pytest.fixture
 async def lab(service: Service, pbx: AmiSimulator) -> AsteriskAdapter:
     """The service connected to the simulator as PBX "lab" (closed with the service)."""
-    config = PbxConfig(
-        name="lab",
-        type="asterisk",
-        host="127.0.0.1",
-        port=pbx.port,
-        username="cti",
-        secret="lab-secret",
-        ping_interval=0.3,
-        reconnect_max_seconds=0.5,
-        **LAB_PBX_OPTIONS,
-    )
+    config = lab_pbx(pbx.port, "lab-secret")
     service.links.register("lab", "pbx")
     adapter = await service.start_pbx(config)
     await asyncio.wait_for(adapter.connected.wait(), 10)

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 from helpers import bearer, eventually
-from lab import FIXTURES
+from lab import FIXTURES, lab_pbx
 from sqlalchemy import select
 
 from cti.calls import Call
-from cti.config import Config, DatabaseConfig, PbxConfig, RecordingsConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
 from cti.db.models import Recording
 from cti.domain import Direction, Outcome, utcnow
 from cti.service import Service
-from pbx_adapters.asterisk.simulator import LAB_PBX_OPTIONS, AmiSimulator, load_transcript
+from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript
 from recordings.store import inside
 
 # MixMonitor files from the lab Asterisk (copies of ../shared/fixtures/recordings).
@@ -47,19 +47,7 @@ def config(db_url: str, tmp_path: Path, pbx: AmiSimulator) -> Config:
     return Config(
         server=ServerConfig(data_dir=tmp_path, port=0),
         database=DatabaseConfig(url=db_url, auto_migrate=True),
-        pbx=[
-            PbxConfig(
-                name="lab",
-                type="asterisk",
-                host="127.0.0.1",
-                port=pbx.port,
-                username="cti",
-                secret="lab",
-                ping_interval=0.3,
-                reconnect_max_seconds=0.5,
-                **LAB_PBX_OPTIONS,
-            )
-        ],
+        pbx=[lab_pbx(pbx.port, "lab")],
         recordings=RecordingsConfig(
             dir=str(tmp_path / "recs"),
             pbx_dir=LAB_MONITOR,
