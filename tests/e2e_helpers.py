@@ -75,13 +75,7 @@ BUSY_CLIENT_NUMBER = "+74950000002"
 # Where the lab's MixMonitor writes (the transcripts name files there), and recordings of
 # the lab's calls to put at the place the service expects them.
 LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder: only a name here)
-LAB_WAV = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "fixtures"
-    / "recordings"
-    / ("1795362636.6.wav")
-)
+LAB_WAV = Path(__file__).resolve().parent / "fixtures" / "recordings" / "1795362636.6.wav"
 SMS_CLIENT_NUMBER = "+79161234567"
 SMS_CLIENT_NAME = "Ирина Кузнецова"
 
