@@ -208,7 +208,7 @@ async def find_calls(
         if visible_to_extension is None:
             return []
         conditions.append(involves_extension(str(visible_to_extension)))
-    if flt.extension:
+    if flt.extension and flt.extension != visible_to_extension:  # the panel sends its own
         conditions.append(involves_extension(flt.extension))
     if flt.numbers is not None:
         if not flt.numbers:
@@ -229,11 +229,14 @@ async def find_calls(
     if flt.until is not None:
         conditions.append(CallRecord.started_at < flt.until)
     if before is not None:
+        # (started_at, id) < the cursor, written so that the start time bounds an index
+        # range; "a < x OR (a = x AND b < y)" was filtered row by row from the newest call
+        # (bench/calllog.py: deep pages at 1,000,000 calls went from ~300 ms to ~2 ms).
         started, call_id = before
         conditions.append(
-            or_(
-                CallRecord.started_at < started,
-                and_(CallRecord.started_at == started, CallRecord.id < call_id),
+            and_(
+                CallRecord.started_at <= started,
+                or_(CallRecord.started_at < started, CallRecord.id < call_id),
             )
         )
     query = (

@@ -1,5 +1,7 @@
 """The HTTP API's contract: authentication, roles, error shape, health, metrics, OpenAPI."""
 
+import asyncio
+
 import pytest
 from helpers import bearer, new_token
 
@@ -199,6 +201,9 @@ async def test_healthz_reports_links_and_a_dead_database(db_url, tmp_path, aioht
         assert [(link["name"], link["kind"], link["up"]) for link in body["links"]] == [
             ("office", "pbx", False)
         ]
+        # The adapter keeps failing to reach host "pbx"; stop it before playing its part.
+        await service.pbx["office"].stop()
+        await asyncio.sleep(0.05)
         await service.links.report("office", True, "connected")
         body = await (await client.get("/healthz")).json()
         assert body["status"] == "ok" and body["links"][0]["detail"] == "connected"
