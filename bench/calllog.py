@@ -36,20 +36,19 @@ page < 100 ms. A shape stops after SHAPE_BUDGET_S of samples (and at least
 MIN_SAMPLES), so the slow variants finish.
 
 Variants, measured in the same run on the same data:
-  pk only            no index but the primary keys (the naive baseline);
-  current            the indexes of the migrations (what ships);
-  +proposed ix       current with ``PROPOSED`` (printed as DDL), find_calls unchanged;
-  +rewrite           + ``find_calls_rewritten``: the keyset as an index range, an
-                     extension given twice tested once (same schema);
-  +call_extensions   + the ``call_extensions`` table (a schema change, DDL printed) that
-                     the rewrite reads an extension's calls from in order.
+  pk only            find_calls with no index but the primary keys (the naive baseline);
+  current            find_calls with the indexes of the migrations (what ships);
+  +proposed ix       find_calls with ``PROPOSED`` (printed as DDL);
+  +call_extensions   + the ``call_extensions`` table (a schema change, DDL printed) and
+                     ``find_calls_via_table``, which reads an extension's calls from it
+                     in order.
 Every variant's pages are compared with the first variant's for the same request: the
-rewrites return the same calls in the same order. The plans (EXPLAIN QUERY PLAN;
+rewrite returns the same calls in the same order. The plans (EXPLAIN QUERY PLAN;
 EXPLAIN ANALYZE on PostgreSQL) of the slowest sample of each shape that misses the goal
 are printed.
 
 Usage: python bench/calllog.py [--calls 1000000] [--backend sqlite|postgresql|both]
-       [--repeat 30] [--variants pk,current,proposed,rewrite,table]
+       [--repeat 30] [--variants pk,current,proposed,table]
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
-from cti.callstore import CallFilter, _row, find_calls, involves_extension, upsert_calls
+from cti.callstore import CallFilter, _row, find_calls, upsert_calls
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.models import Base, CallLegRecord, CallRecord, Recording, UTCDateTime
@@ -794,27 +793,23 @@ def call_extensions_ddl(dialect: str) -> list[str]:
 
 
 def keyset(started: Any, call_id: Any, before: tuple[datetime, str]) -> Any:
-    """(started, id) < before, written so that the start bounds an index range: the
-    ``a < x OR (a = x AND b < y)`` of find_calls is a filter both planners apply row by
-    row, from the newest call down to the cursor."""
+    """(started, id) < before, as find_calls writes it: the start bounds an index range
+    (``a < x OR (a = x AND b < y)`` was a filter applied row by row from the newest call)."""
     at, last = before
     return and_(started <= at, or_(started < at, call_id < last))
 
 
-async def find_calls_rewritten(
+async def find_calls_via_table(
     session: AsyncSession,
     flt: CallFilter,
     *,
     visible_to_extension: str | bool | None = True,
     limit: int = 50,
     before: tuple[datetime, str] | None = None,
-    via_table: bool = False,
 ) -> list[dict[str, Any]]:
-    """find_calls with the same results (checked on every sample), planner-friendly:
-    the keyset as a range; an extension given twice (the operator's panel sends its own
-    as ``extension`` too) tested once; with ``via_table``, the first extension's calls
-    read from ``call_extensions`` in order instead of the OR of an EXISTS and two columns
-    over every call."""
+    """find_calls over ``call_extensions``, with the same results (checked on every
+    sample): the first extension's calls are read from its index newest first, instead of
+    the OR of an EXISTS and two columns tested on every call from the newest down."""
     if visible_to_extension is None:
         return []
     extensions = [] if visible_to_extension is True else [str(visible_to_extension)]
@@ -838,9 +833,7 @@ async def find_calls_rewritten(
         conditions.append(CallRecord.external_number.in_(sorted(set(flt.numbers))))
     query = select(CallRecord.details)
     started, call_id = CallRecord.started_at, CallRecord.id
-    if not via_table:
-        conditions += [involves_extension(extension) for extension in extensions]
-    elif extensions and flt.number is None and flt.numbers is None:
+    if extensions and flt.number is None and flt.numbers is None:
         # Walk the first extension's calls newest first in its index, fetching each call
         # by its key; the period and the cursor bound that walk.
         ce = CALL_EXTENSIONS.c
@@ -852,7 +845,7 @@ async def find_calls_rewritten(
         # A number (or a client's few) has a few calls, thousands at most: start from
         # those, and look each one up in call_extensions by its primary key. SQLite keeps
         # no statistics to see that for itself: given the join above it walks the
-        # extension's calls.
+        # extension's calls (~200 ms for a busy extension and a rare number).
         conditions += [involves(extension) for extension in extensions]
     if flt.since is not None:
         conditions.append(started >= flt.since)
@@ -865,13 +858,9 @@ async def find_calls_rewritten(
 
 
 def involves(extension: str) -> Any:
-    """involves_extension() over call_extensions: a primary-key lookup a call."""
+    """involves_extension() over call_extensions: one primary-key lookup a call."""
     ce = CALL_EXTENSIONS.alias()
     return exists().where(ce.c.call_id == CallRecord.id, ce.c.extension == extension)
-
-
-async def find_calls_via_table(session: AsyncSession, flt: CallFilter, **kw: Any) -> Any:
-    return await find_calls_rewritten(session, flt, via_table=True, **kw)
 
 
 @dataclass(frozen=True)
@@ -885,10 +874,9 @@ VARIANTS = {
     "pk": Variant("pk", "pk only", find_calls),
     "current": Variant("current", "current", find_calls),
     "proposed": Variant("proposed", "+proposed ix", find_calls),
-    "rewrite": Variant("rewrite", "+rewrite", find_calls_rewritten),
     "table": Variant("table", "+call_extensions", find_calls_via_table),
 }
-RUN_ORDER = ["current", "pk", "proposed", "rewrite", "table"]  # fewest index rebuilds
+RUN_ORDER = ["current", "pk", "proposed", "table"]  # fewest index rebuilds
 
 
 async def settle(engine: AsyncEngine) -> None:
