@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from scratch_postgres import scratch_postgres  # bench/, beside this script
 from sqlalchemy import (
     Column,
     MetaData,
@@ -96,9 +97,6 @@ from cti.domain import Direction, LegResult, Outcome, TransferKind
 from cti.http.calls import EXPORT_PAGE as CSV_PAGE
 from cti.http.calls import MAX_PAGE, _decode_cursor, _encode_cursor, _enrich
 
-POSTGRES_URL = os.environ.get(
-    "CTI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 GOAL_MS = 100.0
 API_PAGE = 50  # the API's default limit; it asks find_calls for one more
 PANEL_PAGE = 20  # CALLS_LIMIT of the web panel
@@ -1229,33 +1227,6 @@ def plan_requests(
     return requests, walks
 
 
-async def postgres_database() -> str | None:
-    import asyncpg
-
-    try:
-        admin = await asyncpg.connect(POSTGRES_URL, timeout=3)
-    except (OSError, asyncpg.PostgresError) as e:
-        print(f"\n== PostgreSQL: skipped ({POSTGRES_URL} does not answer: {e})")
-        return None
-    name = "cti_bench_calllog"
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_postgres(name: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=1_000_000)
@@ -1298,12 +1269,10 @@ async def main() -> None:
             await run_backend(
                 "SQLite", f"sqlite+aiosqlite:///{path}", path, data, requests, walks, keys
             )
-    if args.backend in ("postgresql", "both") and (name := await postgres_database()):
-        base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        try:
-            await run_backend("PostgreSQL", f"{base}/{name}", None, data, requests, walks, keys)
-        finally:
-            await drop_postgres(name)
+    if args.backend in ("postgresql", "both"):
+        async with scratch_postgres("cti_bench_calllog") as url:
+            if url is not None:
+                await run_backend("PostgreSQL", url, None, data, requests, walks, keys)
     if any(k in keys for k in ("proposed", "table")):
         print("\nproposed DDL, for a migration:")
         print("\n".join(proposed_ddl()))

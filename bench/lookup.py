@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from scratch_postgres import scratch_postgres  # bench/, beside this script
 from sqlalchemy import text
 
 from crm_bridge.builtin import SqlDirectory
@@ -38,9 +39,6 @@ from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.phone import parse_number, to_e164
 
-POSTGRES_URL = os.environ.get(
-    "CTI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REGION = "RU"
 SUFFIX_DIGITS = 7
 BASELINE_LOOKUPS = 300
@@ -240,32 +238,6 @@ async def baseline(engine: Any, known: list[str], rng: random.Random) -> tuple[f
     return result
 
 
-async def postgres_database() -> str | None:
-    import asyncpg
-
-    try:
-        admin = await asyncpg.connect(POSTGRES_URL, timeout=3)
-    except (OSError, asyncpg.PostgresError) as e:
-        print(f"\n== PostgreSQL: skipped ({POSTGRES_URL} does not answer: {e})")
-        return None
-    name = f"cti_bench_{uuid.uuid4().hex[:8]}"
-    try:
-        await admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_postgres(name: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phones", type=int, default=1_000_000)
@@ -287,14 +259,10 @@ async def main() -> None:
         await run_backend(
             "SQLite", f"sqlite+aiosqlite:///{tmp}/bench.db", csv_path, known, args.lookups
         )
-        if not args.skip_postgres and (name := await postgres_database()):
-            base = POSTGRES_URL.rsplit("/", 1)[0].replace(
-                "postgresql://", "postgresql+asyncpg://", 1
-            )
-            try:
-                await run_backend("PostgreSQL", f"{base}/{name}", csv_path, known, args.lookups)
-            finally:
-                await drop_postgres(name)
+        if not args.skip_postgres:
+            async with scratch_postgres(f"cti_bench_{uuid.uuid4().hex[:8]}") as url:
+                if url is not None:
+                    await run_backend("PostgreSQL", url, csv_path, known, args.lookups)
 
 
 if __name__ == "__main__":
