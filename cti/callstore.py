@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.calls import Call
-from cti.db.models import CallLegRecord, CallRecord, Recording
+from cti.db.models import CallExtensionRecord, CallLegRecord, CallRecord, Recording
 
 log = logging.getLogger("cti.callstore")
 
@@ -152,6 +152,7 @@ async def _upsert_chunk(session: AsyncSession, calls: list[dict[str, Any]]) -> N
     await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=updated))
     ids = [row["id"] for row in rows]
     await session.execute(delete(CallLegRecord).where(CallLegRecord.call_id.in_(ids)))
+    await session.execute(delete(CallExtensionRecord).where(CallExtensionRecord.call_id.in_(ids)))
     legs = [
         {
             "call_id": data["id"],
@@ -167,6 +168,13 @@ async def _upsert_chunk(session: AsyncSession, calls: list[dict[str, Any]]) -> N
     ]
     if legs:
         await session.execute(insert(CallLegRecord).values(legs))
+    extensions = [
+        {"call_id": row["id"], "extension": extension, "started_at": row["started_at"]}
+        for row in rows
+        for extension in Call.from_dict(row["details"]).extensions()
+    ]
+    if extensions:
+        await session.execute(insert(CallExtensionRecord).values(extensions))
 
 
 @dataclass(frozen=True)
@@ -185,11 +193,10 @@ class CallFilter:
 
 
 def involves_extension(extension: str) -> Any:
-    """SQL condition: the call rang, was placed by, or was answered by ``extension``."""
-    rang = exists().where(
-        and_(CallLegRecord.call_id == CallRecord.id, CallLegRecord.extension == extension)
-    )
-    return or_(rang, CallRecord.caller_extension == extension, CallRecord.answered_by == extension)
+    """SQL condition: ``extension`` rang, placed, answered or transferred the call
+    (``Call.extensions()``): one primary-key lookup a call."""
+    involved = CallExtensionRecord.__table__.alias()
+    return exists().where(involved.c.call_id == CallRecord.id, involved.c.extension == extension)
 
 
 async def find_calls(
@@ -202,48 +209,52 @@ async def find_calls(
 ) -> list[dict[str, Any]]:
     """Newest first. ``visible_to_extension``: True for everything, else only calls that
     involve that extension (None: an operator without one sees nothing)."""
-    query = select(CallRecord.details)
-    conditions = []
-    if visible_to_extension is not True:
-        if visible_to_extension is None:
-            return []
-        conditions.append(involves_extension(str(visible_to_extension)))
-    if flt.extension and flt.extension != visible_to_extension:  # the panel sends its own
-        conditions.append(involves_extension(flt.extension))
-    if flt.numbers is not None:
-        if not flt.numbers:
-            return []
+    if visible_to_extension is None:
+        return []
+    if flt.numbers is not None and not flt.numbers:
+        return []
+    extensions = [] if visible_to_extension is True else [str(visible_to_extension)]
+    if flt.extension and flt.extension not in extensions:  # the panel sends its own
+        extensions.append(flt.extension)
+    conditions = [
+        column == value
+        for column, value in (
+            (CallRecord.direction, flt.direction),
+            (CallRecord.outcome, flt.outcome),
+            (CallRecord.missed, flt.missed),
+            (CallRecord.external_number, flt.number),
+            (CallRecord.pbx, flt.pbx),
+            (CallRecord.in_progress, flt.in_progress),
+        )
+        if value is not None
+    ]
+    if flt.numbers:
         conditions.append(CallRecord.external_number.in_(sorted(set(flt.numbers))))
-    for column, value in (
-        (CallRecord.direction, flt.direction),
-        (CallRecord.outcome, flt.outcome),
-        (CallRecord.missed, flt.missed),
-        (CallRecord.external_number, flt.number),
-        (CallRecord.pbx, flt.pbx),
-        (CallRecord.in_progress, flt.in_progress),
-    ):
-        if value is not None:
-            conditions.append(column == value)
+    query = select(CallRecord.details)
+    started, call_id = CallRecord.started_at, CallRecord.id
+    if extensions and flt.number is None and flt.numbers is None:
+        # Walk the extension's own calls newest first in call_extensions' index, fetching
+        # each by its key: the period and the cursor bound the walk, so a page costs the
+        # same for an operator with a million calls or none (bench/calllog.py).
+        involved = CallExtensionRecord
+        query = query.join(involved, involved.call_id == CallRecord.id)
+        conditions.append(involved.extension == extensions[0])
+        started, call_id = involved.started_at, involved.call_id
+        extensions = extensions[1:]
+    # A number (or a client's few) has a few calls, thousands at most: start from those
+    # and look each up by its key. SQLite keeps no statistics to see that for itself.
+    conditions += [involves_extension(extension) for extension in extensions]
     if flt.since is not None:
-        conditions.append(CallRecord.started_at >= flt.since)
+        conditions.append(started >= flt.since)
     if flt.until is not None:
-        conditions.append(CallRecord.started_at < flt.until)
+        conditions.append(started < flt.until)
     if before is not None:
         # (started_at, id) < the cursor, written so that the start time bounds an index
         # range; "a < x OR (a = x AND b < y)" was filtered row by row from the newest call
         # (bench/calllog.py: deep pages at 1,000,000 calls went from ~300 ms to ~2 ms).
-        started, call_id = before
-        conditions.append(
-            and_(
-                CallRecord.started_at <= started,
-                or_(CallRecord.started_at < started, CallRecord.id < call_id),
-            )
-        )
-    query = (
-        query.where(*conditions)
-        .order_by(CallRecord.started_at.desc(), CallRecord.id.desc())
-        .limit(limit)
-    )
+        at, last = before
+        conditions.append(and_(started <= at, or_(started < at, call_id < last)))
+    query = query.where(*conditions).order_by(started.desc(), call_id.desc()).limit(limit)
     return list((await session.scalars(query)).all())
 
 

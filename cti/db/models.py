@@ -139,6 +139,22 @@ class CallLegRecord(Base):
     __table_args__ = (Index("ix_call_legs_extension", "extension", "call_id"),)
 
 
+class CallExtensionRecord(Base):
+    """Every extension a call involves (``Call.extensions()``: rang, placed, answered or
+    transferred it) with the call's start, so "the calls of extension X, newest first" is
+    one index range however few calls X has among millions."""
+
+    __tablename__ = "call_extensions"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    extension: Mapped[str] = mapped_column(String(10), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_call_extensions_extension", "extension", "started_at", "call_id"),)
+
+
 class SmsMessage(Base):
     """One SMS, sent or received. An outgoing one is stored before the API acknowledges
     it and moves queued -> sending -> sent -> delivered (or failed, with the reason)."""
