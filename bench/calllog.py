@@ -37,18 +37,16 @@ MIN_SAMPLES), so the slow variants finish.
 
 Variants, measured in the same run on the same data:
   pk only            find_calls with no index but the primary keys (the naive baseline);
-  current            find_calls with the indexes of the migrations (what ships);
-  +proposed ix       find_calls with ``PROPOSED`` (printed as DDL);
-  +call_extensions   + the ``call_extensions`` table (a schema change, DDL printed) and
-                     ``find_calls_via_table``, which reads an extension's calls from it
-                     in order.
+  current            find_calls with the indexes of the migrations (what ships; an
+                     operator's calls come from ``call_extensions``, migration 0008);
+  +proposed ix       find_calls with ``PROPOSED`` (printed as DDL).
 Every variant's pages are compared with the first variant's for the same request: the
-rewrite returns the same calls in the same order. The plans (EXPLAIN QUERY PLAN;
+indexes change the plan, never the calls or their order. The plans (EXPLAIN QUERY PLAN;
 EXPLAIN ANALYZE on PostgreSQL) of the slowest sample of each shape that misses the goal
 are printed.
 
 Usage: python bench/calllog.py [--calls 1000000] [--backend sqlite|postgresql|both]
-       [--repeat 30] [--variants pk,current,proposed,table]
+       [--repeat 30] [--variants pk,current,proposed]
 """
 
 from __future__ import annotations
@@ -75,24 +73,16 @@ from typing import Any
 
 from scratch_postgres import scratch_postgres  # bench/, beside this script
 from sqlalchemy import (
-    Column,
-    MetaData,
-    String,
-    Table,
-    and_,
     bindparam,
-    exists,
-    or_,
-    select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
 from cti.callstore import CallFilter, _row, find_calls, upsert_calls
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
-from cti.db.models import Base, CallLegRecord, CallRecord, Recording, UTCDateTime
+from cti.db.models import Base, CallExtensionRecord, CallLegRecord, CallRecord, Recording
 from cti.domain import Direction, LegResult, Outcome, TransferKind
 from cti.http.calls import EXPORT_PAGE as CSV_PAGE
 from cti.http.calls import MAX_PAGE, _decode_cursor, _encode_cursor, _enrich
@@ -128,6 +118,7 @@ NAMES = ["ООО Ромашка", "Иван Петров", "ANNA SMITH", "Мар
 
 CALL_COLUMNS = [c.name for c in CallRecord.__table__.columns]
 LEG_COLUMNS = [c.name for c in CallLegRecord.__table__.columns]
+INVOLVED_COLUMNS = [c.name for c in CallExtensionRecord.__table__.columns]
 DATETIME_COLUMNS = {"started_at", "answered_at", "ended_at", "ring_started_at"}
 
 
@@ -135,6 +126,7 @@ DATETIME_COLUMNS = {"started_at", "answered_at", "ended_at", "ring_started_at"}
 class Data:
     calls: list[tuple[Any, ...]]  # CALL_COLUMNS order; details as JSON text
     legs: list[tuple[Any, ...]]  # LEG_COLUMNS order
+    involved: list[tuple[Any, ...]]  # INVOLVED_COLUMNS order: call_extensions
     real_path: list[dict[str, Any]]  # the first few calls, written by upsert_calls
     numbers: list[str]  # the pool, most frequent first
     # users, clients, phones (before the calls) and recordings (after): what the API's
@@ -330,7 +322,7 @@ def generate(count: int, rng: random.Random, real_path: int = 50) -> Data:
     numbers, weights = number_pool(rng)
     starts = start_times(count, rng)
     picked = rng.choices(numbers, weights, k=count)
-    data = Data([], [], [], numbers)
+    data = Data([], [], [], [], numbers)
     directory(data, rng)
     dumps = json.dumps  # SQLAlchemy's JSON serializer on both dialects
     retention = END - timedelta(days=300)
@@ -359,6 +351,8 @@ def generate(count: int, rng: random.Random, real_path: int = 50) -> Data:
                     (call.id, seq, leg.extension, leg.ring_started_at, leg.answered_at,
                      leg.ended_at, leg.result and str(leg.result))
                 )  # fmt: skip
+            for ext in call.extensions():  # as upsert_calls writes them
+                data.involved.append((call.id, ext, call.started_at))
         for path in call.recordings:  # as the recordings watcher registers them
             at = call.ended_at or call.started_at
             data.recordings.append(
@@ -432,6 +426,7 @@ def bulk(data: Data) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
         *tables,
         ("calls", CALL_COLUMNS, data.calls),
         ("call_legs", LEG_COLUMNS, data.legs),
+        ("call_extensions", INVOLVED_COLUMNS, data.involved),
         ("recordings", [c.name for c in Recording.__table__.columns], data.recordings),
     ]
 
@@ -487,7 +482,8 @@ async def prepare(label: str, url: str, data: Data, sqlite_path: str | None) -> 
     calls = len(data.calls) + len(data.real_path)
     print(
         f"load: {calls:,} calls + {len(data.legs) + sum(len(c['legs']) for c in data.real_path):,}"
-        f" legs into the migrated schema (its 5 indexes kept) in {loaded:.1f} s "
+        f" legs and {len(data.involved):,} call_extensions rows into the migrated schema (its"
+        f" {len(CURRENT)} indexes kept) in {loaded:.1f} s "
         f"({calls / loaded:,.0f} calls/s){analyzed}; {await database_size(engine)}"
     )
     await check_stored_forms(engine, data)
@@ -524,6 +520,7 @@ async def check_stored_forms(engine: AsyncEngine, data: Data) -> None:
         for table, columns, key in (
             ("calls", CALL_COLUMNS, "id"),
             ("call_legs", LEG_COLUMNS, "call_id"),
+            ("call_extensions", INVOLVED_COLUMNS, "call_id"),
         ):
             selected = ", ".join(columns)
             if sqlite:
@@ -545,10 +542,11 @@ async def check_stored_forms(engine: AsyncEngine, data: Data) -> None:
                 assert len(set(map(frozenset, by_source.values()))) <= 1, (table, column, forms)
         counts = [
             (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one()  # noqa: S608
-            for t in ("calls", "call_legs")
+            for t in ("calls", "call_legs", "call_extensions")
         ]
     legs = len(data.legs) + sum(len(c["legs"]) for c in data.real_path)
-    assert counts == [len(data.calls) + len(data.real_path), legs], counts
+    involved = len(data.involved) + sum(len(Call.from_dict(c).extensions()) for c in data.real_path)
+    assert counts == [len(data.calls) + len(data.real_path), legs, involved], counts
 
 
 # --- plans ----------------------------------------------------------------------------------
@@ -753,112 +751,8 @@ CURRENT = [
     ("ix_calls_missed_started_at", "calls", "missed, started_at"),
     ("ix_calls_pbx_in_progress", "calls", "pbx, in_progress"),
     ("ix_call_legs_extension", "call_legs", "extension, call_id"),
+    ("ix_call_extensions_extension", "call_extensions", "extension, started_at, call_id"),
 ]
-
-# Every extension a call involves, as involves_extension() defines it (rang, placed or
-# answered it), with the call's start: "calls of extension X, newest first" becomes a range
-# of one index, however many or few calls X has. A schema change: a migration creates and
-# back-fills it, and _upsert_chunk replaces a call's rows the way it replaces its legs.
-CALL_EXTENSIONS = Table(
-    "call_extensions",
-    MetaData(),
-    Column("call_id", String(100), primary_key=True),
-    Column("extension", String(10), primary_key=True),
-    Column("started_at", UTCDateTime, nullable=False),
-)
-
-
-def call_extensions_ddl(dialect: str) -> list[str]:
-    stamp = "DATETIME" if dialect == "sqlite" else "TIMESTAMP WITH TIME ZONE"
-    return [
-        "CREATE TABLE call_extensions (\n"
-        "    call_id VARCHAR(100) NOT NULL,\n"
-        "    extension VARCHAR(10) NOT NULL,\n"
-        f"    started_at {stamp} NOT NULL,\n"
-        "    CONSTRAINT pk_call_extensions PRIMARY KEY (call_id, extension),\n"
-        "    CONSTRAINT fk_call_extensions_call_id_calls FOREIGN KEY (call_id)\n"
-        "        REFERENCES calls (id) ON DELETE CASCADE\n"
-        ")",
-        "INSERT INTO call_extensions (call_id, extension, started_at)\n"
-        "    SELECT l.call_id, l.extension, c.started_at\n"
-        "        FROM call_legs l JOIN calls c ON c.id = l.call_id\n"
-        "    UNION SELECT id, caller_extension, started_at FROM calls\n"
-        "        WHERE caller_extension IS NOT NULL\n"
-        "    UNION SELECT id, answered_by, started_at FROM calls WHERE answered_by IS NOT NULL",
-        "CREATE INDEX ix_call_extensions_extension\n"
-        "    ON call_extensions (extension, started_at, call_id)",
-    ]
-
-
-def keyset(started: Any, call_id: Any, before: tuple[datetime, str]) -> Any:
-    """(started, id) < before, as find_calls writes it: the start bounds an index range
-    (``a < x OR (a = x AND b < y)`` was a filter applied row by row from the newest call)."""
-    at, last = before
-    return and_(started <= at, or_(started < at, call_id < last))
-
-
-async def find_calls_via_table(
-    session: AsyncSession,
-    flt: CallFilter,
-    *,
-    visible_to_extension: str | bool | None = True,
-    limit: int = 50,
-    before: tuple[datetime, str] | None = None,
-) -> list[dict[str, Any]]:
-    """find_calls over ``call_extensions``, with the same results (checked on every
-    sample): the first extension's calls are read from its index newest first, instead of
-    the OR of an EXISTS and two columns tested on every call from the newest down."""
-    if visible_to_extension is None:
-        return []
-    extensions = [] if visible_to_extension is True else [str(visible_to_extension)]
-    if flt.extension and flt.extension not in extensions:
-        extensions.append(flt.extension)
-    if flt.numbers is not None and not flt.numbers:
-        return []
-    conditions = [
-        column == value
-        for column, value in (
-            (CallRecord.direction, flt.direction),
-            (CallRecord.outcome, flt.outcome),
-            (CallRecord.missed, flt.missed),
-            (CallRecord.external_number, flt.number),
-            (CallRecord.pbx, flt.pbx),
-            (CallRecord.in_progress, flt.in_progress),
-        )
-        if value is not None
-    ]
-    if flt.numbers:
-        conditions.append(CallRecord.external_number.in_(sorted(set(flt.numbers))))
-    query = select(CallRecord.details)
-    started, call_id = CallRecord.started_at, CallRecord.id
-    if extensions and flt.number is None and flt.numbers is None:
-        # Walk the first extension's calls newest first in its index, fetching each call
-        # by its key; the period and the cursor bound that walk.
-        ce = CALL_EXTENSIONS.c
-        query = query.join(CALL_EXTENSIONS, ce.call_id == CallRecord.id)
-        conditions.append(ce.extension == extensions[0])
-        started, call_id = ce.started_at, ce.call_id
-        conditions += [involves(extension) for extension in extensions[1:]]
-    else:
-        # A number (or a client's few) has a few calls, thousands at most: start from
-        # those, and look each one up in call_extensions by its primary key. SQLite keeps
-        # no statistics to see that for itself: given the join above it walks the
-        # extension's calls (~200 ms for a busy extension and a rare number).
-        conditions += [involves(extension) for extension in extensions]
-    if flt.since is not None:
-        conditions.append(started >= flt.since)
-    if flt.until is not None:
-        conditions.append(started < flt.until)
-    if before is not None:
-        conditions.append(keyset(started, call_id, before))
-    query = query.where(*conditions).order_by(started.desc(), call_id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
-
-
-def involves(extension: str) -> Any:
-    """involves_extension() over call_extensions: one primary-key lookup a call."""
-    ce = CALL_EXTENSIONS.alias()
-    return exists().where(ce.c.call_id == CallRecord.id, ce.c.extension == extension)
 
 
 @dataclass(frozen=True)
@@ -872,9 +766,8 @@ VARIANTS = {
     "pk": Variant("pk", "pk only", find_calls),
     "current": Variant("current", "current", find_calls),
     "proposed": Variant("proposed", "+proposed ix", find_calls),
-    "table": Variant("table", "+call_extensions", find_calls_via_table),
 }
-RUN_ORDER = ["current", "pk", "proposed", "table"]  # fewest index rebuilds
+RUN_ORDER = ["current", "pk", "proposed"]  # fewest index rebuilds
 
 
 async def settle(engine: AsyncEngine) -> None:
@@ -925,14 +818,6 @@ async def schema_for(engine: AsyncEngine, key: str, state: dict[str, Any]) -> st
     if statements:
         took = await ddl(engine, statements)
         done.append(f"{len(statements)} index statements in {took:.1f} s")
-    if key == "table" and not state.get("table"):
-        took = await ddl(engine, call_extensions_ddl(engine.dialect.name))
-        state["table"] = True
-        async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT count(*) FROM call_extensions"))).scalar_one()
-        done.append(
-            f"call_extensions created, back-filled ({rows:,} rows) and indexed in {took:.1f} s"
-        )
     return "; ".join(done) or "no change"
 
 
@@ -1148,8 +1033,6 @@ def proposed_ddl() -> list[str]:
     for name, table, cols in PROPOSED:
         out.append(f"DROP INDEX {name};  -- was ({REPLACED[name]})")
         out.append(f"CREATE INDEX {name} ON {table} ({cols});")
-    out.append("-- the involvement table (PostgreSQL types; SQLite: DATETIME):")
-    out += [f"{statement};" for statement in call_extensions_ddl("postgresql")]
     return out
 
 
@@ -1184,8 +1067,7 @@ async def run_backend(
             )
             if key != "pk":
                 plans += await plans_of_misses(engine, variant, results[key])
-        if "table" in keys:
-            print(f"sizes: {await object_sizes(engine)}")
+        print(f"sizes: {await object_sizes(engine)}")
         report(label, [k for k in VARIANTS if k in keys], results, list(requests))
         print(
             f"  results checked: {check.compared:,} pages compared between variants, "
@@ -1273,7 +1155,7 @@ async def main() -> None:
         async with scratch_postgres("cti_bench_calllog") as url:
             if url is not None:
                 await run_backend("PostgreSQL", url, None, data, requests, walks, keys)
-    if any(k in keys for k in ("proposed", "table")):
+    if "proposed" in keys:
         print("\nproposed DDL, for a migration:")
         print("\n".join(proposed_ddl()))
 

@@ -9,8 +9,8 @@ import pytest
 from alembic import command
 from sqlalchemy import delete, select
 
-from cti.callstore import CallFilter, find_calls, upsert_calls
 from cti.calls import Call, CallLeg, CallTransfer
+from cti.callstore import CallFilter, find_calls, upsert_calls
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.models import CallExtensionRecord
