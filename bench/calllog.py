@@ -38,15 +38,14 @@ MIN_SAMPLES), so the slow variants finish.
 Variants, measured in the same run on the same data:
   pk only            find_calls with no index but the primary keys (the naive baseline);
   current            find_calls with the indexes of the migrations (what ships; an
-                     operator's calls come from ``call_extensions``, migration 0008);
-  +proposed ix       find_calls with ``PROPOSED`` (printed as DDL).
+                     operator's calls come from ``call_extensions``, migration 0008).
 Every variant's pages are compared with the first variant's for the same request: the
 indexes change the plan, never the calls or their order. The plans (EXPLAIN QUERY PLAN;
 EXPLAIN ANALYZE on PostgreSQL) of the slowest sample of each shape that misses the goal
 are printed.
 
 Usage: python bench/calllog.py [--calls 1000000] [--backend sqlite|postgresql|both]
-       [--repeat 30] [--variants pk,current,proposed]
+       [--repeat 30] [--variants pk,current]
 """
 
 from __future__ import annotations
@@ -74,6 +73,7 @@ from typing import Any
 from scratch_postgres import scratch_postgres  # bench/, beside this script
 from sqlalchemy import (
     bindparam,
+    inspect,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -462,6 +462,9 @@ async def prepare(label: str, url: str, data: Data, sqlite_path: str | None) -> 
     bulk; prints the load time."""
     engine = create_engine(url)
     await migrate.upgrade(engine)
+    async with engine.connect() as conn:
+        made = await conn.run_sync(migrated_indexes)
+    assert made == set(CURRENT), f"the migrations' indexes are not CURRENT: {made}"
     started = time.perf_counter()
     async with session_factory(engine)() as session:
         await upsert_calls(session, data.real_path)
@@ -496,6 +499,15 @@ async def prepare(label: str, url: str, data: Data, sqlite_path: str | None) -> 
         f"{sum(c['recording_count'] > 0 for c in page) / len(page):.0%} of the newest calls"
     )
     return engine
+
+
+def migrated_indexes(conn: Any) -> set[tuple[str, str, str]]:
+    found = inspect(conn)
+    return {
+        (index["name"], table, ", ".join(index["column_names"]))
+        for table in ("calls", "call_legs", "call_extensions")
+        for index in found.get_indexes(table)
+    }
 
 
 async def database_size(engine: AsyncEngine) -> str:
@@ -736,17 +748,15 @@ def shapes(p: Picker) -> dict[str, Callable[[], Request]]:
     }
 
 
-# --- the proposals ---------------------------------------------------------------------------
+# --- the variants ----------------------------------------------------------------------------
 
-# Indexes for the query find_calls runs today: the sort keys after the filter column, so a
-# page is a range of the index in order, ties broken by the id like the keyset.
-# (ix_calls_missed_started_at needs no id: once the keyset is a range, PostgreSQL's
-# incremental sort and SQLite's "temp b-tree for the right part of the ORDER BY" only sort
-# calls that start in the same microsecond.)
-PROPOSED = [("ix_calls_external_number", "calls", "external_number, started_at, id")]
-REPLACED = {"ix_calls_external_number": "external_number"}
+# The secondary indexes of the migrations (the baseline drops them all). Each holds the
+# sort keys after its filter column, so a page is a range of one index in order, ties
+# broken by the id like the keyset. (ix_calls_missed_started_at needs no id: once the
+# keyset is a range, PostgreSQL's incremental sort and SQLite's "temp b-tree for the right
+# part of the ORDER BY" only sort calls that start in the same microsecond.)
 CURRENT = [
-    ("ix_calls_external_number", "calls", "external_number"),
+    ("ix_calls_external_number", "calls", "external_number, started_at, id"),
     ("ix_calls_started_at", "calls", "started_at, id"),
     ("ix_calls_missed_started_at", "calls", "missed, started_at"),
     ("ix_calls_pbx_in_progress", "calls", "pbx, in_progress"),
@@ -765,9 +775,8 @@ class Variant:
 VARIANTS = {
     "pk": Variant("pk", "pk only", find_calls),
     "current": Variant("current", "current", find_calls),
-    "proposed": Variant("proposed", "+proposed ix", find_calls),
 }
-RUN_ORDER = ["current", "pk", "proposed"]  # fewest index rebuilds
+RUN_ORDER = ["current", "pk"]  # what the migrations made first: no rebuild
 
 
 async def settle(engine: AsyncEngine) -> None:
@@ -795,30 +804,19 @@ async def ddl(engine: AsyncEngine, statements: list[str]) -> float:
 async def schema_for(engine: AsyncEngine, key: str, state: dict[str, Any]) -> str:
     """Brings the indexes to what ``key`` measures; returns what it did."""
     present: set[str] = state.setdefault("present", {name for name, _, _ in CURRENT})
-    wanted = {
-        "pk": {},
-        "current": {name: (t, cols) for name, t, cols in CURRENT},
-        "proposed": {name: (t, cols) for name, t, cols in CURRENT}
-        | {name: (t, cols) for name, t, cols in PROPOSED},
-    }[key if key in ("pk", "current") else "proposed"]
+    wanted = {} if key == "pk" else {name: (t, cols) for name, t, cols in CURRENT}
     statements = []
-    shapes_now: dict[str, str] = state.setdefault(
-        "columns", {name: cols for name, _, cols in CURRENT}
-    )
-    for name in sorted(present):
-        if name not in wanted or wanted[name][1] != shapes_now[name]:
-            statements.append(f"DROP INDEX {name}")
-            present.discard(name)
+    for name in sorted(present - set(wanted)):
+        statements.append(f"DROP INDEX {name}")
+        present.discard(name)
     for name, (table, cols) in wanted.items():
         if name not in present:
             statements.append(f"CREATE INDEX {name} ON {table} ({cols})")
             present.add(name)
-            shapes_now[name] = cols
-    done = []
-    if statements:
-        took = await ddl(engine, statements)
-        done.append(f"{len(statements)} index statements in {took:.1f} s")
-    return "; ".join(done) or "no change"
+    if not statements:
+        return "no change"
+    took = await ddl(engine, statements)
+    return f"{len(statements)} index statements in {took:.1f} s"
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -1028,14 +1026,6 @@ def describe(request: Request) -> str:
     return ", ".join(str(p) for p in parts)
 
 
-def proposed_ddl() -> list[str]:
-    out = ["-- index (both backends), replacing one of 0002's:"]
-    for name, table, cols in PROPOSED:
-        out.append(f"DROP INDEX {name};  -- was ({REPLACED[name]})")
-        out.append(f"CREATE INDEX {name} ON {table} ({cols});")
-    return out
-
-
 # --- running ---------------------------------------------------------------------------------
 
 
@@ -1067,7 +1057,7 @@ async def run_backend(
             )
             if key != "pk":
                 plans += await plans_of_misses(engine, variant, results[key])
-        print(f"sizes: {await object_sizes(engine)}")
+                print(f"sizes: {await object_sizes(engine)}")
         report(label, [k for k in VARIANTS if k in keys], results, list(requests))
         print(
             f"  results checked: {check.compared:,} pages compared between variants, "
@@ -1082,8 +1072,9 @@ async def run_backend(
 
 
 async def object_sizes(engine: AsyncEngine) -> str:
-    names = [name for name, _, _ in PROPOSED] + [
-        "call_extensions", "pk_call_extensions", "ix_call_extensions_extension", "calls"
+    names = [
+        "calls", "ix_calls_external_number", "call_extensions", "pk_call_extensions",
+        "ix_call_extensions_extension",
     ]  # fmt: skip
     async with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
@@ -1155,9 +1146,6 @@ async def main() -> None:
         async with scratch_postgres("cti_bench_calllog") as url:
             if url is not None:
                 await run_backend("PostgreSQL", url, None, data, requests, walks, keys)
-    if "proposed" in keys:
-        print("\nproposed DDL, for a migration:")
-        print("\n".join(proposed_ddl()))
 
 
 if __name__ == "__main__":

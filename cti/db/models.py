@@ -98,7 +98,7 @@ class CallRecord(Base):
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     pbx: Mapped[str] = mapped_column(String(64))
     direction: Mapped[str | None] = mapped_column(String(10))
-    external_number: Mapped[str | None] = mapped_column(String(40), index=True)
+    external_number: Mapped[str | None] = mapped_column(String(40))
     external_name: Mapped[str | None] = mapped_column(String(200))
     did: Mapped[str | None] = mapped_column(String(40))
     queue: Mapped[str | None] = mapped_column(String(80))
@@ -116,6 +116,7 @@ class CallRecord(Base):
 
     __table_args__ = (
         Index("ix_calls_started_at", "started_at", "id"),
+        Index("ix_calls_external_number", "external_number", "started_at", "id"),
         Index("ix_calls_missed_started_at", "missed", "started_at"),
         Index("ix_calls_pbx_in_progress", "pbx", "in_progress"),
     )

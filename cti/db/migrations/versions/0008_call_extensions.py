@@ -1,4 +1,5 @@
-"""Every extension each call involves, for an operator's call log at any size.
+"""Every extension each call involves, and a number's calls in order, for the call log
+at any size.
 
 Revision ID: 0008
 Revises: 0007
@@ -10,6 +11,10 @@ the whole table (0.5-1 s at 1,000,000 calls) for one with few calls or none
 (bench/calllog.py). One row per (call, extension), indexed by extension and start time,
 makes that page a range of one index. Back-filled with what ``Call.extensions()`` counts:
 the legs, the caller, who answered and who transferred the call.
+
+The number index gains the start time and id, so one number's calls come newest first
+from it too: an operator's calls with a client who called 5,000 times no longer fetch and
+sort all 5,000 (128 ms p99 on SQLite before).
 """
 
 from collections.abc import Sequence
@@ -75,8 +80,12 @@ def upgrade() -> None:
         "call_extensions",
         ["extension", "started_at", "call_id"],
     )
+    op.drop_index("ix_calls_external_number", table_name="calls")
+    op.create_index("ix_calls_external_number", "calls", ["external_number", "started_at", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_external_number", table_name="calls")
+    op.create_index("ix_calls_external_number", "calls", ["external_number"])
     op.drop_index("ix_call_extensions_extension", table_name="call_extensions")
     op.drop_table("call_extensions")
