@@ -4,17 +4,34 @@ Rows in are the calls of a period (``ReportCall``), grouped in the supervisor's 
 zone; rows out have the counts and averages a supervisor reads. "Called back within N
 minutes": a missed call whose callback task was closed by a conversation (a callback, or
 the client calling again and being answered) within N minutes of the missed call.
+
+Given the period, per day and per hour of the day every group of the period has a row,
+quiet ones too: zero counts, and no averages or missed rate (None, an empty CSV cell)
+where there is nothing to average. Days are the viewer's calendar days (a 23- or 25-hour
+day across a DST change is one day); hours are the hours of the day that occur in the
+period (a day that skips 02:00 has no 02:00; one that repeats it counts both in 02:00).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 Grouping = Literal["day", "hour", "operator"]
+QUARTER = timedelta(minutes=15)
+COLUMNS = (  # of each row, in order
+    "key",
+    "calls",
+    "answered",
+    "missed",
+    "missed_rate",
+    "average_wait_seconds",
+    "average_talk_seconds",
+    "called_back_in_time",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +57,19 @@ class _Totals:
 
 
 def build_report(
-    calls: list[ReportCall], grouping: Grouping, tz: ZoneInfo, callback_minutes: int
+    calls: list[ReportCall],
+    grouping: Grouping,
+    tz: ZoneInfo,
+    callback_minutes: int,
+    period: tuple[datetime, datetime] | None = None,
 ) -> list[dict[str, object]]:
     """One row per group, in order. Missed is as the call log says: inbound calls nobody
-    answered."""
+    answered. ``period`` (since, until: aware, until excluded) adds the groups of the
+    period that had no calls; the caller keeps it to a sensible length (days are one row
+    each)."""
     within = timedelta(minutes=callback_minutes)
-    groups: defaultdict[str, _Totals] = defaultdict(_Totals)
+    quiet = period_keys(grouping, tz, *period) if period else []
+    groups: defaultdict[str, _Totals] = defaultdict(_Totals, {key: _Totals() for key in quiet})
     for call in calls:
         for key in _keys(call, grouping, tz):
             totals = groups[key]
@@ -78,6 +102,25 @@ def _keys(call: ReportCall, grouping: Grouping, tz: ZoneInfo) -> list[str]:
     return sorted(operators)
 
 
+def period_keys(grouping: Grouping, tz: ZoneInfo, since: datetime, until: datetime) -> list[str]:
+    """The day (``YYYY-MM-DD``) or hour-of-the-day (``HH:00``) groups that [since, until)
+    covers in ``tz``, in order; none per operator (operators are not a calendar)."""
+    if grouping == "operator" or until <= since:
+        return []
+    if grouping == "day":
+        first = since.astimezone(tz).date()
+        last = (until - timedelta(microseconds=1)).astimezone(tz).date()
+        return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    # Every UTC offset in use is a multiple of 15 minutes, so a local hour starts (and a
+    # clock jumps) only on a UTC quarter hour: looking at each is looking at every hour.
+    hours: set[int] = set()
+    at = since.astimezone(UTC)
+    while at < until and len(hours) < 24:
+        hours.add(at.astimezone(tz).hour)
+        at = at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0) + QUARTER
+    return [f"{hour:02d}:00" for hour in sorted(hours)]
+
+
 def _order(key: str) -> tuple[int, str]:
     return (int(key), key) if key.isdigit() else (0, key)
 
@@ -86,13 +129,14 @@ def _row(key: str, totals: _Totals) -> dict[str, object]:
     def average(values: list[float]) -> float | None:
         return round(sum(values) / len(values), 1) if values else None
 
-    return {
-        "key": key,
-        "calls": totals.calls,
-        "answered": totals.answered,
-        "missed": totals.missed,
-        "missed_rate": round(totals.missed / totals.calls, 3) if totals.calls else 0.0,
-        "average_wait_seconds": average(totals.waits),
-        "average_talk_seconds": average(totals.talks),
-        "called_back_in_time": totals.called_back,
-    }
+    values = (
+        key,
+        totals.calls,
+        totals.answered,
+        totals.missed,
+        round(totals.missed / totals.calls, 3) if totals.calls else None,
+        average(totals.waits),
+        average(totals.talks),
+        totals.called_back,
+    )
+    return dict(zip(COLUMNS, values, strict=True))

@@ -1,4 +1,10 @@
-"""Reports over the API: per day, hour or operator; JSON for the page's charts, or CSV."""
+"""Reports over the API: per day, hour or operator; JSON for the page's charts, or CSV.
+
+Per day and per hour every day (hour of the day) of the period has a row, quiet ones too,
+in the viewer's time zone ``tz``; the CSV has the same rows and columns as the JSON. A
+period is at most ``MAX_PERIOD`` long (so at most 367 day rows); a longer one is refused
+with a 422 that says so.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +24,9 @@ from cti.domain import Role
 from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
-from cti.reports import ReportCall, build_report
+from cti.reports import COLUMNS, ReportCall, build_report
 
-MAX_PERIOD = timedelta(days=366)
+MAX_PERIOD = timedelta(days=366)  # a year, a leap year's too
 CONVERSATIONS = ("called_back", "called_again")  # how a callback task closes by talking
 
 
@@ -43,7 +49,8 @@ def add_routes(api: Api) -> None:
         "GET",
         "/api/reports/calls",
         summary="Calls, answered, missed, waits, talk and timely callbacks, per day, hour "
-        "of the day or operator (CSV with format=csv)",
+        "of the day or operator (CSV with format=csv); every day or hour of the period "
+        "(at most 366 days) has a row, quiet ones with zero counts and empty averages",
         tag="reports",
         query=ReportQuery,
         response=Report,
@@ -59,7 +66,8 @@ def add_routes(api: Api) -> None:
             raise ApiError(422, f"tz: no time zone {query.tz!r}") from None
         async with request.app[SERVICE_KEY].sessions() as session:
             calls = await _calls(session, query)
-        rows = build_report(calls, query.group, tz, query.callback_minutes)
+        period = (query.since, query.until)
+        rows = build_report(calls, query.group, tz, query.callback_minutes, period)
         if query.format == "csv":
             return _csv(rows, f"calls-by-{query.group}.csv")
         return json_response(Report(group=query.group, rows=rows))
@@ -114,8 +122,9 @@ async def _calls(session, query: ReportQuery) -> list[ReportCall]:
 
 
 def _csv(rows: list[dict[str, object]], filename: str) -> web.Response:
+    """The rows as the table shows them; None (nothing to average) is an empty cell."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["key"])
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     return web.Response(

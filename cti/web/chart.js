@@ -4,6 +4,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const MAX_LABELS = 16; // x-axis labels shown; every bar still has its own <title>
 const MAX_BAR = 40; // px: a few groups get bars, not walls
+const CHAR_WIDTH = 7; // px: about one character of a label (12px, style.css .chart-label)
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);
@@ -69,7 +70,10 @@ export function barChart({
 
   const band = plotWidth / Math.max(1, groups.length);
   const barWidth = Math.max(1, Math.min(MAX_BAR, (band * 0.8) / series.length));
-  const every = Math.max(1, Math.ceil(groups.length / MAX_LABELS));
+  // Labels far enough apart not to run into each other (a month of dates, say).
+  const longest = Math.max(1, ...groups.map((group) => String(group.label).length));
+  const room = Math.floor(plotWidth / (longest * CHAR_WIDTH + 24));
+  const every = Math.max(1, Math.ceil(groups.length / Math.max(1, Math.min(MAX_LABELS, room))));
   const bars = el("g", { class: "chart-bars" });
   const labels = el("g", { class: "chart-labels" });
   groups.forEach((group, index) => {
@@ -91,11 +95,13 @@ export function barChart({
     });
     bars.append(g);
     if (index % every === 0) {
+      const half = (String(group.label).length * CHAR_WIDTH) / 2;
       labels.append(
         el(
           "text",
           {
-            x: margin.left + index * band + band / 2,
+            // Under its bars, but not off the chart's right edge.
+            x: Math.min(margin.left + index * band + band / 2, width - half),
             y: height - margin.bottom + 16,
             "text-anchor": "middle",
             class: "chart-label",
