@@ -14,7 +14,7 @@ from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -176,15 +176,27 @@ class TokenAuthenticator:
         self._sessions = sessions
 
     async def authenticate(self, token: str) -> Principal | None:
+        found = await self.session_of(token)
+        return None if found is None else found[1]
+
+    async def session_of(self, token: str) -> tuple[int, Principal] | None:
+        """The id of a valid token and whom it authenticates, for credentials derived
+        from it (a recording's media grant ends when its token does)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        digest = hash_token(token)
+        return await self._valid(ApiToken.token_hash == hash_token(token))
+
+    async def by_token_id(self, token_id: int) -> Principal | None:
+        """Whom the token with this id still authenticates: None once it is revoked or
+        expired, or its user disabled."""
+        found = await self._valid(ApiToken.id == token_id)
+        return None if found is None else found[1]
+
+    async def _valid(self, which: ColumnElement[bool]) -> tuple[int, Principal] | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(ApiToken, User)
-                    .join(User, User.id == ApiToken.user_id)
-                    .where(ApiToken.token_hash == digest)
+                    select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(which)
                 )
             ).first()
             if row is None:
@@ -201,4 +213,4 @@ class TokenAuthenticator:
             ):
                 token_row.last_used_at = now
                 await session.commit()
-            return principal_of(user)
+            return token_row.id, principal_of(user)

@@ -215,6 +215,7 @@ class RecordingsConfig(_Section):
     watch_seconds: float = Field(10.0, gt=0)
     match_seconds: float = Field(120.0, ge=0)
     retention_days: int = Field(0, ge=0)  # 0: keep forever
+    missing_after_seconds: float = Field(900.0, gt=0)  # after the call: "missing", logged
     transcode: Literal["none", "opus"] = "none"
 
     @field_validator("pbx_dir")

@@ -1,4 +1,4 @@
-"""Call recordings: attaching files to calls, serving them, retention."""
+"""Call recordings: attaching files to calls, serving them, missing ones, retention."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.config import Config
+from recordings.missing import MissingRecordings
 from recordings.periodic import Periodic
 from recordings.retention import DAY, Retention
 from recordings.store import RecordingStore
 from recordings.watcher import RecordingWatcher
 
+MISSING_CHECK_SECONDS = 60.0  # how often calls past missing_after_seconds are looked at
+
 
 @dataclass
 class Recordings:
-    """The store (a CallStore hook), the watcher and the retention task, as configured."""
+    """The store (a CallStore hook), the watcher, the check for recordings that never
+    came and the retention task, as configured."""
 
     store: RecordingStore
+    missing: MissingRecordings
     retention: Retention | None
     jobs: list[Periodic]
 
@@ -26,7 +31,9 @@ class Recordings:
     def create(cls, sessions: async_sessionmaker, config: Config) -> Recordings:
         options = config.recordings
         store = RecordingStore(sessions, config.recordings_dir, options)
-        jobs = []
+        missing = MissingRecordings(store)
+        every = min(MISSING_CHECK_SECONDS, options.missing_after_seconds)
+        jobs = [Periodic("recordings-missing", every, missing.run)]
         if options.watch_dir:
             watcher = RecordingWatcher(
                 store,
@@ -41,7 +48,7 @@ class Recordings:
         if options.retention_days:
             retention = Retention(store, options.retention_days)
             jobs.append(Periodic("recordings-retention", DAY, retention.run))  # at start too
-        return cls(store, retention, jobs)
+        return cls(store, missing, retention, jobs)
 
     def start(self) -> None:
         self.store.start()

@@ -3,6 +3,12 @@
 A ``Recording`` row names its file relative to ``[recordings] dir``; ``file_of`` turns that
 into a file only if it stays inside the folder (no absolute path, ``..``, NUL, or symlink
 pointing out), so no row, however it was written, can serve or delete anything else.
+
+A recording is ``available`` once its file holds audio (an empty file, or a WAV with a
+header and no samples, is no recording); until then it is ``pending`` while its call goes
+on and for ``[recordings] missing_after_seconds`` after it ends, then ``missing``
+(``missing.py`` logs each such one once); ``deleted`` once retention took it. The row's
+``size`` is None until that is settled: the file's bytes, or 0 for a file that never came.
 """
 
 from __future__ import annotations
@@ -10,17 +16,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from datetime import datetime
+import struct
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.config import RecordingsConfig
-from cti.db.models import Recording
+from cti.db.models import CallRecord, Recording
+from cti.domain import utcnow
 
 log = logging.getLogger("cti.recordings")
+
+WAV_HEADER_MAX = 4096  # bytes read to find a WAV's data chunk (MixMonitor's: 44 or 60)
 
 # The files served and attached: audio only, by extension (MixMonitor's formats included).
 CONTENT_TYPES = {
@@ -61,6 +72,38 @@ def inside(root: Path, relative: str) -> Path | None:
     return target if all(suffix in CONTENT_TYPES for suffix in audio) else None
 
 
+def has_audio(file: Path) -> bool:
+    """The file is there and holds audio: not empty, and for a WAV, more than its header
+    (MixMonitor writes the header first and fills in its sizes only at the end, so the
+    bytes after the ``data`` chunk's header count, not the size it states)."""
+    try:
+        size = file.stat().st_size if file.is_file() else 0
+        if size == 0:
+            return False
+        with file.open("rb") as f:
+            head = f.read(WAV_HEADER_MAX)
+    except OSError:
+        return False
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return True  # not a WAV (or not one we read): not empty is enough
+    at = 12
+    while at + 8 <= len(head):
+        chunk, length = head[at : at + 4], struct.unpack_from("<I", head, at + 4)[0]
+        if chunk == b"data":
+            return size > at + 8
+        at += 8 + length + length % 2  # chunks are padded to an even length
+    return size > len(head)  # no data chunk in what was read: audio only if there is more
+
+
+State = Literal["pending", "available", "missing", "deleted"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    state: State
+    size: int | None  # bytes, when available
+
+
 def _stem(path: str) -> str:
     """A recording's identity: transcoding changes only its extension."""
     return str(PurePosixPath(path).with_suffix(""))
@@ -72,6 +115,7 @@ class RecordingStore:
         self.root = root.resolve()
         self.options = options
         self._pbx_dir = PurePosixPath(options.pbx_dir) if options.pbx_dir else None
+        self.missing_after = timedelta(seconds=options.missing_after_seconds)
         self._refused: set[tuple[str, str]] = set()  # (call, path) logged as refused
         self._tasks: set[asyncio.Task[None]] = set()
         self._transcoding: set[int] = set()
@@ -87,6 +131,31 @@ class RecordingStore:
 
     def file_of(self, relative: str) -> Path | None:
         return inside(self.root, relative)
+
+    def audio_of(self, relative: str) -> Path | None:
+        """The file ``relative`` names if it is inside ``dir`` and holds audio."""
+        file = self.file_of(relative)
+        return file if file is not None and has_audio(file) else None
+
+    def state_of(
+        self, recording: Recording, call: CallRecord, now: datetime | None = None
+    ) -> FileState:
+        """What a listener is told about a recording of ``call``: see the module's text."""
+        if recording.deleted_at is not None:
+            return FileState("deleted", None)
+        file = self.audio_of(recording.path)
+        if file is not None:
+            try:
+                return FileState("available", file.stat().st_size)
+            except OSError:  # gone just now
+                pass
+        if call.in_progress or (now or utcnow()) < self.given_up_at(call):
+            return FileState("pending", None)
+        return FileState("missing", None)
+
+    def given_up_at(self, call: CallRecord) -> datetime:
+        """When a recording of ``call`` that has not come counts as missing."""
+        return (call.ended_at or call.started_at) + self.missing_after
 
     def from_pbx(self, announced: str) -> str | None:
         """Where a file the PBX names is, relative to ``dir``: under ``pbx_dir`` (or
@@ -134,13 +203,13 @@ class RecordingStore:
                         self._refuse(call_id, relative, "already another call's recording")
                         continue
                     taken.add(relative)
-                    file = self.file_of(relative)
+                    file = self.audio_of(relative)
                     session.add(
                         Recording(
                             call_id=call_id,
                             path=relative,
                             content_type=content_type_of(relative),
-                            size=file.stat().st_size if file and file.is_file() else None,
+                            size=file.stat().st_size if file else None,  # None: not yet
                             created_at=started[call_id],
                             source="pbx",
                         )
@@ -173,7 +242,7 @@ class RecordingStore:
                     if row.deleted_at is None
                     and PurePosixPath(row.path).name == source.name
                     and (file := self.file_of(row.path)) is not None
-                    and not file.exists()
+                    and not has_audio(file)  # not there, or no audio in it
                 ),
                 None,
             )
@@ -184,7 +253,7 @@ class RecordingStore:
             target = self.root / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(shutil.move, source, target)
-            size = target.stat().st_size
+            size = target.stat().st_size if has_audio(target) else None  # None: not yet
             if twin is not None:
                 twin.size = size
             else:
@@ -240,7 +309,7 @@ class RecordingStore:
             if recording is None or self.file_of(recording.path) is None:
                 return
             source = self.root / recording.path  # a symlink stays one: its target is kept
-            if not source.is_file() or source.with_suffix(".opus").exists():
+            if not has_audio(source) or source.with_suffix(".opus").exists():
                 return
             target = await self._to_opus(source)
             if target is None:

@@ -161,9 +161,21 @@ async def test_openapi_describes_every_operation(client, make_user) -> None:
     assert "UserCreate" in spec["components"]["schemas"]
     for path, path_item in spec["paths"].items():
         for method, operation in path_item.items():
-            # Signing in is the one operation without a token.
-            public = (path, method) == ("/api/session", "post")
-            assert operation["security"] == ([] if public else [{"bearer": []}])
+            # Signing in is the one operation without a token; a recording's audio also
+            # takes its media grant (a cookie) instead.
+            expected = [{"bearer": []}]
+            if (path, method) == ("/api/session", "post"):
+                expected = []
+            elif (path, method) == ("/api/recordings/{recording_id}", "get"):
+                expected.append({"media_grant": []})
+            assert operation["security"] == expected, path
+    grant = spec["paths"]["/api/recordings/{recording_id}/grant"]["post"]
+    assert grant["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "GrantOut"
+    )
+    assert {"401", "403", "404"} <= set(grant["responses"])
+    cookie = spec["components"]["securitySchemes"]["media_grant"]
+    assert (cookie["type"], cookie["in"], cookie["name"]) == ("apiKey", "cookie", "media_grant")
 
 
 async def test_healthz_and_metrics_need_no_token(client, make_user) -> None:

@@ -4,10 +4,12 @@ would leave the recordings folder are never served; dropped files are matched to
 old ones are deleted. SQLite and PostgreSQL."""
 
 import asyncio
+import json
 import logging
 import os
 import random
 import shutil
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +19,9 @@ from helpers import bearer, eventually
 from lab import FIXTURES, lab_pbx
 from sqlalchemy import select
 
-from cti.calls import Call
+from cti.calls import Call, FaxInfo
 from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
-from cti.db.models import Recording
+from cti.db.models import CallRecord, Recording
 from cti.domain import Direction, Outcome, utcnow
 from cti.service import Service
 from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript
@@ -397,3 +399,187 @@ def test_only_those_who_talked_were_on_the_call() -> None:
     assert call.participants() == ("102",) and "101" in call.extensions()
     call.transfers = [CallTransfer(TransferKind.BLIND, "102", "105", at)]
     assert call.participants() == ("102", "105")
+
+
+def grant_cookie(response) -> tuple[str, dict[str, str]]:
+    """The media grant's value and attributes (lower-case names) from a Set-Cookie."""
+    [header] = response.headers.getall("Set-Cookie")
+    first, *attributes = (part.strip() for part in header.split(";"))
+    name, _, value = first.partition("=")
+    assert name == "media_grant"
+    found = {}
+    for attribute in attributes:
+        key, _, val = attribute.partition("=")
+        found[key.lower()] = val
+    return value, found
+
+
+async def test_a_media_grant_opens_one_recording_to_the_browser_without_the_token(
+    service, client, make_user, caplog, monkeypatch
+) -> None:
+    """The page's way to stream: a cookie from POST .../grant stands in for the token on
+    that recording's URL only, with Range requests, audited, never logged."""
+    import cti.http.recordings as recordings_api
+
+    caplog.set_level(logging.DEBUG)  # the access log and everything else
+    anna = await make_user("operator", "101", username="anna")  # answered both calls
+    giorgi = await make_user("operator", "102", username="giorgi")
+    boss = await make_user("supervisor", username="boss")
+    data = WAV.read_bytes()
+    for n in (1, 2):
+        shutil.copy(WAV, recs(service) / f"{n}.wav")
+        await store_call(service, f"lab:9.{n}", recordings=[f"{LAB_MONITOR}/{n}.wav"])
+    [a], [b] = await rows_of(service, "lab:9.1"), await rows_of(service, "lab:9.2")
+    url_a, url_b = f"/api/recordings/{a.id}", f"/api/recordings/{b.id}"
+
+    response = await client.post(f"{url_a}/grant", headers=bearer(anna))
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["url"] == url_a and body["expires_in"] == recordings_api.GRANT_SECONDS
+    assert response.headers["Cache-Control"] == "no-store"
+    value, attributes = grant_cookie(response)
+    assert attributes["path"] == url_a and attributes["max-age"] == "600"
+    assert attributes["samesite"] == "Strict" and "httponly" in attributes
+    assert "secure" not in attributes  # plain http here; https gets Secure
+    assert anna not in value and anna.removeprefix("cti_") not in value
+
+    # The client's cookie jar acts as a browser's: the cookie goes to that URL only.
+    response = await client.get(url_a, headers={"Range": "bytes=0-99"})
+    assert response.status == 206
+    assert await response.read() == data[:100]
+    assert response.headers["Content-Range"] == f"bytes 0-99/{len(data)}"
+    response = await client.get(url_a)
+    assert response.status == 200 and await response.read() == data
+    response = await client.get(url_b)  # no cookie for B: as without a token
+    assert response.status == 401
+    assert (await client.get(f"{url_a}/listens")).status == 401  # the token only there
+    client.session.cookie_jar.clear()
+
+    async def with_cookie(url: str, cookie: str, status: int, words: str) -> None:
+        response = await client.get(url, headers={"Cookie": f"media_grant={cookie}"})
+        assert response.status == status, await response.text()
+        error = (await response.json())["error"]
+        assert error["status"] == status and words in error["message"]
+
+    await with_cookie(url_b, value, 403, "another recording")  # A's grant does not open B
+    body, _, signature = value.rpartition(".")
+    _, *rest = body.split(".")
+    await with_cookie(url_b, ".".join([str(b.id), *rest, signature]), 401, "not valid")
+    forged = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    await with_cookie(url_a, f"{body}.{forged}", 401, "not valid")
+    await with_cookie(url_a, "1.2.3.4", 401, "not valid")
+    other_key = recordings_api.MediaGrant(a.id, 1, 1, 2**40).signed(b"k" * 32)
+    await with_cookie(url_a, other_key, 401, "not valid")
+
+    later = recordings_api.GRANT_SECONDS + 1
+    monkeypatch.setattr(recordings_api, "_clock", lambda: time.time() + later)
+    await with_cookie(url_a, value, 401, "expired")
+    monkeypatch.undo()
+
+    # Someone who was not on the call gets no grant; the bearer token still works as ever.
+    response = await client.post(f"{url_a}/grant", headers=bearer(giorgi))
+    assert response.status == 403 and "Set-Cookie" not in response.headers
+    assert (await response.json())["error"]["code"] == "forbidden"
+    assert (await client.post("/api/recordings/99999/grant", headers=bearer(anna))).status == 404
+    response = await client.get(url_a, headers={**bearer(boss), "Range": "bytes=10-19"})
+    assert response.status == 206 and await response.read() == data[10:20]
+
+    # Every listen is audited as before: who, and the Range the browser asked for.
+    response = await client.get(f"{url_a}/listens", headers=bearer(boss))
+    listens = (await response.json())["listens"]
+    assert [(x["username"], x["range"]) for x in listens] == [
+        ("boss", "bytes=10-19"),
+        ("anna", None),
+        ("anna", "bytes=0-99"),
+    ]
+
+    # The grant ends with the session it was asked with.
+    response = await client.post(f"{url_a}/grant", headers=bearer(anna))
+    second, _ = grant_cookie(response)
+    client.session.cookie_jar.clear()
+    response = await client.get(url_a, headers={"Cookie": f"media_grant={second}"})
+    assert response.status == 200
+    assert (await client.delete("/api/session", headers=bearer(anna))).status == 200
+    await with_cookie(url_a, second, 401, "has ended")
+
+    # Neither the token nor a grant reaches the log (the access log included) or the audit.
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+    assert any(r.name == "aiohttp.access" for r in caplog.records)
+    assert url_a in logged
+    audit = await (await client.get(f"{url_a}/listens", headers=bearer(boss))).text()
+    assert '"anna"' in audit
+    for secret in (anna, anna.removeprefix("cti_"), value, signature, second):
+        assert secret not in logged
+        assert secret not in audit
+
+
+def test_a_media_grant_is_read_only_with_its_key() -> None:
+    from cti.http.recordings import MediaGrant
+
+    grant = MediaGrant(recording_id=7, user_id=3, token_id=11, expires=1_800_000_000)
+    value = grant.signed(b"k" * 32)
+    assert value.startswith("7.3.11.1800000000.")
+    assert MediaGrant.read(b"k" * 32, value) == grant
+    assert MediaGrant.read(b"x" * 32, value) is None
+    for bad in ("", "7.3.11.1800000000", value + "x", "٧" + value[1:], value.replace("7", "8", 1)):
+        assert MediaGrant.read(b"k" * 32, bad) is None, bad
+
+
+async def test_the_api_never_shows_the_pbx_file_paths(pbx, service, client, make_user) -> None:
+    """A call's recordings (and a fax's file) are the PBX's own paths: the call log, one
+    call, the CSV export and the live feed show how many there are, never where."""
+    boss = await make_user("supervisor", username="boss")
+    anna = await make_user("operator", "101", username="anna")
+    fax_file = "/var/spool/asterisk/fax/1795362700.1.tif"
+    fax_call = Call(
+        id="lab:1795362700.1",
+        pbx="lab",
+        started_at=DAY,
+        direction=Direction.INBOUND,
+        external_number="+78125550109",
+        answered_at=DAY,
+        ended_at=DAY + timedelta(minutes=1),
+        outcome=Outcome.ANSWERED,
+        fax=FaxInfo(2, fax_file),
+        recordings=[f"{LAB_MONITOR}/1795362700.1.wav"],
+    )
+    service.call_store.save([fax_call])
+    await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+    async with client.ws_connect("/ws?events=calls", headers=bearer(boss)) as ws:
+        await pbx.play(load_transcript(FIXTURES / "sip_inbound_answered.ami"))
+        frames = []
+        while not any(f["type"] == "call.ended" for f in frames):
+            frames.append(await asyncio.wait_for(ws.receive_json(), 5))
+    await eventually(lambda: not service.pbx["lab"].tracker.calls)
+    await service.call_store.flush()
+    await eventually(lambda: rows_of(service, CALL_ID))
+    async with service.sessions() as session:
+        stored = (await session.get_one(CallRecord, CALL_ID)).details
+    assert stored["recordings"] == [f"{LAB_MONITOR}/1795362636.6.wav"]  # kept, for the store
+    assert {f["type"] for f in frames} >= {"pop", "call.ringing", "call.answered"}
+
+    def leaks(text: str) -> bool:
+        return any(word in text for word in (LAB_MONITOR, "1795362636.6.wav", fax_file, ".tif"))
+
+    assert not leaks(json.dumps(frames, ensure_ascii=False))
+    for token in (boss, anna):
+        response = await client.get("/api/calls", headers=bearer(token))
+        text = await response.text()
+        assert response.status == 200 and not leaks(text)
+        calls = {c["id"]: c for c in json.loads(text)["calls"]}
+        assert calls[CALL_ID]["recording_count"] == 1 and "recordings" not in calls[CALL_ID]
+        response = await client.get(f"/api/calls/{CALL_ID}", headers=bearer(token))
+        text = await response.text()
+        assert response.status == 200 and not leaks(text)
+        call = json.loads(text)
+        assert call["recording_count"] == 1 and call["answered_by"] == "101"
+        assert "recordings" not in call and call["legs"]
+    response = await client.get(f"/api/calls/{fax_call.id}", headers=bearer(boss))
+    call = await response.json()
+    assert call["fax"] == {"pages": 2} and call["recording_count"] == 1
+    assert not leaks(json.dumps(call))
+    response = await client.get("/api/calls/export", headers=bearer(boss))
+    text = await response.text()
+    assert response.status == 200 and CALL_ID in text and not leaks(text)
+    response = await client.get(f"/api/calls/{CALL_ID}/recordings", headers=bearer(boss))
+    assert response.status == 200 and not leaks(await response.text())

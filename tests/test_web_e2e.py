@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -959,25 +960,50 @@ async def test_the_supervisor_reviews_the_call_log(new_page: NewPage, office: Of
     assert await shown_call_ids(page) == [c["id"] for c in everything]
     await page.unroute(calls_api, pages_of_two)
 
-    # Play the recording: the audio is fetched with the token, played from a blob.
+    # Play the recording: the page asks for a media grant with its token, then the <audio>
+    # streams the file itself with Range requests, the grant's cookie standing in for the
+    # token (which never goes in a URL).
+    audio_url = f"{office.url}/api/recordings/{recording.id}"
+    streamed = []
+    page.on("request", lambda r: streamed.append(r) if r.url == audio_url else None)
     await page.get_by_role("button", name="Reset").click()
     await expect(log_row(page, answered["id"])).to_be_visible()
-    async with page.expect_request(lambda r: "/api/recordings/" in r.url) as fetched:
+    async with page.expect_request(lambda r: r.url.endswith("/grant")) as granted:
         await log_row(page, answered["id"]).locator("button.play").click()
-    request = await fetched.value
-    assert request.url.endswith(f"/api/recordings/{recording.id}")
+    request = await granted.value
+    assert request.method == "POST" and request.url == f"{audio_url}/grant"
     assert (await request.all_headers())["authorization"] == f"Bearer {token}"
     assert (await request.response()).status == 200
     audio = page.locator("#log-player audio")
-    await expect(audio).to_have_attribute("src", re.compile("^blob:"))
+    await expect(audio).to_have_attribute("src", f"/api/recordings/{recording.id}")
+    await expect(audio).to_have_attribute("preload", "metadata")
     await page.wait_for_function(
         "() => document.querySelector('#log-player audio').readyState >= 1"
     )
     duration = await audio.evaluate("(a) => a.duration")
     assert 1 < duration < 60, duration
     await expect(page.locator("#log-player-status")).to_have_text("The recording is ready to play.")
+    # It plays: time moves on (the page starts it; the click was the user's gesture).
+    await audio.evaluate("(a) => a.play()")
+    await page.wait_for_function(
+        "() => document.querySelector('#log-player audio').currentTime > 0.2"
+    )
+    # The browser itself asked for ranges, with no token: the cookie did it.
+    assert streamed, "the audio element sent no request"
+    for sent in streamed:
+        headers = await sent.all_headers()
+        assert headers.get("range", "").startswith("bytes="), headers
+        assert "authorization" not in headers
+        assert (await sent.response()).status == 206
+    [cookie] = [c for c in await page.context.cookies() if c["name"] == "media_grant"]
+    assert cookie["path"] == f"/api/recordings/{recording.id}"
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert token not in cookie["value"]
+    assert await page.evaluate("document.cookie") == ""  # HttpOnly: not the page's to read
     listens = await api_get(office, token, f"/api/recordings/{recording.id}/listens")
-    assert listens["listens"][0]["username"] == "vera"  # audited
+    heard = listens["listens"]
+    assert heard and all(x["username"] == "vera" for x in heard)  # audited
+    assert all((x["range"] or "").startswith("bytes=") for x in heard)  # what it sent
     await shot(page, "9-call-log-playing")
     await page.get_by_role("button", name="Close", exact=True).click()
     await expect(page.locator("#log-player")).to_be_hidden()
@@ -993,15 +1019,16 @@ async def test_the_supervisor_reviews_the_call_log(new_page: NewPage, office: Of
     # call log has her own calls only.
     giorgi = await new_page()
     await sign_in(giorgi, "giorgi")
-    status = await giorgi.evaluate(
+    statuses = await giorgi.evaluate(
         """async (id) => {
             const token = JSON.parse(sessionStorage.getItem("cti.session")).token;
             const headers = {Authorization: `Bearer ${token}`};
-            return (await fetch(`/api/recordings/${id}`, {headers})).status;
+            const grant = await fetch(`/api/recordings/${id}/grant`, {method: "POST", headers});
+            return [(await fetch(`/api/recordings/${id}`, {headers})).status, grant.status];
         }""",
         recording.id,
     )
-    assert status == 403
+    assert statuses == [403, 403]
     await giorgi.get_by_role("link", name="Call log").click()
     await expect(giorgi.locator("#log-scope")).to_have_text(
         "Calls that involved your extension 102."
@@ -1013,11 +1040,63 @@ async def test_the_supervisor_reviews_the_call_log(new_page: NewPage, office: Of
     await sign_in(anna, "anna")
     await anna.goto(f"{office.url}/#log")
     await expect(log_row(anna, answered["id"])).to_be_visible()
-    async with anna.expect_response(lambda r: "/api/recordings/" in r.url) as heard:
+    async with anna.expect_response(lambda r: r.url.endswith("/grant")) as granted:
         await log_row(anna, answered["id"]).locator("button.play").click()
-    assert (await heard.value).status == 200
-    await expect(anna.locator("#log-player audio")).to_have_attribute("src", re.compile("^blob:"))
+    assert (await granted.value).status == 200
+    await expect(anna.locator("#log-player audio")).to_have_attribute(
+        "src", f"/api/recordings/{recording.id}"
+    )
+    await anna.wait_for_function(
+        "() => document.querySelector('#log-player audio').readyState >= 1"
+    )
     await shot(giorgi, "9-call-log-operator")
+
+    # A one-hour recording (the missed call's file arrives at last): seeking near its end
+    # fetches from there, not the hour before it.
+    async with office.service.sessions() as session:
+        [long] = await session.scalars(select(Recording).where(Recording.call_id == missed["id"]))
+    target = office.service.recordings.store.root / long.path
+    size = await asyncio.to_thread(write_silence, target, seconds=3600)
+    long_url = f"{office.url}/api/recordings/{long.id}"
+    sent: list[object] = []
+    page.on("request", lambda r: sent.append(r) if r.url == long_url else None)
+    await page.get_by_role("button", name="Close", exact=True).click()
+    await log_row(page, missed["id"]).locator("button.play").click()
+    playing = "document.querySelector('#log-player audio')"
+    await page.wait_for_function(f"() => {playing}?.readyState >= 1")
+    assert await page.evaluate(f"{playing}.duration") == 3600
+    await page.evaluate(f"{playing}.currentTime = 3000")
+    await page.wait_for_function(f"() => !{playing}.seeking && {playing}.readyState >= 2")
+    # What the browser sent, as the audit of listens has it: ranges only, one from the end.
+    listens = (await api_get(office, token, f"/api/recordings/{long.id}/listens"))["listens"]
+    ranges = [x["range"] for x in listens]
+    assert sent and all(r and r.startswith("bytes=") for r in ranges)
+    starts = [int(r.removeprefix("bytes=").split("-")[0]) for r in ranges]
+    assert min(starts) == 0 and max(starts) > size * 0.8, (ranges, size)
+
+    # A grant that lapsed (here: the cookie is gone) is asked for again when the audio
+    # fails, and the audio goes on from where it was.
+    await page.context.clear_cookies()
+    async with page.expect_response(lambda r: r.url == f"{long_url}/grant") as regranted:
+        await page.evaluate(f"{playing}.currentTime = 1000")
+    assert (await regranted.value).status == 200
+    await page.wait_for_function(
+        f"() => {playing}.readyState >= 2 && Math.abs({playing}.currentTime - 1000) < 1"
+    )
+    await expect(page.locator("#log-player-status")).to_have_text("The recording is ready to play.")
+
+
+def write_silence(path: Path, seconds: int) -> int:
+    """A WAV of ``seconds`` of silence (8 kHz, 16-bit mono), sparse on disk; its size."""
+    data = seconds * 8000 * 2
+    header = b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt "
+    header += struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data"
+    header += struct.pack("<I", data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as file:
+        file.write(header)
+        file.truncate(len(header) + data)
+    return len(header) + data
 
 
 def task_row(page: Page, number: str):

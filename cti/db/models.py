@@ -216,7 +216,8 @@ class Recording(Base):
     call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(500))
     content_type: Mapped[str] = mapped_column(String(100))
-    size: Mapped[int | None] = mapped_column(BigInteger)  # None: not known yet (being written)
+    # Bytes of audio; None: not settled yet (being written), 0: never arrived (missing.py).
+    size: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(10))  # "pbx" or "watched"
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention

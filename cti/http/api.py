@@ -24,6 +24,17 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
+class CookieAuth:
+    """A credential a route takes instead of the bearer token: a cookie the route's own
+    ``authenticate`` checks (the principal, or an ApiError). Only for GETs a browser
+    makes itself, where no header can be set (an <audio src>)."""
+
+    name: str
+    description: str
+    authenticate: Callable[[web.Request, str], Awaitable[Principal]]
+
+
+@dataclass(frozen=True)
 class Operation:
     method: str
     path: str
@@ -37,6 +48,7 @@ class Operation:
     tag: str
     errors: tuple[int, ...] = field(default=())
     public: bool = False  # needs no token (signing in)
+    cookie: CookieAuth | None = None  # also taken instead of the token
 
 
 def json_dumps(obj: Any) -> str:
@@ -104,9 +116,10 @@ class Api:
         status: int = 200,
         errors: tuple[int, ...] = (),
         public: bool = False,
+        cookie: CookieAuth | None = None,
     ) -> Callable[[Handler], Handler]:
         """Register a handler; ``roles`` empty means any authenticated user; ``public``
-        means no token at all."""
+        means no token at all; ``cookie`` is a credential taken when no token is sent."""
 
         def register(handler: Handler) -> Handler:
             async def checked(request: web.Request) -> web.StreamResponse:
@@ -129,6 +142,7 @@ class Api:
                     tag,
                     errors,
                     public,
+                    cookie,
                 )
             )
             return handler
@@ -142,9 +156,17 @@ class Api:
     def is_public(self, method: str, path: str) -> bool:
         return any(op.public and op.method == method and op.path == path for op in self.operations)
 
+    def cookie_auth(self, method: str, route: str) -> CookieAuth | None:
+        """The cookie the operation at ``route`` (its pattern) takes instead of a token."""
+        for op in self.operations:
+            if op.cookie is not None and op.method == method and op.path == route:
+                return op.cookie
+        return None
+
     def openapi(self) -> dict[str, Any]:
         paths: dict[str, dict[str, Any]] = {}
         schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+        security_schemes: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
         for op in self.operations:
             entry: dict[str, Any] = {
                 "summary": op.summary,
@@ -152,6 +174,14 @@ class Api:
                 "security": [] if op.public else [{"bearer": []}],
                 "responses": {},
             }
+            if op.cookie is not None:
+                entry["security"].append({op.cookie.name: []})
+                security_schemes[op.cookie.name] = {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": op.cookie.name,
+                    "description": op.cookie.description,
+                }
             if op.roles:
                 allowed = sorted({Role.ADMIN, *op.roles})
                 entry["description"] = "Roles: " + ", ".join(allowed)
@@ -207,7 +237,7 @@ class Api:
             "paths": paths,
             "components": {
                 "schemas": schemas,
-                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                "securitySchemes": security_schemes,
             },
         }
 

@@ -66,12 +66,20 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def _auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /api route needs a valid bearer token (/ws authenticates in its handler)."""
-    public = request.app[API_KEY].is_public(request.method, request.path)
+    """Every /api route needs a valid bearer token (/ws authenticates in its handler),
+    or, on the few routes that take one, their cookie instead (a recording's media grant)."""
+    api = request.app[API_KEY]
+    public = api.is_public(request.method, request.path)
     if (request.path.startswith("/api/") or request.path == "/api") and not public:
         token = bearer_token(request.headers.get("Authorization"))
         challenge = {"WWW-Authenticate": "Bearer"}
         if token is None:
+            route = request.match_info.route.resource
+            cookie = api.cookie_auth(request.method, route.canonical) if route else None
+            value = request.cookies.get(cookie.name) if cookie else None
+            if cookie is not None and value:
+                request[PRINCIPAL_KEY] = await cookie.authenticate(request, value)
+                return await handler(request)
             raise ApiError(
                 401, "an API token is required: Authorization: Bearer <token>", headers=challenge
             )

@@ -158,14 +158,23 @@ async def _call_filter(session: AsyncSession, query: CallFilters, region: str) -
     )
 
 
+def _public(call: dict[str, Any]) -> dict[str, Any]:
+    """A stored call as the API shows it: without the PBX's own file paths (its
+    recordings, a fax's file). Recordings are listed by id: /api/calls/{id}/recordings."""
+    shown = {key: value for key, value in call.items() if key != "recordings"}
+    if shown.get("fax"):
+        shown["fax"] = {"pages": shown["fax"].get("pages")}
+    return shown
+
+
 async def _enrich(session: AsyncSession, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The page's calls with their built-in client (and its manager) and how many
-    recordings each has: two queries per page, nothing stored."""
+    """The page's calls as the API shows them, with their built-in client (and its
+    manager) and how many recordings each has: two queries per page, nothing stored."""
     clients = await clients_by_number(session, (c.get("external_number") for c in calls))
     counts = await recording_counts(session, (c["id"] for c in calls))
     return [
         {
-            **call,
+            **_public(call),
             "client": clients.get(call.get("external_number") or ""),
             "recording_count": counts.get(call["id"], 0),
         }
@@ -318,18 +327,24 @@ def add_routes(api: Api) -> None:
         return response
 
     @api.operation(
-        "GET", "/api/calls/{call_id}", summary="One call with its legs", tag="calls", errors=(404,)
+        "GET",
+        "/api/calls/{call_id}",
+        summary="One call with its legs, its built-in client and how many recordings it has",
+        tag="calls",
+        errors=(404,),
     )
     async def get_call(request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             record = await session.get(CallRecord, call_id)
-        if record is None or not _sees(
-            principal(request), Call.from_dict(record.details).extensions()
-        ):
-            raise ApiError(404, f"no call {call_id!r}")  # the same answer whether or not it exists
-        return json_response(record.details)
+            if record is None or not _sees(
+                principal(request), Call.from_dict(record.details).extensions()
+            ):
+                # The same answer whether or not it exists.
+                raise ApiError(404, f"no call {call_id!r}")
+            [call] = await _enrich(session, [record.details])
+        return json_response(call)
 
     @api.operation(
         "GET",

@@ -3,8 +3,8 @@
 ``/`` is the page and ``/static/<file>`` its scripts and styles, straight from this
 package's directory. They need no token: everything behind them (``/api``, ``/ws``) does.
 Every answer carries a strict Content-Security-Policy (scripts and styles only from this
-origin, nothing inline, no frames; audio also from blob: URLs, for the recordings the
-page fetches with its token) and ``Cache-Control: no-cache``, so a browser always
+origin, nothing inline, no frames; recordings stream from ``/api/recordings/{id}``
+with a media grant) and ``Cache-Control: no-cache``, so a browser always
 revalidates and picks up a new version at once (ETag/Last-Modified make that a 304).
 """
 
@@ -30,8 +30,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self'",
-        # Recordings play from blob: URLs: the page fetches the audio with its token.
-        "media-src 'self' blob:",
+        # Recordings stream from /api/recordings/{id} (with a media grant, a cookie).
+        "media-src 'self'",
         "connect-src 'self' ws: wss:",
         "object-src 'none'",
         "base-uri 'none'",

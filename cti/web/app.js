@@ -203,7 +203,9 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// `credentials: "same-origin"` only for an answer that sets a cookie the page needs (a
+// recording's media grant); everything else sends and keeps no cookies.
+async function api(method, path, body, { credentials = "omit" } = {}) {
   const headers = { Accept: "application/json" };
   if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -214,7 +216,7 @@ async function api(method, path, body) {
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
-      credentials: "omit",
+      credentials,
     });
   } catch {
     throw new ApiError(0, t("networkError"));
@@ -238,7 +240,7 @@ async function api(method, path, body) {
   return data;
 }
 
-// A request whose answer is not JSON (a CSV, a recording): the token goes in the
+// A request whose answer is not JSON (a CSV): the token goes in the
 // Authorization header, as for api(); a failure throws the service's message.
 async function fetchAuthorized(path, options = {}) {
   const headers = { ...(options.headers || {}) };

@@ -48,6 +48,7 @@ function formatDuration(seconds) {
 }
 
 function formatPercent(rate) {
+  if (rate === null || rate === undefined) return "—"; // no calls: nothing to divide
   const value = Number(rate);
   if (Number.isNaN(value)) return "—";
   return new Intl.NumberFormat(language(), { style: "percent", maximumFractionDigits: 1 }).format(
@@ -98,7 +99,8 @@ export function createPages(ctx) {
     searched: null, // the text the client choices were found for
     extensions: "", // the extension options, to rebuild them only when they change
   };
-  const player = { callId: null, urls: [], token: 0, status: null };
+  // granted: the ids of the recordings whose media grants the open player keeps fresh.
+  const player = { callId: null, granted: [], renewal: null, token: 0, status: null };
   const work = {
     status: "open",
     tasks: [],
@@ -473,8 +475,14 @@ export function createPages(ctx) {
 
   function closePlayer() {
     player.token += 1;
-    for (const url of player.urls) URL.revokeObjectURL(url);
-    player.urls = [];
+    clearTimeout(player.renewal);
+    player.renewal = null;
+    player.granted = [];
+    for (const audio of $("log-player-items").querySelectorAll("audio")) {
+      audio.pause();
+      audio.removeAttribute("src"); // stop streaming
+      audio.load();
+    }
     const previous = player.callId;
     player.callId = null;
     player.status = null;
@@ -523,6 +531,68 @@ export function createPages(ctx) {
     }
   }
 
+  // A recording's media grant: a short-lived HttpOnly cookie for that recording's URL
+  // only, so its <audio> streams the file itself with Range requests (seeking a long call
+  // fetches only what is heard) and the token never goes in a URL.
+  function grantRecording(id) {
+    return ctx.api("POST", `/api/recordings/${id}/grant`, undefined, {
+      credentials: "same-origin",
+    });
+  }
+
+  // Renew the open player's grants at half their life, while it stays open.
+  function renewGrantsIn(seconds) {
+    clearTimeout(player.renewal);
+    const token = player.token;
+    player.renewal = setTimeout(
+      async () => {
+        if (token !== player.token) return;
+        let next = 30; // a failure: try again soon (a lapsed grant is also asked for on error)
+        try {
+          for (const id of player.granted) next = (await grantRecording(id)).expires_in / 2;
+        } catch {
+          // as above
+        }
+        if (token === player.token) renewGrantsIn(next);
+      },
+      Math.max(5, seconds) * 1000,
+    );
+  }
+
+  // A grant that lapsed anyway (the computer slept, the service restarted): ask again
+  // once and go on from where the audio was.
+  function recoverOnError(audio, recordingId, token) {
+    let retried = false;
+    audio.addEventListener("canplay", () => {
+      retried = false;
+    });
+    audio.addEventListener("error", async () => {
+      if (token !== player.token || !audio.getAttribute("src")) return;
+      const failed = () =>
+        setPlayerStatus("error", "recordingFailed", {
+          message: audio.error?.message || t("networkError"),
+        });
+      if (retried) {
+        failed();
+        return;
+      }
+      retried = true;
+      const at = audio.currentTime;
+      try {
+        const grant = await grantRecording(recordingId);
+        if (token !== player.token) return;
+        if (at) {
+          audio.addEventListener("loadedmetadata", () => (audio.currentTime = at), { once: true });
+        }
+        audio.src = grant.url;
+      } catch (e) {
+        if (token !== player.token) return;
+        if (e.status === 403) setPlayerStatus("error", "recordingForbidden");
+        else failed();
+      }
+    });
+  }
+
   async function openPlayer(callId) {
     const call = log.calls.find((one) => one.id === callId);
     if (!call) return;
@@ -560,22 +630,26 @@ export function createPages(ctx) {
         );
         items.append(item);
         if (recording.deleted || !recording.available) {
-          const key = recording.deleted ? "recordingDeleted" : "recordingUnavailable";
+          const key = recording.deleted
+            ? "recordingDeleted"
+            : recording.state === "missing"
+              ? "recordingMissing"
+              : "recordingUnavailable";
           item.append(h("span", { class: "muted recording-note", dataset: { key } }, t(key)));
           continue;
         }
-        // <audio src> cannot send the token: fetch the audio with it, play it from a blob.
-        const response = await ctx.fetchAuthorized(`/api/recordings/${recording.id}`);
-        const blob = await response.blob();
+        // <audio src> cannot send the token: a media grant (a cookie) stands in for it.
+        const grant = await grantRecording(recording.id);
         if (token !== player.token) return;
-        const url = URL.createObjectURL(blob);
-        player.urls.push(url);
+        player.granted.push(recording.id);
+        if (player.granted.length === 1) renewGrantsIn(grant.expires_in / 2);
         const audio = h("audio", {
           controls: true,
-          preload: "auto",
-          src: url,
+          preload: "metadata",
+          src: grant.url,
           "aria-label": `${t("recordingN", { n: index + 1 })}: ${playerTitle(call)}`,
         });
+        recoverOnError(audio, recording.id, token);
         item.append(audio);
         first = first || audio;
       }
@@ -1023,9 +1097,11 @@ export function createPages(ctx) {
       { key: "answered", name: t("seriesAnswered"), cls: "bar-answered" },
       { key: "missed", name: t("seriesMissed"), cls: "bar-missed" },
     ];
+    // Every day (hour) of the period has a row, quiet ones too: "no calls" is all zeros.
+    const anyCalls = report.rows.some((row) => Number(row.calls) > 0);
     const box = $("report-chart-box");
-    show(box, report.rows.length > 0);
-    if (report.rows.length) {
+    show(box, anyCalls);
+    if (anyCalls) {
       // Drawn at the size it is shown (it scales if the window changes).
       const width = Math.max(480, Math.round($("report-chart").clientWidth || 960));
       const chart = barChart({
@@ -1060,7 +1136,7 @@ export function createPages(ctx) {
     );
     setText(
       $("report-empty"),
-      report.loaded && !report.error && report.rows.length === 0 ? t("reportEmpty") : "",
+      report.loaded && !report.error && !anyCalls ? t("reportEmpty") : "",
     );
     if (report.loaded && !report.error) {
       $("report-status").textContent = t("reportShown", { count: report.rows.length });
