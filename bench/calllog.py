@@ -44,6 +44,8 @@ indexes change the plan, never the calls or their order. The plans (EXPLAIN QUER
 EXPLAIN ANALYZE on PostgreSQL) of the slowest sample of each shape that misses the goal
 are printed.
 
+At the end, the newest migration is undone and timed again on the same calls.
+
 Usage: python bench/calllog.py [--calls 1000000] [--backend sqlite|postgresql|both]
        [--repeat 30] [--variants pk,current]
 """
@@ -140,6 +142,10 @@ class Data:
     outcomes: Counter[str] = field(default_factory=Counter)
     missed: int = 0
     details_bytes: int = 0
+
+    def involved_rows(self) -> int:
+        """call_extensions rows: the bulk ones and those upsert_calls writes."""
+        return len(self.involved) + sum(len(Call.from_dict(c).extensions()) for c in self.real_path)
 
 
 def start_times(count: int, rng: random.Random) -> list[datetime]:
@@ -557,8 +563,7 @@ async def check_stored_forms(engine: AsyncEngine, data: Data) -> None:
             for t in ("calls", "call_legs", "call_extensions")
         ]
     legs = len(data.legs) + sum(len(c["legs"]) for c in data.real_path)
-    involved = len(data.involved) + sum(len(Call.from_dict(c).extensions()) for c in data.real_path)
-    assert counts == [len(data.calls) + len(data.real_path), legs, involved], counts
+    assert counts == [len(data.calls) + len(data.real_path), legs, data.involved_rows()], counts
 
 
 # --- plans ----------------------------------------------------------------------------------
@@ -1067,8 +1072,25 @@ async def run_backend(
         if plans:
             print(f"\n{label}: plans of the shapes that miss the goal (the slowest sample each)")
             print("\n".join(plans))
+        await schema_for(engine, "current", state)
+        print(f"\n{label}: {await time_migration(engine, '0007', data.involved_rows())}")
     finally:
         await engine.dispose()
+
+
+async def time_migration(engine: AsyncEngine, before: str, involved: int) -> str:
+    """How long the newest migration takes on these calls: what an upgrade costs a site
+    with a year of them (0008 back-fills call_extensions and rebuilds an index)."""
+    head = migrate.head_revision()
+    await migrate.downgrade(engine, before)
+    await settle(engine)
+    started = time.perf_counter()
+    await migrate.upgrade(engine)
+    took = time.perf_counter() - started
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT count(*) FROM call_extensions"))).scalar_one()
+    assert rows == involved, f"the back-fill made {rows:,} rows, the writer {involved:,}"
+    return f"migration {before} -> {head}: {took:.1f} s, back-filling {rows:,} call_extensions rows"
 
 
 async def object_sizes(engine: AsyncEngine) -> str:

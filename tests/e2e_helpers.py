@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from helpers import eventually
 from lab import FIXTURES, lab_pbx
@@ -27,6 +29,15 @@ from cti.service import Service
 from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
 
 CHROMIUM = Path("/usr/bin/chromium")
+# A browser test module's pytestmark. CI (CTI_TEST_REQUIRE_BROWSER=1, set by .ci/run) fails
+# rather than skips without Chromium.
+BROWSER_TESTS = [
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and os.environ.get("CTI_TEST_REQUIRE_BROWSER") != "1",
+        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
+    ),
+]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1366, "height": 768}
 

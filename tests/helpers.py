@@ -9,8 +9,12 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cti.calls import Call, CallLeg, CallTransfer
+from cti.domain import Direction, LegResult, Outcome
 
 if TYPE_CHECKING:
     from cti.service import Service
@@ -65,3 +69,40 @@ async def eventually(predicate: Callable[[], object], seconds: float = 10.0) -> 
             if result:
                 return
             await asyncio.sleep(0.02)
+
+
+def finished_call(
+    call_id: str,
+    at: datetime,
+    number: str | None = "+78121234567",
+    *,
+    rang: tuple[str, ...] = (),
+    answered_by: str | None = None,
+    caller: str | None = None,
+    name: str | None = None,
+    direction: Direction = Direction.INBOUND,
+    transfers: list[CallTransfer] | None = None,
+) -> Call:
+    """A call that is over: each extension in ``rang`` rang for 20 s; if ``answered_by``
+    (one of them) took it after 5 s, it lasted 65 s, else it ended after 20 s."""
+    legs = []
+    for ext in rang:
+        leg = CallLeg(ext, at, ended_at=at + timedelta(seconds=20))
+        leg.result = LegResult.ANSWERED if ext == answered_by else LegResult.NO_ANSWER
+        legs.append(leg)
+    return Call(
+        id=call_id,
+        pbx="office",
+        started_at=at,
+        direction=direction,
+        external_number=number,
+        external_name=name,
+        caller_extension=caller,
+        legs=legs,
+        answered_by=answered_by,
+        answered_at=at + timedelta(seconds=5) if answered_by else None,
+        ended_at=at + timedelta(seconds=65 if answered_by else 20),
+        outcome=Outcome.ANSWERED if answered_by else Outcome.NO_ANSWER,
+        missed=answered_by is None and direction is Direction.INBOUND,
+        transfers=transfers or [],
+    )

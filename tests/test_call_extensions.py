@@ -4,9 +4,10 @@ every filter and the keyset cursor. SQLite and PostgreSQL."""
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from alembic import command
+from helpers import finished_call
 from sqlalchemy import delete, select
 
 from cti.calls import Call, CallLeg, CallTransfer
@@ -14,43 +15,17 @@ from cti.callstore import CallFilter, find_calls, upsert_calls
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.models import CallExtensionRecord
-from cti.domain import Direction, LegResult, Outcome, TransferKind
+from cti.domain import Direction, TransferKind
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 def make_call(
-    call_id: str,
-    at: datetime,
-    *,
-    number: str | None = "+78121234567",
-    rang: tuple[str, ...] = (),
-    answered_by: str | None = None,
-    caller: str | None = None,
-    transferred_by: str | None = None,
-    direction: Direction = Direction.INBOUND,
+    call_id: str, at: datetime, *, transferred_by: str | None = None, **details: Any
 ) -> Call:
-    legs = [CallLeg(ext, at, ended_at=at + timedelta(seconds=20)) for ext in rang]
-    for leg in legs:
-        leg.result = LegResult.ANSWERED if leg.extension == answered_by else LegResult.NO_ANSWER
-    transfers = []
-    if transferred_by:
-        transfers.append(CallTransfer(TransferKind.BLIND, transferred_by, "199", at))
-    return Call(
-        id=call_id,
-        pbx="office",
-        started_at=at,
-        direction=direction,
-        external_number=number,
-        caller_extension=caller,
-        legs=legs,
-        answered_by=answered_by,
-        answered_at=at + timedelta(seconds=5) if answered_by else None,
-        ended_at=at + timedelta(seconds=60),
-        outcome=Outcome.ANSWERED if answered_by else Outcome.NO_ANSWER,
-        missed=answered_by is None and direction is Direction.INBOUND,
-        transfers=transfers,
-    )
+    """``finished_call``, and ``transferred_by`` handed it on to 199."""
+    transfers = [CallTransfer(TransferKind.BLIND, transferred_by, "199", at)]
+    return finished_call(call_id, at, transfers=transfers if transferred_by else None, **details)
 
 
 ODD_CALLS = [
@@ -99,14 +74,7 @@ async def test_the_migration_back_fills_every_extension_a_call_involves(db_url: 
             await upsert_calls(session, [c.to_dict() for c in ODD_CALLS])
             await session.execute(delete(CallExtensionRecord))
             await session.commit()
-
-        def down(conn) -> None:
-            cfg = migrate.alembic_config()
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0007")
-
-        async with engine.begin() as conn:
-            await conn.run_sync(down)
+        await migrate.downgrade(engine, "0007")
         await migrate.upgrade(engine)
         stored = await stored_extensions(sessions)
     finally:

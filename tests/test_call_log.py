@@ -7,16 +7,16 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import bearer
+from helpers import bearer, finished_call
 
 import cti.http.calls
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from crm_bridge.models import CallbackTask
 from cti import auth
-from cti.calls import Call, CallLeg, CallTransfer
+from cti.calls import Call, CallTransfer
 from cti.callstore import upsert_calls
 from cti.db.models import Recording
-from cti.domain import Direction, LegResult, Outcome, TransferKind, utcnow
+from cti.domain import Direction, TransferKind, utcnow
 
 T0 = datetime(2026, 11, 2, 20, 30, tzinfo=UTC)  # 23:30 in Moscow
 ROMASHKA = "ООО «Ромашка»"
@@ -35,26 +35,15 @@ def stored_call(
     direction: Direction = Direction.INBOUND,
     transfers: list[CallTransfer] | None = None,
 ) -> dict:
-    legs = []
-    for ext in rang:
-        leg = CallLeg(ext, at, ended_at=at + timedelta(seconds=20))
-        leg.result = LegResult.ANSWERED if ext == answered_by else LegResult.NO_ANSWER
-        legs.append(leg)
-    answered_at = at + timedelta(seconds=5) if answered_by else None
-    return Call(
-        id=call_id,
-        pbx="office",
-        started_at=at,
-        direction=direction,
-        external_number=number,
-        external_name=name,
-        legs=legs,
+    return finished_call(
+        call_id,
+        at,
+        number,
+        rang=rang,
         answered_by=answered_by,
-        answered_at=answered_at,
-        ended_at=at + timedelta(seconds=65 if answered_by else 20),
-        outcome=Outcome.ANSWERED if answered_by else Outcome.NO_ANSWER,
-        missed=answered_by is None and direction is Direction.INBOUND,
-        transfers=transfers or [],
+        name=name,
+        direction=direction,
+        transfers=transfers,
     ).to_dict()
 
 

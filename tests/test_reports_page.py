@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
-from e2e_helpers import ARTIFACTS, CHROMIUM, PASSWORD, VIEWPORT, Office, start_office, stop_office
+from e2e_helpers import (
+    ARTIFACTS,
+    BROWSER_TESTS,
+    CHROMIUM,
+    PASSWORD,
+    VIEWPORT,
+    Office,
+    start_office,
+    stop_office,
+)
 
 from cti.calls import Call, CallLeg
 from cti.callstore import upsert_calls
@@ -24,13 +32,7 @@ from cti.domain import Direction, LegResult, Outcome
 playwright_api = pytest.importorskip("playwright.async_api")
 expect = playwright_api.expect
 
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CTI_TEST_REQUIRE_BROWSER") != "1",
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 expect.set_options(timeout=10_000)
 

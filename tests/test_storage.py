@@ -35,15 +35,7 @@ async def test_empty_database_is_refused_until_upgraded(engine) -> None:
 async def test_upgrade_is_repeatable_and_downgrade_works(engine) -> None:
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    from alembic import command
-
-    def down(conn) -> None:
-        cfg = migrate.alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "base")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(down)
+    await migrate.downgrade(engine, "base")
     assert "users" not in await table_names(engine)
     await migrate.upgrade(engine)
     assert "users" in await table_names(engine)

@@ -12,7 +12,6 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
 import shutil
 import struct
@@ -26,6 +25,7 @@ import pytest_asyncio
 from aiohttp import ClientSession
 from e2e_helpers import (
     ARTIFACTS,
+    BROWSER_TESTS,
     BUSY_CLIENT_NAME,
     BUSY_CLIENT_NUMBER,
     CHROMIUM,
@@ -59,14 +59,7 @@ playwright_api = pytest.importorskip("playwright.async_api")
 Page = playwright_api.Page
 expect = playwright_api.expect
 
-# CI (CTI_TEST_REQUIRE_BROWSER=1, set by .ci/run) fails rather than skips without Chromium.
-pytestmark = [
-    pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CTI_TEST_REQUIRE_BROWSER") != "1",
-        reason=f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER_TESTS
 
 expect.set_options(timeout=10_000)
 
