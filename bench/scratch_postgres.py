@@ -6,6 +6,8 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cti.db.scratch import scratch_database
+
 POSTGRES_URL = os.environ.get(
     "CTI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -18,22 +20,11 @@ async def scratch_postgres(name: str) -> AsyncIterator[str | None]:
     import asyncpg
 
     try:
-        admin = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        probe = await asyncpg.connect(POSTGRES_URL, timeout=3)
     except (OSError, asyncpg.PostgresError) as e:
         print(f"\n== PostgreSQL: skipped ({POSTGRES_URL} does not answer: {e})")
         yield None
         return
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-    finally:
-        await admin.close()
-    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    await probe.close()
+    async with scratch_database(POSTGRES_URL, name) as url:
+        yield url

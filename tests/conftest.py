@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 from helpers import new_token
 
 from cti.config import Config, DatabaseConfig, ServerConfig
+from cti.db.scratch import scratch_database
 from cti.http.app import build_app
 from cti.service import Service
 
@@ -51,21 +52,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         if REQUIRE_POSTGRES:
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but does not answer")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer (set CTI_TEST_POSTGRES_URL)")
-    name = f"cti_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
-    finally:
-        await admin.close()
-    base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with scratch_database(POSTGRES_URL, f"cti_test_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 @pytest.fixture
