@@ -84,10 +84,47 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: until revoked
+    # A browser sign-in's token; and for a token asked for with one, that session: it
+    # expires with it and is revoked when it signs out.
+    is_session: Mapped[bool] = mapped_column(default=False)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"))
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
-    __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_api_tokens_user_id", "user_id"),
+        Index("ix_api_tokens_session_id", "session_id"),
+    )
+
+
+class AuditEntry(Base):
+    """A change that decides who sees what or gets which work (a client's responsible
+    manager), with who made it, from where, and what it was before."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))  # kept if the user is deleted
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(100))  # e.g. "client:17"
+    details: Mapped[dict] = mapped_column(JSON)
+    remote: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index("ix_audit_log_target", "target", "at"),
+        Index("ix_audit_log_at", "at"),
+    )
+
+
+class HealthProbe(Base):
+    """One row /healthz rewrites now and then: the database is up only if it can write."""
+
+    __tablename__ = "health_probe"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class CallRecord(Base):
@@ -172,6 +209,9 @@ class SmsMessage(Base):
     reason: Mapped[str | None] = mapped_column(String(300))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    # A received message: the extension it was routed to (the client's manager then, or
+    # whoever last texted the number), who may read it besides supervisors.
+    routed_extension: Mapped[str | None] = mapped_column(String(10))
     # Sending: the parts (a long text is several SMS), the concatenation reference, the
     # modem's message reference of each part sent so far, and the part handed to the modem
     # but not yet confirmed (the restart rule in cti/sms.py depends on it).
