@@ -182,7 +182,7 @@ class TokenAuthenticator:
     async def session_of(self, token: str) -> tuple[int, Principal] | None:
         """The id of a valid token and whom it authenticates, for credentials derived
         from it (a recording's media grant ends when its token does)."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200 or not token.isascii():
             return None
         return await self._valid(ApiToken.token_hash == hash_token(token))
 

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from cti.bus import EventBus, SubscriberLagged, SubscriptionClosed
 from cti.events import CallIdentified, DomainEvent, LineStateChanged
 from cti.screenpop import PopBoard, PopCard
+from cti.text import clean
 
 log = logging.getLogger("cti.live")
 
@@ -72,7 +73,9 @@ def websocket_frame(text: str) -> bytes:
 
 
 def json_dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    """JSON that always encodes: a string stored before the edge refused bad text goes
+    out with U+FFFD in its place instead of stopping the feed."""
+    return clean(json.dumps(obj, ensure_ascii=False, default=str))
 
 
 # (call id, number, directory match) -> (history, open tasks) for a pop card

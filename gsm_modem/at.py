@@ -155,7 +155,9 @@ class AtEngine:
                     events.append(UnexpectedLine(buffer.decode("utf-8", "replace")))
                     buffer = b""
                 break
-            line = buffer[:end].decode("utf-8", "replace").strip(" \t\x1a\x1b")
+            # NUL is line noise (a modem powering up sends some), and no database takes it.
+            line = buffer[:end].replace(b"\x00", b"").decode("utf-8", "replace")
+            line = line.strip(" \t\x1a\x1b")
             buffer = buffer[end + 1 :]
             if line:
                 events += self._line(line)

@@ -41,6 +41,19 @@ async def new_token(
     return token
 
 
+async def receive(ws, seconds: float = 5.0) -> dict:
+    """The next frame of a live feed (/ws), as JSON."""
+    return await asyncio.wait_for(ws.receive_json(), seconds)
+
+
+async def open_feed(client, token: str):
+    """A /ws connection past its greeting (hello, then resync)."""
+    ws = await client.ws_connect("/ws", headers=bearer(token))
+    assert (await receive(ws))["type"] == "hello"
+    assert (await receive(ws))["type"] == "resync"
+    return ws
+
+
 def run_cti(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cti.text import text_problem
 from gsm_modem.at import AtEngine, CommandResult, UnexpectedLine, Urc, Write, split_args
 from gsm_modem.errors import ModemError, parse_error
 
@@ -136,7 +137,9 @@ def test_line_noise_never_breaks_the_engine(chunks: list[bytes]) -> None:
     engine = AtEngine()
     engine.command("AT+CSQ", timeout=1, now=0)
     for chunk in chunks:
-        engine.receive(chunk)
+        for event in engine.receive(chunk):
+            for text in [*getattr(event, "lines", ()), getattr(event, "line", "")]:
+                assert isinstance(text, str) and text_problem(text) is None
     engine.check_timeouts(1)
     engine.command("AT", timeout=1, now=1)
     events = engine.receive(b"\r\nOK\r\n")
@@ -285,3 +288,10 @@ def test_error_wording() -> None:
 def test_split_args() -> None:
     assert split_args('0,0,"Mega, Fon",2') == ["0", "0", "Mega, Fon", "2"]
     assert split_args("") == []
+
+
+def test_nul_noise_is_dropped_and_broken_utf8_replaced() -> None:
+    engine = AtEngine()
+    engine.command("AT+COPS?", timeout=1, now=0)
+    [result] = engine.receive(b'\x00\x00\r\n+COPS: 0,0,"Bee\x00line \xd0"\r\nOK\r\n')
+    assert result.lines == ['+COPS: 0,0,"Beeline \ufffd"']

@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from cti import __version__
 from cti.auth import Principal
 from cti.domain import Role
 from cti.http.errors import STATUS_CODES, ApiError
+from cti.text import json_problem, text_problem, utf8
 
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_JSON_BODY = 1 << 20
+MAX_ID = 2**31 - 1  # the database's integer keys (PostgreSQL's integer)
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Model = TypeVar("Model", bound=BaseModel)
@@ -60,22 +63,60 @@ def principal(request: web.Request) -> Principal:
 
 
 async def read_body(request: web.Request, model: type[Model]) -> Model:
-    """Parse and validate a JSON body; 400 for broken JSON, 422 naming each bad field."""
+    """Parse and validate a JSON body; 400 for broken JSON, 422 naming each bad field
+    (text that is not valid Unicode or holds NUL, numbers out of range, deep nesting
+    included: ``cti.text.json_problem``)."""
     if request.content_length is not None and request.content_length > MAX_JSON_BODY:
         raise ApiError(413, "request body too large")
     raw = await request.read()
     try:
-        data = json.loads(raw.decode("utf-8") if raw else "null")
+        data = json.loads(raw.decode("utf-8") if raw else "null", parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ApiError(400, f"body is not valid UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
+    except ValueError as e:  # a number with thousands of digits, NaN or Infinity
+        raise ApiError(400, f"body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
+    problem = json_problem(data)
+    if problem is not None:
+        where, what = problem
+        raise ApiError(422, f"{where}: {what}", details=[{"field": where, "problem": what}])
     return _validate(model, data)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_query(request: web.Request, model: type[Model]) -> Model:
     """Validate query parameters; 422 naming each bad one."""
     return _validate(model, dict(request.query))
+
+
+def input_problem(request: web.Request) -> str | None:
+    """Text in the request line or headers that the service refuses (``text_problem``):
+    where it is and why, or None. The path's parameters and the query come decoded; a
+    header with bytes that are not UTF-8 comes with lone surrogates in their place."""
+    places = [
+        *((f"path parameter {k}", v) for k, v in request.match_info.items()),
+        *((f"query parameter {k}", f"{k}{v}") for k, v in request.query.items()),
+        *((f"header {k}", v) for k, v in request.headers.items()),
+    ]
+    for where, text in places:
+        problem = text_problem(text)
+        if problem is not None:
+            return f"{where} {problem}"
+    return None
+
+
+def path_id(request: web.Request, name: str, what: str) -> int:
+    """A numeric id from the path; 404 for anything that cannot be one of ours."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and 1 <= int(raw) <= MAX_ID):
+        raise ApiError(404, f"no {what} {raw!r}")
+    return int(raw)
 
 
 def _validate(model: type[Model], data: dict[str, Any]) -> Model:
@@ -93,7 +134,8 @@ def _validate(model: type[Model], data: dict[str, Any]) -> Model:
 def json_response(data: Any, status: int = 200) -> web.Response:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    return web.json_response(data, status=status, dumps=json_dumps)
+    # utf8: a string stored before the edge refused bad text still answers (as U+FFFD).
+    return web.Response(body=utf8(json_dumps(data)), status=status, content_type="application/json")
 
 
 class Api:

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 
 import cti.web
 from cti.http import calls, clients, lookup, recordings, reports, session, sms, system, users
-from cti.http.api import PRINCIPAL_KEY, Api
+from cti.http.api import PRINCIPAL_KEY, Api, input_problem
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
 from cti.http.ws import bearer_token, websocket
@@ -23,7 +23,12 @@ log = logging.getLogger("cti.http")
 def build_app(service: Service) -> web.Application:
     api = Api()
     app = web.Application(
-        middlewares=[_metrics_middleware(service), _error_middleware, _auth_middleware],
+        middlewares=[
+            _metrics_middleware(service),
+            _error_middleware,
+            _input_middleware,
+            _auth_middleware,
+        ],
         client_max_size=1 << 20,
     )
     app[SERVICE_KEY] = service
@@ -62,6 +67,16 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(500, "internal error; see the service log"))
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
+
+
+@web.middleware
+async def _input_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Text that is not valid Unicode, or holds NUL, is refused before anything reads it:
+    stored, it would break every answer and live frame that carries it."""
+    problem = input_problem(request)
+    if problem is not None:
+        raise ApiError(422, problem)
+    return await handler(request)
 
 
 @web.middleware

@@ -24,7 +24,7 @@ from cti.calls import Call
 from cti.callstore import CallFilter, find_calls, recording_counts, walk_calls
 from cti.db.models import CallRecord, User
 from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
-from cti.http.api import Api, json_response, principal, read_body, read_query
+from cti.http.api import MAX_ID, Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.phone import NotAPhoneNumber, dialable, to_e164
@@ -47,7 +47,7 @@ class CallFilters(BaseModel):
     missed: bool | None = None
     number: str | None = Field(None, max_length=40, description="The outside party's number")
     client_id: int | None = Field(
-        None, ge=1, description="Calls with one of this built-in client's numbers"
+        None, ge=1, le=MAX_ID, description="Calls with one of this built-in client's numbers"
     )
 
 

@@ -17,7 +17,7 @@ from crm_bridge.models import Activity, CallbackTask, Client, Contact
 from crm_bridge.writeback import task_event
 from cti.db.models import User
 from cti.domain import ROLES_SEEING_ALL, Role, utcnow
-from cti.http.api import Api, json_response, principal, read_body, read_query
+from cti.http.api import MAX_ID, Api, json_response, path_id, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 
@@ -72,7 +72,7 @@ def _contact_input(body: ContactBody) -> builtin.ContactIn:
 class ClientQuery(BaseModel):
     q: str = Field("", max_length=200, description="Part of a name, contact or number")
     limit: int = Field(50, ge=1, le=200)
-    after: int | None = Field(None, ge=0, description="next_after of the previous page")
+    after: int | None = Field(None, ge=0, le=MAX_ID, description="next_after of the previous page")
 
 
 class TaskQuery(BaseModel):
@@ -165,10 +165,7 @@ def _task_out(
 
 
 async def _existing(session: AsyncSession, request: web.Request) -> Client:
-    try:
-        client_id = int(request.match_info["client_id"])
-    except ValueError:
-        raise ApiError(404, "no such client") from None
+    client_id = path_id(request, "client_id", "client")
     client = await builtin.get_client(session, client_id)
     if client is None:
         raise ApiError(404, f"no client {client_id}")
@@ -362,7 +359,7 @@ def add_routes(api: Api) -> None:
         who = principal(request)
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
-            task = await session.get(CallbackTask, _int(request.match_info["task_id"]))
+            task = await session.get(CallbackTask, path_id(request, "task_id", "task"))
             if task is None or not (
                 who.role in ROLES_SEEING_ALL or task.assignee_extension == who.extension
             ):
@@ -377,17 +374,10 @@ def add_routes(api: Api) -> None:
             return json_response(out)
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ApiError(404, "not found") from None
-
-
 async def _change_contact(request: web.Request, body: ContactBody | None) -> web.Response:
     """Replace (body) or delete (None) one contact."""
     service = request.app[SERVICE_KEY]
-    contact_id = _int(request.match_info["contact_id"])
+    contact_id = path_id(request, "contact_id", "contact")
     async with service.sessions() as session:
         client_id = await session.scalar(select(Contact.client_id).where(Contact.id == contact_id))
         client = await builtin.get_client(session, client_id) if client_id else None

@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cti.text import utf8
+
 # Codes for statuses aiohttp raises itself (unknown route, wrong method, ...).
 STATUS_CODES = {
     400: "bad_request",
@@ -54,9 +56,10 @@ def error_body(status: int, code: str, message: str, details: Any = None) -> dic
 
 
 def error_response(error: ApiError) -> web.Response:
-    return web.json_response(
-        error_body(error.status, error.code, error.message, error.details),
+    body = error_body(error.status, error.code, error.message, error.details)
+    return web.Response(
+        body=utf8(json.dumps(body, ensure_ascii=False, default=str)),
         status=error.status,
         headers=error.headers,
-        dumps=lambda obj: json.dumps(obj, ensure_ascii=False),
+        content_type="application/json",
     )

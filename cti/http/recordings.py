@@ -33,7 +33,7 @@ from cti.auth import Principal
 from cti.calls import Call
 from cti.db.models import CallRecord, Recording, RecordingListen
 from cti.domain import Role
-from cti.http.api import Api, CookieAuth, json_response, principal
+from cti.http.api import Api, CookieAuth, json_response, path_id, principal
 from cti.http.calls import _sees
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
@@ -123,10 +123,7 @@ class GrantOut(BaseModel):
 
 
 def _recording_id(request: web.Request) -> int:
-    raw = request.match_info["recording_id"]
-    if not re.fullmatch(r"[0-9]{1,18}", raw):
-        raise ApiError(404, f"no recording {raw!r}")
-    return int(raw)
+    return path_id(request, "recording_id", "recording")
 
 
 async def _listenable(session: AsyncSession, who: Principal, recording_id: int) -> Recording:

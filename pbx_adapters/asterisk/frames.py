@@ -101,7 +101,10 @@ class AmiParser:
 
 
 def parse_frame(chunk: bytes) -> Frame:
-    """One frame's bytes (without the blank line) to a dict; later duplicate keys win."""
+    """One frame's bytes (without the blank line) to a dict; later duplicate keys win.
+    Bytes that are not UTF-8 become U+FFFD; NUL, which no database column takes, goes."""
+    if b"\x00" in chunk:
+        chunk = chunk.replace(b"\x00", b"")
     try:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:
