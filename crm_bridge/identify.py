@@ -15,7 +15,8 @@ from collections import OrderedDict
 from crm_bridge.directory import Directory, Match
 from crm_bridge.resilience import DirectoryUnavailable
 from cti.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
-from cti.events import CallIdentified, CallRinging
+from cti.events import CallIdentified, CallRinging, describe
+from cti.tasks import TaskMonitor
 
 log = logging.getLogger("cti.crm.identify")
 
@@ -23,8 +24,15 @@ REMEMBERED_CALLS = 2000
 
 
 class CallerIdentifier:
-    def __init__(self, bus: EventBus, directory: Directory, budget_seconds: float) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        directory: Directory,
+        budget_seconds: float,
+        tasks: TaskMonitor | None = None,
+    ) -> None:
         self.bus = bus
+        self.tasks = tasks or TaskMonitor()
         self.directory = directory
         self.budget = budget_seconds
         # call id -> the lookup (done or still running) for its number
@@ -34,7 +42,7 @@ class CallerIdentifier:
 
     def start(self) -> None:
         subscription = self.bus.subscribe(prefixes=["call.ringing"], name="identify")
-        self._runner = asyncio.create_task(self._run(subscription), name="caller-identifier")
+        self._runner = self.tasks.spawn(self._run(subscription), "caller-identifier")
 
     async def stop(self) -> None:
         for task in [*self._tasks, *([self._runner] if self._runner else [])]:
@@ -58,6 +66,12 @@ class CallerIdentifier:
                 task.add_done_callback(self._tasks.discard)
 
     async def _identify(self, ringing: CallRinging) -> None:
+        try:
+            await self._look_up(ringing)
+        except Exception:
+            log.exception("could not identify a caller", extra={"fields": describe(ringing)})
+
+    async def _look_up(self, ringing: CallRinging) -> None:
         lookup = self._lookups.get(ringing.call_id)
         if lookup is None:
             lookup = self._lookups[ringing.call_id] = asyncio.ensure_future(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from crm_bridge.models import CrmOutbox
 from cti.domain import utcnow
+from cti.tasks import TaskMonitor
 
 log = logging.getLogger("cti.crm.outbox")
 
@@ -52,9 +53,11 @@ class CallReportOutbox:
         *,
         retry_base_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
+        tasks: TaskMonitor | None = None,
     ) -> None:
         self.sessions = sessions
         self.reporter = reporter
+        self.tasks = tasks or TaskMonitor()
         self.retry_base = retry_base_seconds
         self.clock = clock
         self._wakeup = asyncio.Event()
@@ -62,7 +65,7 @@ class CallReportOutbox:
         self._sending = asyncio.Lock()  # one round at a time: an entry is sent once
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="crm-outbox")
+        self._task = self.tasks.spawn(self._run(), "crm-outbox")
 
     def wake(self) -> None:
         self._wakeup.set()

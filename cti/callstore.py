@@ -9,6 +9,8 @@ Writes are upserts keyed by the call id: the same stream seen twice stores the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -16,12 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.calls import Call
+from cti.db.engine import upsert_insert
 from cti.db.models import CallExtensionRecord, CallLegRecord, CallRecord, Recording
+from cti.tasks import TaskMonitor, cancel
 
 log = logging.getLogger("cti.callstore")
 
@@ -29,15 +32,27 @@ log = logging.getLogger("cti.callstore")
 AfterWrite = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
+WRITE_BATCH = 200  # calls a transaction: a burst is written in turns with the API's writes
+RETRY_SECONDS = 1.0  # after the database failed a write
+QUARANTINE_SECONDS = 60.0  # a call that fails on its own is tried again this often
+STOP_FLUSH_SECONDS = 10.0  # at shutdown, the database gets this long to take what is left
+
+
 class CallStore:
-    def __init__(self, sessions: async_sessionmaker) -> None:
+    def __init__(self, sessions: async_sessionmaker, tasks: TaskMonitor | None = None) -> None:
         self._sessions = sessions
+        self.tasks = tasks or TaskMonitor()
         # Run after each batch is committed, with the rows written (e.g. the directory's
         # follow-ups). A failing hook is logged; the calls themselves are already safe.
         self.after_write: list[AfterWrite] = []
         # Latest state by call id; serialized when written, so a call changed ten times
         # between two writes costs one row.
         self._pending: dict[str, Call] = {}
+        # Calls the database refused while others went in (bad data, not a database
+        # down): kept, retried now and then, never in the way of the others.
+        self._quarantine: dict[str, Call] = {}
+        self._quarantine_due = 0.0
+        self.last_error: str | None = None  # why the last write failed; None once one works
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -45,17 +60,26 @@ class CallStore:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="call-store-writer")
+            self._task = self.tasks.spawn(self._run(), "call-store-writer")
 
     async def stop(self) -> None:
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        if self._quarantine:  # one last try
+            self.save(list(self._quarantine.values()))
+        try:
+            async with asyncio.timeout(STOP_FLUSH_SECONDS):
+                await self.flush()
+        except TimeoutError:
+            log.error(
+                "stopping with calls the database did not take",
+                extra={"fields": {"calls": sorted(self._pending)}},
+            )
+        await cancel(self._task)
+        self._task = None
+        if self._quarantine:
+            log.error(
+                "calls the database refused are not stored",
+                extra={"fields": {"calls": sorted(self._quarantine)}},
+            )
 
     def save(self, calls: list[Call]) -> None:
         """Queue these calls' current state for writing (never waits)."""
@@ -63,50 +87,113 @@ class CallStore:
             return
         for call in calls:
             self._pending[call.id] = call
+            self._quarantine.pop(call.id, None)  # its newer state may well go in
         self._idle.clear()
         self._wakeup.set()
 
+    @property
+    def backlog(self) -> int:
+        """Calls waiting to be written (quarantined ones included)."""
+        return len(self._pending) + len(self._quarantine)
+
     async def flush(self) -> None:
-        """Wait until everything saved so far is written."""
+        """Wait until everything saved so far is written (or quarantined)."""
         if self._task is None:
             await self._write_pending()
         else:
             await self._idle.wait()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wakeup.wait()
+            delay = QUARANTINE_SECONDS if self._quarantine else None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
             self._wakeup.clear()
+            if self._quarantine and loop.time() >= self._quarantine_due:
+                self._pending = {**self._quarantine, **self._pending}
+                self._quarantine.clear()
             try:
                 await self._write_pending()
-            except Exception:
+            except Exception as e:
                 # The rows stay pending and are retried: a database hiccup loses nothing.
-                log.exception("writing calls failed; retrying in 1 s")
-                await asyncio.sleep(1)
+                self.last_error = f"{type(e).__name__}: {e}"[:300]
+                log.exception("writing calls failed; retrying in %s s", RETRY_SECONDS)
+                await asyncio.sleep(RETRY_SECONDS)
                 self._wakeup.set()
                 continue
             if not self._pending:
                 self._idle.set()
 
     async def _write_pending(self) -> None:
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        # Snapshot now, before the first await: the tracker keeps changing these calls.
-        rows = [call.to_dict() for call in batch.values()]
-        try:
-            async with self._sessions() as session:
-                await upsert_calls(session, rows)
-                await session.commit()
-        except BaseException:
-            for call_id, call in batch.items():
-                self._pending.setdefault(call_id, call)
-            raise
+        """Write what is pending in batches of WRITE_BATCH, letting other work run between
+        them. Raises, with everything unwritten still pending, when the database fails."""
+        while self._pending:
+            ids = list(itertools.islice(self._pending, WRITE_BATCH))
+            batch = {call_id: self._pending.pop(call_id) for call_id in ids}
+            # Snapshot now, before the first await: the tracker keeps changing these calls.
+            rows = [call.to_dict() for call in batch.values()]
+            try:
+                try:
+                    await self._write(rows)
+                except Exception:
+                    rows = await self._write_one_by_one(batch, rows)
+            except BaseException:
+                for call_id, call in batch.items():
+                    self._pending.setdefault(call_id, call)
+                raise
+            self.last_error = None
+            await self._after_write(rows)
+            await asyncio.sleep(0)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> None:
+        async with self._sessions() as session:
+            await upsert_calls(session, rows)
+            await session.commit()
+
+    async def _write_one_by_one(
+        self, batch: dict[str, Call], rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """After a batch failed: each call alone. The calls that fail are at fault, not
+        the database, when others went in or when the error is about the data: they are
+        quarantined. Returns the rows written; raises (nothing quarantined) when the
+        database itself seems to be failing."""
+        written, refused = [], []
+        for row in rows:
+            try:
+                await self._write([row])
+            except Exception as e:
+                refused.append((row["id"], e))
+            else:
+                written.append(row)
+        if not written and not all(_about_the_data(error) for _, error in refused):
+            raise refused[0][1]
+        for call_id, error in refused:
+            log.error(
+                "the database refused a call; it is kept and tried again later",
+                extra={"fields": {"call_id": call_id, "error": repr(error)[:300]}},
+            )
+            self._quarantine[call_id] = batch[call_id]
+        self._quarantine_due = asyncio.get_running_loop().time() + QUARANTINE_SECONDS
+        return written
+
+    async def _after_write(self, rows: list[dict[str, Any]]) -> None:
         for hook in self.after_write:
             try:
                 await hook(rows)
             except Exception:
                 log.exception("a call follow-up failed; it is retried at the next start")
+
+
+def _about_the_data(error: Exception) -> bool:
+    """Whether a failed write is the row's fault (a value the database refuses) rather
+    than the database's (down, locked, read-only, full): those are retried, not set aside."""
+    if isinstance(error, IntegrityError | DataError):
+        return True
+    if isinstance(error, DBAPIError):  # asyncpg's errors come as DBAPIError, with SQLSTATE
+        return str(getattr(error.orig, "sqlstate", ""))[:2] in ("22", "23")
+    return not isinstance(error, OSError | TimeoutError)
 
 
 def _row(data: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +233,7 @@ async def upsert_calls(session: AsyncSession, calls: list[dict[str, Any]]) -> No
 
 async def _upsert_chunk(session: AsyncSession, calls: list[dict[str, Any]]) -> None:
     rows = [_row(data) for data in calls]
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = upsert_insert(session)
     statement = insert(CallRecord).values(rows)
     updated = {c: statement.excluded[c] for c in rows[0] if c != "id"}
     await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=updated))

@@ -38,6 +38,16 @@ class DomainEvent:
         return data
 
 
+def describe(event: DomainEvent) -> dict[str, Any]:
+    """What names an event in a log line: its type, its id and the call or SMS it is of."""
+    fields = {"event": event.type, "event_id": event.event_id}
+    for name in ("call_id", "sms_id"):
+        value = getattr(event, name, None)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
 _EVENT_TYPES: dict[str, type[DomainEvent]] = {}
 
 

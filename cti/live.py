@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cti.bus import EventBus, SubscriberLagged, SubscriptionClosed
-from cti.events import CallIdentified, DomainEvent, LineStateChanged
+from cti.events import CallIdentified, DomainEvent, LineStateChanged, describe
 from cti.screenpop import PopBoard, PopCard
+from cti.tasks import TaskMonitor
 from cti.text import clean
 
 log = logging.getLogger("cti.live")
@@ -157,8 +158,10 @@ class LiveFeed:
         replay_frames: int = 20_000,
         send_buffer: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        tasks: TaskMonitor | None = None,
     ) -> None:
         self.bus = bus
+        self.tasks = tasks or TaskMonitor()
         self.lines = lines
         self.line_of = line_of
         self.links = links
@@ -184,7 +187,7 @@ class LiveFeed:
 
     def start(self) -> None:
         subscription = self.bus.subscribe(maxsize=100_000, name="live-feed")
-        self._task = asyncio.get_running_loop().create_task(self._run(subscription))
+        self._task = self.tasks.spawn(self._run(subscription), "live-feed")
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._enrichments) if t is not None]
@@ -208,7 +211,11 @@ class LiveFeed:
                         viewer.lagged = True
                         viewer.wakeup.set()
                     continue
-                self.handle(event)
+                try:
+                    self.handle(event)
+                except Exception:
+                    # One event that cannot be shown must not stop everyone's pops.
+                    log.exception("live feed skipped an event", extra={"fields": describe(event)})
         except SubscriptionClosed:
             return
         finally:
@@ -238,7 +245,10 @@ class LiveFeed:
         self._lines_flush = None
         changed, self._changed_lines = self._changed_lines, {}
         if changed:
-            self.append("lines", None, changed)
+            try:
+                self.append("lines", None, changed)
+            except Exception:
+                log.exception("live feed skipped a lines frame")
 
     def _start_enrichment(self, card: PopCard) -> None:
         async def enrich() -> None:

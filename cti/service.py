@@ -28,11 +28,13 @@ from cti.callstore import CallStore, calls_in_progress
 from cti.config import Config, ModemConfig, PbxConfig
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
+from cti.db.health import DatabaseHealth
 from cti.domain import ROLES_SEEING_ALL, Role
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
 from cti.sms import SenderLookup, SmsInbox, SmsOutbox
+from cti.tasks import TaskMonitor
 from gsm_modem.link import ModemLink
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
@@ -59,7 +61,9 @@ class Service:
     modems: dict[str, ModemLink]
     sms_outbox: SmsOutbox
     sms_inbox: SmsInbox
-    recordings: Recordings | None = None
+    recordings: Recordings
+    tasks: TaskMonitor
+    database_health: DatabaseHealth
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -88,6 +92,7 @@ class Service:
             if pbx.enabled:
                 links.register(pbx.name, "pbx")
         sessions = session_factory(engine)
+        tasks = TaskMonitor()
         crm = config.crm
         writeback = CallWriteBack(
             sessions,
@@ -100,12 +105,12 @@ class Service:
         reporter = build_call_reporter(crm)
         outbox = None
         if reporter is not None:
-            outbox = writeback.outbox = CallReportOutbox(sessions, reporter)
+            outbox = writeback.outbox = CallReportOutbox(sessions, reporter, tasks=tasks)
             outbox.start()
         await writeback.catch_up()
-        call_store = CallStore(sessions)
+        call_store = CallStore(sessions, tasks)
         call_store.after_write.append(writeback.after_write)
-        recordings = Recordings.create(sessions, config)
+        recordings = Recordings.create(sessions, config, tasks)
         call_store.after_write.append(recordings.store.after_write)
         call_store.start()
         builtin = SqlDirectory(sessions, crm.suffix_digits)
@@ -122,6 +127,7 @@ class Service:
             replay_seconds=config.server.ws_replay_seconds,
             replay_frames=config.server.ws_replay_frames,
             send_buffer=config.server.ws_send_buffer,
+            tasks=tasks,
         )
         service = cls(
             config,
@@ -134,16 +140,22 @@ class Service:
             call_store,
             resolved,
             adapters,
-            CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000),
+            CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000, tasks),
             outbox,
             live,
             {},
             SmsOutbox(
-                sessions, bus.publish_nowait, {}, retry_base_seconds=config.sms.retry_base_seconds
+                sessions,
+                bus.publish_nowait,
+                {},
+                retry_base_seconds=config.sms.retry_base_seconds,
+                tasks=tasks,
             ),
             SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, crm.suffix_digits)),
+            recordings,
+            tasks,
+            DatabaseHealth(engine, sessions, lambda: call_store.last_error),
         )
-        service.recordings = recordings
         recordings.start()
         live.start()
         service.identifier.start()
@@ -167,6 +179,7 @@ class Service:
             store=self.call_store,
             inbox=self.sms_inbox,
             outbox=self.sms_outbox,
+            tasks=self.tasks,
             **driver_options,
         )
         await link.start()
@@ -207,8 +220,7 @@ class Service:
         for link in self.modems.values():
             await link.stop()
         await self.call_store.stop()
-        if self.recordings is not None:
-            await self.recordings.stop()
+        await self.recordings.stop()
         await self.identifier.stop()
         await self.live.stop()
         if self.crm_outbox is not None:

@@ -42,6 +42,7 @@ from crm_bridge.builtin import lookup_in
 from cti.db.models import SmsInboundPart, SmsMessage, User
 from cti.domain import SmsStatus, utcnow
 from cti.events import DomainEvent, SmsReceived, SmsStatusChanged
+from cti.tasks import TaskMonitor
 from gsm_modem.errors import ModemError
 from gsm_modem.modem import ModemUnavailable
 from gsm_modem.pdu import (
@@ -146,10 +147,12 @@ class SmsOutbox:
         *,
         retry_base_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
+        tasks: TaskMonitor | None = None,
     ) -> None:
         self.sessions = sessions
         self.publish = publish
         self.modems = modems
+        self.tasks = tasks or TaskMonitor()
         self.retry_base = retry_base_seconds
         self.clock = clock
         self._wakeup: dict[str, asyncio.Event] = {}
@@ -173,7 +176,7 @@ class SmsOutbox:
 
     def _start_worker(self, name: str, modem: SmsModem) -> None:
         self._wakeup[name] = asyncio.Event()
-        self._tasks.append(asyncio.create_task(self._work(name, modem), name=f"sms-{name}"))
+        self._tasks.append(self.tasks.spawn(self._work(name, modem), f"sms-outbox-{name}"))
 
     def wake(self) -> None:
         for event in self._wakeup.values():

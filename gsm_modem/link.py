@@ -17,6 +17,7 @@ from cti.config import ModemConfig
 from cti.domain import utcnow
 from cti.links import LinkRegistry
 from cti.sms import SmsInbox, SmsOutbox
+from cti.tasks import TaskMonitor
 from gsm_modem.calls import GsmCalls
 from gsm_modem.modem import (
     CallEnded,
@@ -44,6 +45,7 @@ class ModemLink:
         store: CallStore,
         inbox: SmsInbox,
         outbox: SmsOutbox,
+        tasks: TaskMonitor | None = None,
         **driver_options: float,
     ) -> None:
         self.name = config.name
@@ -52,12 +54,15 @@ class ModemLink:
         self.inbox = inbox
         self.outbox = outbox
         self.calls = GsmCalls(config.name, config.ring_extensions, region)
-        self.modem = GsmModem(config, on_event=self._on_event, links=links, **driver_options)
+        self.tasks = tasks or TaskMonitor()
+        self.modem = GsmModem(
+            config, on_event=self._on_event, links=links, tasks=self.tasks, **driver_options
+        )
         self._work: asyncio.Queue[ModemEvent] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name=f"modem-link-{self.name}")
+        self._worker = self.tasks.spawn(self._run(), f"modem-link-{self.name}")
         await self.modem.start()
 
     async def stop(self) -> None:

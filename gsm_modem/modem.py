@@ -28,6 +28,7 @@ import serial_asyncio
 
 from cti.config import ModemConfig
 from cti.links import LinkRegistry
+from cti.tasks import TaskMonitor
 from gsm_modem.at import AtEngine, CommandResult, Event, Urc, Write, split_args
 from gsm_modem.errors import ModemError
 
@@ -165,9 +166,11 @@ class GsmModem:
         poll_interval: float | None = 60.0,  # AT+CSQ keep-alive; a hung modem times out
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
+        tasks: TaskMonitor | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
+        self.tasks = tasks or TaskMonitor()
         self._on_event = on_event
         self._clock = clock
         self._links = links
@@ -200,7 +203,7 @@ class GsmModem:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._runner = asyncio.create_task(self._run(), name=f"modem-{self.name}")
+        self._runner = self.tasks.spawn(self._run(), f"modem-{self.name}")
 
     async def stop(self) -> None:
         tasks = [t for t in (self._runner, *self._tasks) if t is not None]

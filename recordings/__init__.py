@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.config import Config
+from cti.tasks import TaskMonitor
 from recordings.missing import MissingRecordings
 from recordings.periodic import Periodic
 from recordings.retention import DAY, Retention
@@ -28,12 +29,14 @@ class Recordings:
     jobs: list[Periodic]
 
     @classmethod
-    def create(cls, sessions: async_sessionmaker, config: Config) -> Recordings:
+    def create(
+        cls, sessions: async_sessionmaker, config: Config, tasks: TaskMonitor | None = None
+    ) -> Recordings:
         options = config.recordings
         store = RecordingStore(sessions, config.recordings_dir, options)
         missing = MissingRecordings(store)
         every = min(MISSING_CHECK_SECONDS, options.missing_after_seconds)
-        jobs = [Periodic("recordings-missing", every, missing.run)]
+        jobs = [Periodic("recordings-missing", every, missing.run, tasks)]
         if options.watch_dir:
             watcher = RecordingWatcher(
                 store,
@@ -43,11 +46,11 @@ class Recordings:
                 region=config.phone.default_region,
                 pbx_names=[pbx.name for pbx in config.pbx],
             )
-            jobs.append(Periodic("recordings-watcher", options.watch_seconds, watcher.scan))
+            jobs.append(Periodic("recordings-watcher", options.watch_seconds, watcher.scan, tasks))
         retention = None
         if options.retention_days:
             retention = Retention(store, options.retention_days)
-            jobs.append(Periodic("recordings-retention", DAY, retention.run))  # at start too
+            jobs.append(Periodic("recordings-retention", DAY, retention.run, tasks))  # at start too
         return cls(store, missing, retention, jobs)
 
     def start(self) -> None:

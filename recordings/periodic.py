@@ -3,29 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from cti.tasks import TaskMonitor, cancel
 
 log = logging.getLogger("cti.recordings")
 
 
 class Periodic:
-    def __init__(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        seconds: float,
+        job: Callable[[], Awaitable[object]],
+        tasks: TaskMonitor | None = None,
+    ) -> None:
         self.name = name
         self.seconds = seconds
         self.job = job
+        self.tasks = tasks or TaskMonitor()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        self._task = self.tasks.spawn(self._run(), self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -224,13 +224,14 @@ async def test_healthz_reports_links_and_a_dead_database(db_url, tmp_path, aioht
         assert 'cti_link_up{kind="pbx",name="office"} 1.0' in metrics
 
         # The database goes away: 503 and "down".
-        live_engine = service.engine
-        service.engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        health = service.database_health
+        live_engine = health.engine
+        health.engine = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
         response = await client.get("/healthz")
         assert response.status == 503
         assert (await response.json())["status"] == "down"
-        await service.engine.dispose()
-        service.engine = live_engine
+        await health.engine.dispose()
+        health.engine = live_engine
     finally:
         await service.close()
 

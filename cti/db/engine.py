@@ -6,8 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def create_engine(url: str, echo: bool = False) -> AsyncEngine:
@@ -34,3 +41,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def upsert_insert(session: AsyncSession) -> Any:
+    """The backend's ``insert``, which has ``on_conflict_do_update`` (SQLite, PostgreSQL)."""
+    return pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
