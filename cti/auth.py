@@ -2,19 +2,24 @@
 
 API tokens are 256-bit random strings; only their SHA-256 is stored (a fast hash is right
 for high-entropy secrets, as a KDF is for passwords, which are hashed with Argon2id).
+Argon2 takes a third of a second of CPU on purpose: it runs in a small thread pool of its
+own (``hash_password_async``, ``verify_password_async``), never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +31,8 @@ TOKEN_PREFIX = "cti_"  # noqa: S105 (a marker, not a secret)
 USERNAME_PATTERN = re.compile(r"^[^\s/\\:]{1,64}$")  # any script, no spaces or separators
 
 _password_hasher = PasswordHasher()
+# Two at a time: on a small server the rest of the service keeps a core to itself.
+_password_workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 
 
 class UserError(ValueError):
@@ -90,6 +97,16 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+async def hash_password_async(password: str) -> str:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_password_workers, hash_password, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_password_workers, verify_password, password_hash, password)
+
+
 def validate_user_fields(username: str, role: str, extension: str | None) -> Role:
     if not USERNAME_PATTERN.match(username):
         raise UserError("username: 1 to 64 characters, no spaces, slashes or colons")
@@ -122,7 +139,7 @@ async def create_user(
         role=role,
         extension=extension,
         display_name=display_name or username,
-        password_hash=hash_password(password) if password else None,
+        password_hash=await hash_password_async(password) if password else None,
         is_active=True,
         created_at=utcnow(),
     )
@@ -138,9 +155,19 @@ async def create_user(
 
 
 async def issue_token(
-    session: AsyncSession, user: User, label: str = "", expires_at: datetime | None = None
+    session: AsyncSession,
+    user: User,
+    label: str = "",
+    expires_at: datetime | None = None,
+    *,
+    is_session: bool = False,
+    within: ApiToken | None = None,
 ) -> str:
-    """Create a token for ``user`` (not committed) and return it: the only time it is seen."""
+    """Create a token for ``user`` (not committed) and return it: the only time it is seen.
+    ``is_session``: a browser sign-in's. ``within``: asked for with a sign-in's token, it
+    expires with that session and ends when it signs out."""
+    if within is not None and within.is_session:
+        expires_at = within.expires_at if expires_at is None else min(expires_at, within.expires_at)
     token = new_token()
     session.add(
         ApiToken(
@@ -150,10 +177,51 @@ async def issue_token(
             label=label[:100],
             created_at=utcnow(),
             expires_at=expires_at,
+            is_session=is_session,
+            session_id=within.id if within is not None and within.is_session else None,
         )
     )
     await session.flush()
     return token
+
+
+async def find_token(session: AsyncSession, token: str) -> ApiToken | None:
+    if not token.isascii():
+        return None
+    return await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+async def end_session(session: AsyncSession, token: ApiToken) -> bool:
+    """Sign out: the token and every token asked for with it stop working (not committed).
+    False when it was not valid any more."""
+    was_valid = token.revoked_at is None
+    await session.execute(
+        update(ApiToken)
+        .where(
+            or_(ApiToken.id == token.id, ApiToken.session_id == token.id),
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return was_valid
+
+
+async def valid_token_ids(session: AsyncSession, ids: Iterable[int]) -> set[int]:
+    """Which of these tokens still authenticate: not revoked, not expired, user active."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(ApiToken.id)
+        .join(User, User.id == ApiToken.user_id)
+        .where(
+            ApiToken.id.in_(wanted),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > utcnow()),
+            User.is_active.is_(True),
+        )
+    )
+    return set(rows)
 
 
 async def find_user(session: AsyncSession, username: str) -> User | None:

@@ -56,6 +56,10 @@ class ServerConfig(_Section):
     ws_replay_seconds: float = Field(120.0, ge=0, le=3600)  # kept for clients that reconnect
     ws_replay_frames: int = Field(20_000, ge=0, le=1_000_000)
     ws_send_buffer: int = Field(1000, ge=10, le=100_000)  # frames a slow client may lag
+    # An open /ws whose token ended (sign-out, expiry, revocation) closes within this.
+    ws_auth_check_seconds: float = Field(3.0, gt=0, le=60)
+    # Frames a client may send a second (pings, the auth frame); more closes it.
+    ws_client_frames_per_second: float = Field(5.0, gt=0, le=1000)
 
 
 class DatabaseConfig(_Section):

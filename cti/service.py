@@ -34,6 +34,7 @@ from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
 from cti.sms import SenderLookup, SmsInbox, SmsOutbox
+from cti.sockets import SocketGuard
 from cti.tasks import TaskMonitor
 from gsm_modem.link import ModemLink
 from pbx_adapters.asterisk.adapter import AsteriskAdapter
@@ -41,6 +42,9 @@ from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fas
 from recordings import Recordings
 
 log = logging.getLogger("cti.service")
+
+# At SIGTERM, requests still running (an export, say) get this long before they are cut.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Service:
     sms_inbox: SmsInbox
     recordings: Recordings
     tasks: TaskMonitor
+    sockets: SocketGuard
     database_health: DatabaseHealth
 
     @classmethod
@@ -154,8 +159,10 @@ class Service:
             SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, crm.suffix_digits)),
             recordings,
             tasks,
+            SocketGuard(sessions, tasks, config.server.ws_auth_check_seconds),
             DatabaseHealth(engine, sessions, lambda: call_store.last_error),
         )
+        service.sockets.start()
         recordings.start()
         live.start()
         service.identifier.start()
@@ -219,6 +226,8 @@ class Service:
         await self.sms_outbox.stop()
         for link in self.modems.values():
             await link.stop()
+        await self.sockets.close_all()
+        await self.sockets.stop()
         await self.call_store.stop()
         await self.recordings.stop()
         await self.identifier.stop()
@@ -262,7 +271,11 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    runner = web.AppRunner(build_app(service), access_log=logging.getLogger("cti.access"))
+    runner = web.AppRunner(
+        build_app(service),
+        access_log=logging.getLogger("cti.access"),
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
     await runner.setup()
     fastagi: FastAgiServer | None = None
     try:

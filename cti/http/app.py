@@ -46,6 +46,12 @@ def build_app(service: Service) -> web.Application:
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
     cti.web.add_routes(app)  # the operator desktop: /, /static/*
+
+    async def close_live_connections(app: web.Application) -> None:
+        # Before the server waits for handlers to finish: a /ws never does by itself.
+        await service.sockets.close_all()
+
+    app.on_shutdown.append(close_live_connections)
     return app
 
 

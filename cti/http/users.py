@@ -15,6 +15,7 @@ from cti.domain import Role
 from cti.http.api import Api, json_response, principal, read_body
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
+from cti.http.ws import bearer_token
 
 
 class UserOut(BaseModel):
@@ -112,16 +113,25 @@ def add_routes(api: Api) -> None:
     @api.operation(
         "POST",
         "/api/users/{username}/tokens",
-        summary="Issue a new API token (admins for anyone, users for themselves)",
+        summary="Issue a new API token (admins for anyone, users for themselves). Asked "
+        "for with a browser session's token, it expires with that session and ends when "
+        "it signs out; a token that lasts until revoked comes from `cti user token` or "
+        "from another such token",
         tag="users",
         response=NewToken,
         status=201,
         errors=(404,),
     )
     async def new_token(request: web.Request) -> web.Response:
+        asked_with = bearer_token(request.headers.get("Authorization")) or ""
         async with request.app[SERVICE_KEY].sessions() as session:
             user = await _own_or_admin(request, session)
-            token = await auth.issue_token(session, user, label="issued over the API")
+            token = await auth.issue_token(
+                session,
+                user,
+                label="issued over the API",
+                within=await auth.find_token(session, asked_with),
+            )
             await session.commit()
             return json_response(NewToken(username=user.username, token=token), status=201)
 
@@ -138,7 +148,8 @@ def add_routes(api: Api) -> None:
             user = await _own_or_admin(request, session)
             count = await auth.revoke_tokens(session, user)
             await session.commit()
-            return json_response(Revoked(revoked=count))
+        request.app[SERVICE_KEY].sockets.recheck_soon()
+        return json_response(Revoked(revoked=count))
 
 
 async def _own_or_admin(request: web.Request, session: AsyncSession) -> User:

@@ -4,6 +4,11 @@ Authentication: an ``Authorization: Bearer`` header, or (browsers cannot set hea
 WebSocket) a first frame ``{"type": "auth", "token": "..."}`` within AUTH_TIMEOUT seconds.
 A token is never taken from the URL, where proxies and access logs would keep it. The
 URL may carry ``stream`` and ``last_seq`` (not secrets) to resume after a reconnect.
+The connection closes (4401) soon after its token ends (``cti.sockets``).
+
+A client sends little (the auth frame, a ping now and then): frames are at most
+MAX_CLIENT_FRAME bytes and ``[server] ws_client_frames_per_second`` (with a burst of
+FRAME_BURST); a client that sends more is closed (1008), as is one that sends binary.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
@@ -19,12 +26,17 @@ from cti.auth import Principal
 from cti.domain import ROLES_SEEING_ALL
 from cti.http.keys import SERVICE_KEY
 from cti.live import LiveFeed, Viewer, json_dumps
+from cti.sockets import CLOSE_UNAUTHORIZED
 
 if TYPE_CHECKING:
     from cti.service import Service
 
+log = logging.getLogger("cti.http.ws")
+
 AUTH_TIMEOUT = 10.0
-CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses
+MAX_CLIENT_FRAME = 4096  # bytes: an auth frame with its token fits many times over
+FRAME_BURST = 20  # frames a client may send at once before the rate applies
+CLOSE_POLICY = 1008
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -33,13 +45,31 @@ def bearer_token(header: str | None) -> str | None:
     return None
 
 
+class FrameRate:
+    """A token bucket: ``rate`` frames a second on average, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.last = clock()
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     service = request.app[SERVICE_KEY]
-    who: Principal | None = None
+    found: tuple[int, Principal] | None = None
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None:
-        who = await service.authenticator.authenticate(token)
-        if who is None:
+        found = await service.authenticator.session_of(token)
+        if found is None:
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
     stream, last_seq = _resume_point(request)
     call_events = request.query.get("events") == "calls"
@@ -47,13 +77,31 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     heartbeat = service.config.server.ws_heartbeat_seconds
     # Protocol pings find dead peers; the JSON heartbeat lets a browser notice a dead server.
     # No compression: the live feed writes its pre-encoded frames to the socket itself.
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=64 * 1024, compress=False)
+    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_FRAME, compress=False)
     await ws.prepare(request)
-    if who is None:
-        who = await _authenticate_first_frame(ws, service)
-        if who is None:
+    if found is None:
+        found = await _authenticate_first_frame(ws, service)
+        if found is None:
             return ws
+    token_id, who = found
+    service.sockets.add(ws, token_id, lambda code, why: ws.close(code=code, message=why.encode()))
+    try:
+        await _stream(request, ws, service, who, stream, last_seq, call_events)
+    finally:
+        service.sockets.remove(ws)
+    return ws
 
+
+async def _stream(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    service: Service,
+    who: Principal,
+    stream: str | None,
+    last_seq: int | None,
+    call_events: bool,
+) -> None:
+    heartbeat = service.config.server.ws_heartbeat_seconds
     feed: LiveFeed = service.live
     viewer, resumed = feed.attach(
         sees_all=who.role in ROLES_SEEING_ALL,
@@ -77,9 +125,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await ws.send_str(feed.resync_frame(viewer, "gap" if stream else "connect"))
         viewer.transport = request.transport  # from now on frames may go straight out
         sender = asyncio.create_task(_send_frames(ws, feed, viewer, heartbeat))
+        rate = FrameRate(service.config.server.ws_client_frames_per_second, FRAME_BURST)
         try:
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT and _frame(msg.data).get("type") == "ping":
+                if msg.type != WSMsgType.TEXT or not rate.allow():
+                    log.warning(
+                        "closed a live connection that sent too much",
+                        extra={"fields": {"user": who.username, "remote": request.remote}},
+                    )
+                    await ws.close(code=CLOSE_POLICY, message=b"too many or unexpected frames")
+                    break
+                if _frame(msg.data).get("type") == "ping":
                     viewer.pong_wanted = True
                     viewer.wakeup.set()
         finally:
@@ -88,7 +144,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await sender
     finally:
         feed.detach(viewer)
-    return ws
 
 
 async def _send_frames(
@@ -133,25 +188,26 @@ def _resume_point(request: web.Request) -> tuple[str | None, int | None]:
 
 async def _authenticate_first_frame(
     ws: web.WebSocketResponse, service: Service
-) -> Principal | None:
-    who = None
+) -> tuple[int, Principal] | None:
+    found = None
     try:
         msg = await ws.receive(timeout=AUTH_TIMEOUT)
         if msg.type == WSMsgType.TEXT:
             frame = _frame(msg.data)
             token = frame.get("token") if frame.get("type") == "auth" else None
             if isinstance(token, str):
-                who = await service.authenticator.authenticate(token)
+                found = await service.authenticator.session_of(token)
     except TimeoutError:
         pass
-    if who is None:
+    if found is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication required")
-    return who
+    return found
 
 
 def _frame(text: str) -> dict:
+    """A client's frame as a JSON object; {} for anything else (nested too deeply too)."""
     try:
         frame = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return {}
     return frame if isinstance(frame, dict) else {}

@@ -1,0 +1,91 @@
+"""Open live connections and the tokens they were opened with.
+
+A WebSocket authenticates once, when it opens; the token may end afterwards (sign-out,
+expiry, ``cti user revoke`` from another process, a disabled user). Every ``interval``
+seconds one query finds which of the open connections' tokens still authenticate, and
+the others are closed (4401). A revocation through this service's own API asks for that
+check at once (``recheck_soon``). At shutdown every connection is closed (1001), so
+stopping never waits for browsers to hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from cti.auth import valid_token_ids
+from cti.tasks import TaskMonitor, cancel
+
+log = logging.getLogger("cti.sockets")
+
+Close = Callable[[int, str], Awaitable[object]]  # (code, reason)
+CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses
+CLOSE_GOING_AWAY = 1001
+
+
+class SocketGuard:
+    def __init__(
+        self, sessions: async_sessionmaker, tasks: TaskMonitor, interval: float = 3.0
+    ) -> None:
+        self.sessions = sessions
+        self.tasks = tasks
+        self.interval = interval
+        self._open: dict[object, tuple[int, Close]] = {}  # connection -> (token id, close)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = self.tasks.spawn(self._run(), "socket-guard")
+
+    async def stop(self) -> None:
+        await cancel(self._task)
+        self._task = None
+
+    def add(self, connection: object, token_id: int, close: Close) -> None:
+        self._open[connection] = (token_id, close)
+
+    def remove(self, connection: object) -> None:
+        self._open.pop(connection, None)
+
+    def recheck_soon(self) -> None:
+        self._wakeup.set()
+
+    async def close_all(self, reason: str = "the service is stopping") -> None:
+        connections, self._open = self._open, {}
+        await asyncio.gather(
+            *(close(CLOSE_GOING_AWAY, reason) for _, close in connections.values()),
+            return_exceptions=True,
+        )
+
+    async def recheck(self) -> int:
+        """Close the connections whose token no longer authenticates; returns how many."""
+        if not self._open:
+            return 0
+        snapshot = dict(self._open)
+        async with self.sessions() as session:
+            valid = await valid_token_ids(session, (t for t, _ in snapshot.values()))
+        ended = [(c, close) for c, (token, close) in snapshot.items() if token not in valid]
+        for connection, _ in ended:
+            self._open.pop(connection, None)
+        await asyncio.gather(
+            *(close(CLOSE_UNAUTHORIZED, "signed out or token ended") for _, close in ended),
+            return_exceptions=True,
+        )
+        if ended:
+            log.info("closed live connections whose token ended: %d", len(ended))
+        return len(ended)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.recheck()
+            except Exception:
+                log.exception("could not check the live connections' tokens; trying again")
