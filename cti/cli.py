@@ -427,6 +427,7 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
     from crm_bridge import transfer
+    from cti import audit
 
     mapping: dict[str, str] = {}
     for item in args.map:
@@ -474,6 +475,14 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
                     encoding=args.encoding,
                     dry_run=args.dry_run,
                     progress=progress,
+                )
+            if not args.dry_run:  # clients and their responsible managers, from the shell
+                audit.record(
+                    session,
+                    None,
+                    "clients.import",
+                    f"file:{Path(args.file).name}"[:100],
+                    {"rows": report.rows, "clients": report.clients},
                 )
             await session.commit()
         except transfer.MappingError as e:

@@ -422,6 +422,7 @@ class SmsInbox:
                     status=SmsStatus.RECEIVED.value,
                     reason=None if complete.complete else "some parts never arrived",
                     client_id=sender.client_id,
+                    routed_extension=sender.manager_extension,
                     parts=len(complete.parts),
                     part_refs=[],
                     delivered_refs=[],

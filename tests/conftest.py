@@ -86,3 +86,13 @@ def make_user(service: Service):
         return await new_token(service, role, extension, username)
 
     return make
+
+
+@pytest.fixture
+async def staff(make_user) -> dict[str, str]:
+    """Tokens of two operators, anna (101) and giorgi (102), and a supervisor, boss."""
+    return {
+        "anna": await make_user("operator", "101", username="anna"),
+        "giorgi": await make_user("operator", "102", username="giorgi"),
+        "boss": await make_user("supervisor", username="boss"),
+    }

@@ -27,15 +27,6 @@ ROMASHKA = {
 }
 
 
-@pytest.fixture
-async def staff(make_user) -> dict[str, str]:
-    return {
-        "anna": await make_user("operator", "101", username="anna"),
-        "giorgi": await make_user("operator", "102", username="giorgi"),
-        "boss": await make_user("supervisor", username="boss"),
-    }
-
-
 async def create(client, token: str, body: dict) -> dict:
     response = await client.post("/api/clients", json=body, headers=bearer(token))
     assert response.status == 201, await response.text()
@@ -43,7 +34,7 @@ async def create(client, token: str, body: dict) -> dict:
 
 
 async def test_create_read_and_find_a_client(client, staff) -> None:
-    created = await create(client, staff["anna"], ROMASHKA)
+    created = await create(client, staff["boss"], ROMASHKA)  # sets the manager
     assert created["manager"]["extension"] == "101"
     assert created["phones"] == [{"number": "+78121234567", "extension": "12", "label": "офис"}]
     [contact] = created["contacts"]
@@ -72,7 +63,7 @@ async def test_create_read_and_find_a_client(client, staff) -> None:
     ],
 )
 async def test_lookup_in_every_written_form(client, staff, written: str) -> None:
-    await create(client, staff["anna"], ROMASHKA)
+    await create(client, staff["boss"], ROMASHKA)  # sets the manager
     response = await client.get(
         "/api/lookup", params={"number": written}, headers=bearer(staff["giorgi"])
     )
@@ -85,7 +76,7 @@ async def test_lookup_in_every_written_form(client, staff, written: str) -> None
 
 
 async def test_lookup_of_a_contact_foreign_and_unknown_numbers(client, staff) -> None:
-    await create(client, staff["anna"], ROMASHKA)
+    await create(client, staff["boss"], ROMASHKA)  # sets the manager
     await create(
         client, staff["anna"], {"name": "შპს „მზიური“", "phones": [{"number": "+995 32 212 34 56"}]}
     )
@@ -135,19 +126,19 @@ async def test_lookup_refuses_what_is_not_a_number(client, staff, number: str) -
 )
 async def test_bad_client_data_is_422(client, staff, change: dict, problem: str) -> None:
     response = await client.post(
-        "/api/clients", json={**ROMASHKA, **change}, headers=bearer(staff["anna"])
+        "/api/clients", json={**ROMASHKA, **change}, headers=bearer(staff["boss"])
     )
     assert response.status == 422
     assert problem in (await response.json())["error"]["message"]
 
 
 async def test_update_and_contacts_keep_their_identity(client, staff) -> None:
-    created = await create(client, staff["anna"], ROMASHKA)
+    created = await create(client, staff["boss"], ROMASHKA)  # sets the manager
     url = f"/api/clients/{created['id']}"
     contact_id = created["contacts"][0]["id"]
     renamed = {**ROMASHKA, "name": "АО «Ромашка»", "manager_extension": "102"}
     del renamed["contacts"]  # left out: kept as they are
-    updated = await (await client.put(url, json=renamed, headers=bearer(staff["anna"]))).json()
+    updated = await (await client.put(url, json=renamed, headers=bearer(staff["boss"]))).json()
     assert updated["name"] == "АО «Ромашка»" and updated["manager"]["extension"] == "102"
     assert [c["id"] for c in updated["contacts"]] == [contact_id]
     added = await (
@@ -221,7 +212,7 @@ async def tasks(client, token: str, **params: str) -> list[dict]:
 async def test_missed_call_opens_a_task_for_the_manager_and_a_callback_closes_it(
     client, service, staff
 ) -> None:
-    created = await create(client, staff["anna"], ROMASHKA)
+    created = await create(client, staff["boss"], ROMASHKA)  # sets the manager
     events = service.bus.subscribe(prefixes=["task."])
     service.call_store.save([a_call(1, "+78121234567")])
     service.call_store.save([a_call(2, "+78121234567")])  # again, before anyone called back
@@ -257,7 +248,7 @@ async def test_missed_call_opens_a_task_for_the_manager_and_a_callback_closes_it
 
 
 async def test_the_client_calling_again_closes_the_task(client, service, staff) -> None:
-    await create(client, staff["anna"], ROMASHKA)
+    await create(client, staff["boss"], ROMASHKA)  # sets the manager
     service.call_store.save([a_call(1, "+78121234567")])
     service.call_store.save(
         [a_call(2, "+78121234567", outcome=Outcome.ANSWERED, answered_by="102")]
@@ -268,7 +259,7 @@ async def test_the_client_calling_again_closes_the_task(client, service, staff) 
 
 
 async def test_each_call_is_followed_up_once(client, service, staff) -> None:
-    created = await create(client, staff["anna"], ROMASHKA)
+    created = await create(client, staff["boss"], ROMASHKA)  # sets the manager
     call = a_call(1, "+78121234567")
     for _ in range(3):
         service.call_store.save([call])
@@ -335,7 +326,7 @@ async def test_follow_ups_a_crash_left_undone_are_caught_up_at_start(db_url, tmp
 
 
 async def test_closing_a_task_by_hand(client, service, staff) -> None:
-    await create(client, staff["anna"], ROMASHKA)
+    await create(client, staff["boss"], ROMASHKA)  # sets the manager
     service.call_store.save([a_call(1, "+78121234567")])
     await service.call_store.flush()
     [task] = await tasks(client, staff["anna"])
@@ -447,7 +438,7 @@ async def identified(service: Service, *events, count: int) -> list:
 
 
 async def test_pops_are_identified_from_the_directory(client, service, staff) -> None:
-    await create(client, staff["anna"], ROMASHKA)
+    await create(client, staff["boss"], ROMASHKA)  # sets the manager
     [known, unknown] = await identified(
         service, ringing("c1", "101"), ringing("c2", "102", "+74950000000"), count=2
     )

@@ -28,7 +28,7 @@ from cti import auth
 from cti.cli import _ProgressBar
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
-from cti.db.models import User
+from cti.db.models import AuditEntry, User
 from cti.phone import parse_number
 from cti.service import Service
 
@@ -480,6 +480,12 @@ async def test_cli_import_and_export(tmp_path: Path, db_url: str) -> None:
     assert result.returncode == 0 and "exported 6000 rows to -" in result.stderr
     assert result.stdout.startswith("\ufeffClient ID;Client;Kind;Manager;")
     assert f"\n1;Клиент 1000000;company;101;;{filler};;;;+78121000000;;\n" in result.stdout
+    engine = create_engine(db_url)
+    async with session_factory(engine)() as session:  # who brought them in, and when
+        [entry] = (await session.scalars(select(AuditEntry))).all()
+    await engine.dispose()
+    assert (entry.username, entry.action, entry.target) == ("cti", "clients.import", "file:big.csv")
+    assert entry.details == {"rows": 6060, "clients": 6000}
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:

@@ -10,7 +10,18 @@ from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Histogram
 
 import cti.web
-from cti.http import calls, clients, lookup, recordings, reports, session, sms, system, users
+from cti.http import (
+    audit,
+    calls,
+    clients,
+    lookup,
+    recordings,
+    reports,
+    session,
+    sms,
+    system,
+    users,
+)
 from cti.http.api import PRINCIPAL_KEY, Api, input_problem
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
@@ -43,6 +54,7 @@ def build_app(service: Service) -> web.Application:
     sms.add_routes(api)
     recordings.add_routes(api)
     reports.add_routes(api)
+    audit.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
     cti.web.add_routes(app)  # the operator desktop: /, /static/*

@@ -15,6 +15,8 @@ from sqlalchemy.orm import aliased
 from crm_bridge import builtin
 from crm_bridge.models import Activity, CallbackTask, Client, Contact
 from crm_bridge.writeback import task_event
+from cti import audit
+from cti.auth import Principal
 from cti.db.models import User
 from cti.domain import ROLES_SEEING_ALL, Role, utcnow
 from cti.http.api import MAX_ID, Api, json_response, path_id, principal, read_body, read_query
@@ -40,7 +42,12 @@ class ContactBody(BaseModel):
 class ClientBody(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     kind: Literal["company", "person"] = "company"
-    manager_extension: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
+    manager_extension: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,10}$",
+        description="The responsible manager's extension; null for none, leave out to keep "
+        "it. Setting or changing it needs the role supervisor, and is audited",
+    )
     tags: list[str] = Field(default_factory=list, max_length=50)
     notes: str = Field("", max_length=2000)
     phones: list[PhoneBody] = Field(default_factory=list, max_length=20)
@@ -48,11 +55,11 @@ class ClientBody(BaseModel):
         None, max_length=100, description="Replaces the contacts; leave out to keep them"
     )
 
-    def to_input(self) -> builtin.ClientIn:
+    def to_input(self, manager_extension: str | None) -> builtin.ClientIn:
         return builtin.ClientIn(
             name=self.name,
             kind=self.kind,
-            manager_extension=self.manager_extension,
+            manager_extension=manager_extension,
             tags=[t.strip() for t in self.tags if t.strip()],
             notes=self.notes,
             phones=[builtin.PhoneIn(p.number, p.label) for p in self.phones],
@@ -172,6 +179,41 @@ async def _existing(session: AsyncSession, request: web.Request) -> Client:
     return client
 
 
+async def _save_client(
+    request: web.Request, session: AsyncSession, body: ClientBody, client: Client | None = None
+) -> Client:
+    """Create or replace a client. Its responsible manager decides whose callbacks and
+    screens it reaches: setting or changing it needs a supervisor (403 otherwise), and
+    every change goes into the audit log with the client."""
+    who = principal(request)
+    before = client.manager_id if client is not None else None
+    extension = body.manager_extension
+    if client is not None and "manager_extension" not in body.model_fields_set:
+        manager = await session.get(User, before) if before is not None else None
+        extension = manager.extension if manager is not None else None
+    with _as_422():
+        after = await builtin.manager_id_for(session, extension)
+    if after != before and not who.has_role(Role.SUPERVISOR):
+        raise ApiError(403, "setting a client's responsible manager needs the role supervisor")
+    region = request.app[SERVICE_KEY].config.phone.default_region
+    with _as_422():
+        client = await builtin.save_client(session, body.to_input(extension), region, client)
+    if after != before:
+        old = await session.get(User, before) if before is not None else None
+        audit.record(
+            session,
+            who,
+            "client.manager",
+            f"client:{client.id}",
+            {
+                "from": None if old is None else {"user_id": old.id, "extension": old.extension},
+                "to": None if after is None else {"user_id": after, "extension": extension},
+            },
+            request.remote,
+        )
+    return client
+
+
 @contextlib.contextmanager
 def _as_422() -> Iterator[None]:
     """A client record the directory cannot store is the sender's mistake: 422."""
@@ -207,15 +249,12 @@ def add_routes(api: Api) -> None:
         roles=EDITORS,
         body=ClientBody,
         status=201,
+        errors=(403,),
     )
     async def create_client(request: web.Request) -> web.Response:
         body = await read_body(request, ClientBody)
-        service = request.app[SERVICE_KEY]
-        async with service.sessions() as session:
-            with _as_422():
-                client = await builtin.save_client(
-                    session, body.to_input(), service.config.phone.default_region
-                )
+        async with request.app[SERVICE_KEY].sessions() as session:
+            client = await _save_client(request, session, body)
             await session.commit()
             return json_response(await _client_out(session, client, full=True), status=201)
 
@@ -238,17 +277,12 @@ def add_routes(api: Api) -> None:
         tag="directory",
         roles=EDITORS,
         body=ClientBody,
-        errors=(404,),
+        errors=(403, 404),
     )
     async def update_client(request: web.Request) -> web.Response:
         body = await read_body(request, ClientBody)
-        service = request.app[SERVICE_KEY]
-        async with service.sessions() as session:
-            client = await _existing(session, request)
-            with _as_422():
-                await builtin.save_client(
-                    session, body.to_input(), service.config.phone.default_region, client
-                )
+        async with request.app[SERVICE_KEY].sessions() as session:
+            client = await _save_client(request, session, body, await _existing(session, request))
             await session.commit()
             return json_response(await _client_out(session, client, full=True))
 
@@ -360,9 +394,7 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             task = await session.get(CallbackTask, path_id(request, "task_id", "task"))
-            if task is None or not (
-                who.role in ROLES_SEEING_ALL or task.assignee_extension == who.extension
-            ):
+            if task is None or not _owns(who, task):
                 raise ApiError(404, "no such task")
             if task.closed_at is not None:
                 raise ApiError(409, "the task is closed already")
@@ -372,6 +404,14 @@ def add_routes(api: Api) -> None:
             service.bus.publish_nowait(task_event(task))
             [out] = await _tasks(session, CallbackTask.id == task.id)
             return json_response(out)
+
+
+def _owns(who: Principal, task: CallbackTask) -> bool:
+    """Whether ``who`` may act on the task: theirs, or they see everyone's. A user without
+    an extension owns none, not the unassigned ones."""
+    if who.role in ROLES_SEEING_ALL:
+        return True
+    return who.extension is not None and task.assignee_extension == who.extension
 
 
 async def _change_contact(request: web.Request, body: ContactBody | None) -> web.Response:

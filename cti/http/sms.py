@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from crm_bridge.builtin import lookup_in
 from crm_bridge.models import Client
@@ -86,17 +87,27 @@ def _encoding(text: str) -> str | None:
 
 
 def _visible(who: Principal) -> Any:
-    """Everyone sees what they sent and the answers to it; a manager sees what their
-    clients wrote."""
+    """Everyone sees what they sent, the answers to it (received after it), and what was
+    routed to their phone when it arrived; supervisors everything. Never by a field an
+    editor can change later (a client's manager)."""
     if who.role in ROLES_SEEING_ALL:
         return True
-    managed = select(Client.id).where(Client.manager_id == who.user_id)
-    texted = select(SmsMessage.number).where(SmsMessage.user_id == who.user_id)
-    return or_(
-        SmsMessage.user_id == who.user_id,
-        SmsMessage.client_id.in_(managed),
-        and_(SmsMessage.direction == "in", SmsMessage.number.in_(texted)),
+    mine = aliased(SmsMessage)
+    answers = and_(
+        SmsMessage.direction == "in",
+        exists().where(
+            mine.user_id == who.user_id,
+            mine.direction == "out",
+            mine.number == SmsMessage.number,
+            mine.created_at <= SmsMessage.created_at,
+        ),
     )
+    visible = [SmsMessage.user_id == who.user_id, answers]
+    if who.extension is not None:
+        visible.append(
+            and_(SmsMessage.direction == "in", SmsMessage.routed_extension == who.extension)
+        )
+    return or_(*visible)
 
 
 def _select(who: Principal) -> Any:
