@@ -116,6 +116,10 @@ class PbxConfig(_Section):
     originate_timeout: int = Field(30, ge=5, le=300)
     dial_format: Literal["local", "e164"] = "local"
     dial_prefix: str = Field("", pattern=r"^[0-9*#]{0,4}$")
+    # Calls and channels followed at once on this link; beyond, new ones are skipped and
+    # logged (a PBX or a stream gone wrong cannot exhaust the service).
+    max_calls: int = Field(5000, ge=10)
+    max_channels: int = Field(20000, ge=10)
 
     @field_validator("extension_channels", "trunk_channels")
     @classmethod

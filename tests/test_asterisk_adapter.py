@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from helpers import bearer, eventually
 from lab import EXPECTED, FIXTURES, check_call, lab_pbx
+from sqlalchemy import event
 
+from cti.callstore import WRITE_BATCH
 from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
@@ -156,6 +158,86 @@ async def test_a_call_that_ended_while_the_link_was_down_is_closed_and_marked(pb
     [call] = await stored_calls(lab)
     assert call["ended_while_disconnected"] and not call["in_progress"]
     assert call["missed"] and call["external_number"] == "+78125550102"
+
+
+async def test_a_call_that_began_ringing_while_the_link_was_down_pops_on_reconnect(
+    pbx, lab
+) -> None:
+    adapter = lab.pbx["lab"]
+    events = lab.bus.subscribe(prefixes=["call.ringing"], maxsize=100)
+    frames = refresh_ids(load_transcript(FIXTURES / "sip_inbound_missed.ami"), seq=65)
+    ringing_at = next(
+        i
+        for i, f in enumerate(frames)
+        if f.get("Event") == "DialBegin" and f.get("DestChannel", "").startswith("SIP/101-")
+    )
+    pbx.drop_clients()
+    await pbx.play(frames[: ringing_at + 1])  # nobody listening: 101 starts ringing unseen
+    await eventually(lambda: adapter.connected.is_set() and adapter.tracker.calls)
+    ringing = await asyncio.wait_for(events.get(), 5)
+    assert (ringing.extension, ringing.external_number) == ("101", "+78125550102")
+    assert ringing.direction == "inbound"
+    [card] = lab.live.board.cards.values()  # the receptionist's screen pop
+    assert card.ringing == ["101"] and card.number == "+78125550102"
+    await replay(pbx, lab, frames[ringing_at + 1 :])
+    assert not events.pending()  # no second pop as the call goes on
+
+
+def never_ending_calls(n: int) -> list[dict]:
+    frames = []
+    for i in range(n):
+        trunk = {"Channel": f"PJSIP/trunk-{i:08x}", "Uniqueid": f"{i}.1", "Linkedid": f"{i}.1"}
+        frames += [
+            {"Event": "Newchannel", **trunk, "ChannelStateDesc": "Ring",
+             "CallerIDNum": f"+7812{i:07d}", "Context": "inbound", "Exten": "4951000"},
+            {"Event": "DialBegin", **trunk, "ChannelStateDesc": "Ring",
+             "DestChannel": f"PJSIP/{100 + i % 50}-{i:08x}", "DestUniqueid": f"{i}.2",
+             "DestLinkedid": f"{i}.1", "DestChannelStateDesc": "Down"},
+        ]  # fmt: skip
+    return frames
+
+
+async def test_a_burst_of_calls_that_never_end_does_not_starve_the_api(
+    db_url, tmp_path, aiohttp_client, make_user
+) -> None:
+    pbx = AmiSimulator(username="cti", secret=SECRET)  # whole frames: a fast burst
+    await pbx.start()
+    service = await Service.start(lab_config(db_url, tmp_path, pbx.port))
+    try:
+        await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+        api = await aiohttp_client(build_app(service))
+        token = await make_user("supervisor")
+        upserts, per_transaction = [0], []
+
+        def count(conn, cursor, statement, *args) -> None:
+            upserts[0] += statement.startswith("INSERT INTO calls ")
+
+        def commit(conn) -> None:
+            per_transaction.append(upserts[0])
+            upserts[0] = 0
+
+        event.listen(service.engine.sync_engine, "before_cursor_execute", count)
+        event.listen(service.engine.sync_engine, "commit", commit)
+        burst = asyncio.create_task(pbx.play(never_ending_calls(2000)))
+        answers = []
+        while not burst.done() or service.call_store.backlog:
+            name = f"Клиент {len(answers)}"
+            answers.append(
+                (await api.post("/api/clients", json={"name": name}, headers=bearer(token))).status
+            )
+            answers.append((await api.get("/api/calls?limit=5", headers=bearer(token))).status)
+            answers.append((await api.get("/healthz")).status)
+        await burst
+        assert set(answers) == {200, 201}, answers
+        await service.call_store.flush()
+        assert len(service.pbx["lab"].tracker.calls) == 2000
+        # Written in turns: never more than one batch of calls in a transaction.
+        assert max(per_transaction) == 1 and sum(per_transaction) >= 2000 / WRITE_BATCH
+        page = await (await api.get("/api/calls?limit=1", headers=bearer(token))).json()
+        assert page["calls"][0]["in_progress"]
+    finally:
+        await service.close()
+        await pbx.stop()
 
 
 async def test_calls_in_progress_survive_a_service_restart(db_url, tmp_path, pbx) -> None:

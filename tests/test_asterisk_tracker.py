@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from lab import EXPECTED, FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS, check_call
 
 from cti.domain import Direction, LegResult, LineState, Outcome
+from cti.text import text_problem
+from pbx_adapters.asterisk import tracker as tracker_module
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import AmiParser
 from pbx_adapters.asterisk.tracker import CallTracker
@@ -381,6 +383,26 @@ def test_resync_adopts_live_calls_without_a_second_pop() -> None:
     assert calls["lab:500.1"]["outcome"] == "answered"
 
 
+def test_resync_pops_a_phone_found_ringing_once() -> None:
+    t = tracker()
+    live = [  # the ringing phone listed before the call's trunk channel
+        {"Event": "CoreShowChannel", **chan("PJSIP/102-0000000f", "510.2", "510.1", "Ringing")},
+        {
+            "Event": "CoreShowChannel",
+            **chan(TRUNK, "510.1", "510.1", "Ring", CallerIDNum="+78127000004"),
+        },
+    ]
+    [ringing] = [e for e in t.resync(live, START) if e.type.startswith("call.")]
+    assert (ringing.type, ringing.extension, ringing.direction, ringing.external_number) == (
+        "call.ringing",
+        "102",
+        Direction.INBOUND,
+        "+78127000004",
+    )
+    assert t.lines["102"] is LineState.RINGING
+    assert [e for e in t.resync(live, START) if e.type.startswith("call.")] == []
+
+
 def test_restored_calls_from_storage_are_closed_when_the_pbx_no_longer_has_them() -> None:
     first = tracker()
     frames = frames_of("sip_queue_answered")
@@ -391,6 +413,43 @@ def test_restored_calls_from_storage_are_closed_when_the_pbx_no_longer_has_them(
     second.resync([], START + timedelta(hours=1))
     [closed] = second.take_changed()
     assert closed.id == in_progress.id and closed.ended_while_disconnected
+
+
+def ringing_forever(n: int, extension: str | None = None) -> list[dict]:
+    """The first two frames of ``n`` inbound calls that never end."""
+    frames = []
+    for i in range(n):
+        trunk = chan(f"PJSIP/provider-{i:08x}", f"{i}.1", f"{i}.1", "Ring")
+        phone = f"PJSIP/{extension or 100 + i % 50}-{i:08x}"
+        frames += [
+            ev("Newchannel", **trunk, CallerIDNum=f"+7812{i:07d}"),
+            ev("DialBegin", **trunk, DestChannel=phone, DestUniqueid=f"{i}.2",
+               DestLinkedid=f"{i}.1", DestChannelStateDesc="Down"),
+        ]  # fmt: skip
+    return frames
+
+
+def test_calls_that_never_end_are_bounded_and_the_flood_is_logged(caplog) -> None:
+    t = tracker()
+    t.max_calls, t.max_channels = 100, 150
+    _, events = run(t, ringing_forever(1000))
+    assert len(t.calls) == 75 and len(t.channels) == 150  # two channels a call
+    assert t.refused > 900
+    assert [e.type for e in events].count("call.ringing") == 75
+    warnings = [r for r in caplog.records if r.getMessage().startswith("too many open calls")]
+    assert 1 < len(warnings) <= 4  # the 1st, 10th, 100th... refusal, not every one
+    calls, _ = run(t, [hangup(f"PJSIP/provider-{i:08x}", f"{i}.1", f"{i}.1") for i in range(10)])
+    run(t, [hangup(f"PJSIP/{100 + i % 50}-{i:08x}", f"{i}.2", f"{i}.1") for i in range(10)])
+    calls, _ = run(t, ringing_forever(2000)[-2:])  # room again: a new call is followed
+    assert [c["external_number"] for c in calls.values()] == ["+78120001999"]
+
+
+def test_one_phone_with_thousands_of_channels_is_bounded_too() -> None:
+    t = tracker()
+    run(t, ringing_forever(3000, extension="101"))
+    phone_channels = [c for c in t.channels.values() if c.extension == "101"]
+    assert len(phone_channels) == tracker_module.MAX_CHANNELS_PER_EXTENSION
+    assert t.refused == 3000 - tracker_module.MAX_CHANNELS_PER_EXTENSION
 
 
 # -- fuzzing: nothing the PBX (or a broken network) sends may raise --------------------
@@ -472,3 +531,12 @@ def test_parser_survives_any_bytes(data: bytes, chunk: int) -> None:
     for i in range(0, len(data), chunk):
         for frame in parser.feed(data[i : i + chunk]):
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in frame.items())
+            # Whatever came, what goes on is text every database and browser takes.
+            assert all(text_problem(k + v) is None for k, v in frame.items())
+
+
+def test_nul_goes_and_broken_utf8_becomes_a_replacement_character() -> None:
+    [frame] = AmiParser().feed(
+        b"Event: Newchannel\r\nCallerIDName: Ma\x00ria \xd0\r\nUniqueid: 1.1\r\n\r\n"
+    )
+    assert frame["CallerIDName"] == "Maria \ufffd"

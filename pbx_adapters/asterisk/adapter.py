@@ -228,6 +228,8 @@ class AsteriskAdapter:
             ChannelMap(config.extension_channels, config.trunk_channels),
             region=region,
             inbound_contexts=config.inbound_contexts,
+            max_calls=config.max_calls,
+            max_channels=config.max_channels,
         )
         self.manager: AmiManager | None = None
         self.connected = asyncio.Event()

@@ -51,6 +51,7 @@ HANGUP_CAUSES = {
 SPECIAL_EXTENS = {"s", "h", "i", "t", "o", "a", "e", "fax"}
 UNAVAILABLE_DEVICE_STATES = {"UNAVAILABLE", "INVALID", "UNKNOWN"}
 RECENTLY_ENDED = 10_000  # ended Linkedids remembered, so a replayed stream is not logged twice
+MAX_CHANNELS_PER_EXTENSION = 100  # no phone rings or talks on more at once
 
 
 @dataclass(slots=True)
@@ -92,16 +93,24 @@ class CallTracker:
         *,
         region: str = "RU",
         inbound_contexts: list[str] | None = None,
+        max_calls: int = 5000,
+        max_channels: int = 20000,
     ) -> None:
         self.pbx = pbx
         self.channel_map = channel_map
         self.region = region
         self.inbound_contexts = tuple(inbound_contexts or ("from-trunk", "from-pstn", "inbound"))
+        # Bounds on what is followed at once: a stream of calls that never end (a broken
+        # or hostile PBX) costs bounded memory and time; beyond them new calls are skipped.
+        self.max_calls = max_calls
+        self.max_channels = max_channels
         self.calls: dict[str, _CallState] = {}  # by call id
         self.channels: dict[str, Channel] = {}  # by Uniqueid
+        self._by_extension: dict[str, set[str]] = {}  # Uniqueids of each extension's channels
         self.lines: dict[str, LineState] = {}
         self.unavailable: set[str] = set()
         self.problems = 0
+        self.refused = 0  # calls and channels not followed because a bound was reached
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._dirty: dict[str, Call] = {}
         self._originates: dict[str, PendingOriginate] = {}  # by extension
@@ -197,21 +206,26 @@ class CallTracker:
         """Reconcile with the PBX's channel list (``CoreShowChannel`` frames).
 
         Calls with no live channel ended while we were not listening: they are closed and
-        marked so. Live channels we did not know are adopted without a new screen pop.
+        marked so. Live channels we did not know are adopted; a phone found ringing gets its
+        ``call.ringing`` (its screen pop: nobody has seen it yet), one already answered
+        none.
         """
         events: list[DomainEvent] = []
         live_ids = set()
+        ringing: list[tuple[_CallState, CallLeg]] = []
         for frame in live_channels:
             uid = frame.get("Uniqueid", "")
             if not uid:
                 continue
             live_ids.add(uid)
             if uid not in self.channels:
-                self._adopt_channel(frame, now)
+                found = self._adopt_channel(frame, now)
+                if found is not None:
+                    ringing.append(found)
             else:
                 self.channels[uid].state = frame.get("ChannelStateDesc", self.channels[uid].state)
         for uid in [u for u in self.channels if u not in live_ids]:
-            channel = self.channels.pop(uid)
+            channel = self._forget_channel(uid)
             state = self.calls.get(channel.call_id)
             if state is not None:
                 state.channels.discard(uid)
@@ -219,26 +233,33 @@ class CallTracker:
             if not state.channels:
                 state.call.ended_while_disconnected = True
                 self._end_call(state, now, events)
+        for state, leg in ringing:  # now that every channel is known, so is its direction
+            call = state.call
+            if leg.ringing and call.id in self.calls:
+                events.append(self._ringing_event(call, leg.extension, now))
         extensions = set(self.lines) | {c.extension for c in self.channels.values() if c.extension}
         for ext in sorted(extensions):
             self._update_line(ext, events)
         return events
 
-    def _adopt_channel(self, frame: Frame, now: datetime) -> None:
+    def _adopt_channel(self, frame: Frame, now: datetime) -> tuple[_CallState, CallLeg] | None:
+        """A live channel from the PBX's list; the call and its new leg when the channel
+        is an operator's phone that started ringing while we were not listening."""
         uid, linkedid = frame["Uniqueid"], frame.get("Linkedid") or frame["Uniqueid"]
-        state = self._call_for(linkedid, now)
-        if state is None:
-            return
         name = frame.get("Channel", "")
+        state = self._call_for(linkedid, now) if self._room_for_channel(name) else None
+        if state is None:
+            return None
         channel = self._add_channel(state, uid, name, frame.get("ChannelStateDesc", "Down"))
         call = state.call
         if channel.is_root and channel.extension is None and call.direction is None:
             call.direction = Direction.INBOUND
             self._take_caller_id(state, frame)
+        new_leg = None
         if channel.extension and not channel.is_root:
             leg = self._active_leg(call, channel.extension)
             if leg is None:
-                leg = CallLeg(channel.extension, ring_started_at=now)
+                leg = new_leg = CallLeg(channel.extension, ring_started_at=now)
                 call.legs.append(leg)
             channel.leg = leg
             if channel.state == "Up" and leg.answered_at is None:
@@ -246,7 +267,10 @@ class CallTracker:
                 leg.result = LegResult.ANSWERED
                 if call.answered_at is None:
                     call.answered_at, call.answered_by = now, channel.extension
+        if call.direction is None and state.root_is_operator and new_leg is not None:
+            call.direction = Direction.INTERNAL
         self._touch(state)
+        return (state, new_leg) if new_leg is not None else None
 
     # -- call and channel bookkeeping ------------------------------------------------
 
@@ -256,14 +280,61 @@ class CallTracker:
         if state is None:
             if call_id in self._ended:
                 return None  # the same stream again: already logged
+            if not self._room_for("calls"):
+                return None
             state = self.calls[call_id] = _CallState(Call(call_id, self.pbx, now), linkedid)
             self._touch(state)
         return state
+
+    def _room_for_channel(self, name: str) -> bool:
+        """Whether one more channel may be followed: within the link's bound, and within
+        MAX_CHANNELS_PER_EXTENSION for an operator's phone (a phone's line state looks at
+        each of its channels)."""
+        ext = self.channel_map.extension_of(name)
+        if ext is not None and len(self._by_extension.get(ext, ())) >= MAX_CHANNELS_PER_EXTENSION:
+            return self._room_for("channels", full=True)
+        return self._room_for("channels")
+
+    def _room_for(self, what: str, full: bool = False) -> bool:
+        """Whether one more call (or channel) may be followed. Refusals are logged the
+        1st, 10th, 100th... time: a flood is seen in the log without flooding it."""
+        full = full or len(self.calls) >= self.max_calls or len(self.channels) >= self.max_channels
+        if not full:
+            return True
+        self.refused += 1
+        if str(self.refused).rstrip("0") == "1":
+            log.warning(
+                "too many open calls on one PBX link: new %s are not followed until some end",
+                what,
+                extra={
+                    "fields": {
+                        "pbx": self.pbx,
+                        "calls": len(self.calls),
+                        "max_calls": self.max_calls,
+                        "channels": len(self.channels),
+                        "max_channels": self.max_channels,
+                        "not_followed": self.refused,
+                    }
+                },
+            )
+        return False
+
+    def _forget_channel(self, uid: str) -> Channel | None:
+        channel = self.channels.pop(uid, None)
+        if channel is not None and channel.extension is not None:
+            same = self._by_extension.get(channel.extension)
+            if same is not None:
+                same.discard(uid)
+                if not same:
+                    del self._by_extension[channel.extension]
+        return channel
 
     def _add_channel(self, state: _CallState, uid: str, name: str, chan_state: str) -> Channel:
         ext = self.channel_map.extension_of(name)
         channel = Channel(uid, name, ext, state.call.id, chan_state, is_root=uid == state.linkedid)
         self.channels[uid] = channel
+        if ext is not None:
+            self._by_extension.setdefault(ext, set()).add(uid)
         state.channels.add(uid)
         if channel.is_root and ext is not None:
             state.root_is_operator = True
@@ -285,10 +356,10 @@ class CallTracker:
         channel = self.channels.get(uid)
         if channel is None:
             linkedid = frame.get(f"{prefix}Linkedid") or uid
-            state = self._call_for(linkedid, now)
+            name = frame.get(f"{prefix}Channel", "")
+            state = self._call_for(linkedid, now) if self._room_for_channel(name) else None
             if state is None:
                 return None
-            name = frame.get(f"{prefix}Channel", "")
             channel = self._add_channel(
                 state, uid, name, frame.get(f"{prefix}ChannelStateDesc", "Down")
             )
@@ -405,19 +476,20 @@ class CallTracker:
             elif call.direction is None and state.root_is_operator:
                 call.direction = Direction.INTERNAL
             self._note_transfer(state, dest.extension, now, events)
-            events.append(
-                CallRinging(
-                    call_id=call.id,
-                    extension=dest.extension,
-                    direction=call.direction or Direction.INTERNAL,
-                    external_number=call.external_number,
-                    external_name=call.external_name,
-                    at=now,
-                )
-            )
+            events.append(self._ringing_event(call, dest.extension, now))
         dest.leg = leg
         self._touch(state)
         self._update_line(dest.extension, events)
+
+    def _ringing_event(self, call: Call, extension: str, now: datetime) -> CallRinging:
+        return CallRinging(
+            call_id=call.id,
+            extension=extension,
+            direction=call.direction or Direction.INTERNAL,
+            external_number=call.external_number,
+            external_name=call.external_name,
+            at=now,
+        )
 
     def _start_originate(self, state: _CallState, leg: CallLeg, frame: Frame) -> None:
         """The operator's own phone rings first: click-to-dial (ours or another tool's)."""
@@ -627,7 +699,7 @@ class CallTracker:
 
     def _on_hangup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         uid = frame.get("Uniqueid", "")
-        channel = self.channels.pop(uid, None)
+        channel = self._forget_channel(uid)
         if channel is None:
             return
         state = self.calls.get(channel.call_id)
@@ -725,9 +797,8 @@ class CallTracker:
 
     def _line_state(self, ext: str) -> LineState:
         ringing = False
-        for channel in self.channels.values():
-            if channel.extension != ext:
-                continue
+        for uid in self._by_extension.get(ext, ()):
+            channel = self.channels[uid]
             if channel.state == "Up" or (channel.is_root and channel.state in ("Ring", "Up")):
                 return LineState.IN_USE
             if channel.leg is not None and channel.leg.ringing:
