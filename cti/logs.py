@@ -111,3 +111,6 @@ def setup_logging(level: str = "info", fmt: str = "json", stream: Any = None) ->
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # aiosqlite's debug lines carry every SQL parameter (password and token hashes, SMS
+    # texts); the statements themselves are in [database] echo, without their parameters.
+    logging.getLogger("aiosqlite").setLevel(max(root.level, logging.INFO))

@@ -2,7 +2,9 @@
 lab's transcripts in small random chunks, the service storing calls and serving them."""
 
 import asyncio
+import logging
 import random
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -238,6 +240,37 @@ async def test_a_burst_of_calls_that_never_end_does_not_starve_the_api(
     finally:
         await service.close()
         await pbx.stop()
+
+
+async def test_an_outage_is_logged_once_down_and_once_up_with_its_length(
+    db_url, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    pbx = AmiSimulator(username="cti", secret=SECRET)
+    await pbx.start()
+    port = pbx.port
+    service = await Service.start(lab_config(db_url, tmp_path, port))
+    try:
+        adapter = service.pbx["lab"]
+        await asyncio.wait_for(adapter.connected.wait(), 10)
+        await pbx.stop()
+        await eventually(lambda: not adapter.connected.is_set())
+        await asyncio.sleep(2)  # several reconnect attempts, every one refused
+        pbx = AmiSimulator(username="cti", secret=SECRET, port=port)
+        await pbx.start()
+        await asyncio.wait_for(adapter.connected.wait(), 10)
+        await eventually(lambda: service.links.all()[0].up)
+    finally:
+        await service.close()
+        await pbx.stop()
+    ours = [r for r in caplog.records if r.name.startswith("cti")]
+    assert [r for r in ours if r.levelno >= logging.ERROR] == []
+    changes = [r.getMessage() for r in ours if r.name == "cti.links"]
+    assert changes[0] == "pbx link lab is up"
+    assert changes[1].startswith("pbx link lab is down: ")
+    assert re.fullmatch(r"pbx link lab is up again after [0-9.]+ s down", changes[2])
+    assert float(changes[2].split()[-3]) >= 2
+    assert len(changes) == 3
 
 
 async def test_calls_in_progress_survive_a_service_restart(db_url, tmp_path, pbx) -> None:

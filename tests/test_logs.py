@@ -3,6 +3,7 @@ import json
 import logging
 
 import pytest
+from sqlalchemy import select
 
 from cti.logs import SecretRedactor, setup_logging
 
@@ -70,3 +71,48 @@ def test_short_values_are_not_registered() -> None:
     redactor = SecretRedactor()
     redactor.add_secret("12")
     assert redactor.redact("call 12 to 112") == "call 12 to 112"
+
+
+async def test_debug_logs_never_carry_sql_parameters(
+    log_output: io.StringIO, db_url, tmp_path, aiohttp_client, capsys
+) -> None:
+    """With log_level "debug" and [database] echo on: the statements are logged, the
+    password and token hashes and the SMS texts they carry are not."""
+    from helpers import bearer
+
+    from cti import auth
+    from cti.config import Config, DatabaseConfig, ServerConfig
+    from cti.db.models import ApiToken, User
+    from cti.http.app import build_app
+    from cti.service import Service
+
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0, log_level="debug"),
+        database=DatabaseConfig(url=db_url, auto_migrate=True, echo=True),
+    )
+    service = await Service.start(config)
+    try:
+        client = await aiohttp_client(build_app(service))
+        async with service.sessions() as session:
+            await auth.create_user(
+                session, "nino", "sales", extension="105", password="Пароль-1234"
+            )
+            await session.commit()
+        reply = await client.post(
+            "/api/session", json={"username": "nino", "password": "Пароль-1234"}
+        )
+        token = (await reply.json())["token"]
+        text = "Секретное предложение для клиента"
+        await client.post(
+            "/api/sms", json={"to": "+79161234567", "text": text}, headers=bearer(token)
+        )
+        await client.get("/api/me", headers=bearer(token))
+        async with service.sessions() as session:
+            password_hash = await session.scalar(select(User.password_hash))
+            token_hash = await session.scalar(select(ApiToken.token_hash))
+    finally:
+        await service.close()
+    out = log_output.getvalue() + capsys.readouterr().out
+    assert "SELECT" in out and "INSERT INTO api_tokens" in out  # the statements are there
+    for secret in (password_hash, password_hash.split("$")[-1], token_hash, text, token):
+        assert secret not in out

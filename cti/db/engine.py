@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,22 @@ from sqlalchemy.ext.asyncio import (
 
 
 def create_engine(url: str, echo: bool = False) -> AsyncEngine:
+    """``echo`` logs each SQL statement through the service's own log (never to stdout,
+    which SQLAlchemy's echo would write to, past the redactor). Parameters are never
+    logged, nor put in error messages: they are password and token hashes, SMS texts,
+    callers' names."""
+    options: dict[str, Any] = {"hide_parameters": True}
+    if echo:  # this engine's own logger, so that no other engine starts logging
+        options["logging_name"] = "echo"
+        logging.getLogger("sqlalchemy.engine.Engine.echo").setLevel(logging.INFO)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, **options)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -38,6 +38,21 @@ from pbx_adapters.asterisk.tracker import CallTracker
 
 log = logging.getLogger("cti.asterisk")
 
+
+class _ReconnectNoise(logging.Filter):
+    """panoramisk logs every failed reconnect attempt, "Connection lost" at error level;
+    the link registry logs the link going down and coming back instead, once each."""
+
+    NOISE = ("Connection lost", "Not able to connect", "Not able to reconnect")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return message not in self.NOISE and not message.startswith("Try to connect again")
+
+
+_panoramisk_log = logging.getLogger("cti.asterisk.panoramisk")
+_panoramisk_log.addFilter(_ReconnectNoise())
+
 STATE_LOAD_TIMEOUT = 10.0
 ACTION_TIMEOUT = 10.0  # seconds to wait for the response to a command (Redirect)
 ORIGINATE_REASONS = {
@@ -133,7 +148,7 @@ class AmiManager(Manager):
                 "logoff",
             ),
             loop=asyncio.get_running_loop(),
-            log=logging.getLogger("cti.asterisk.panoramisk"),
+            log=_panoramisk_log,
         )
         self.ping_delay = self.ping_interval = config.ping_interval  # panoramisk int()s them
         self.reconnect_timeout = 0.5
@@ -255,8 +270,6 @@ class AsteriskAdapter:
         await self.links.report(self.name, up, detail)
 
     def connection_lost(self) -> None:
-        if self.connected.is_set():
-            log.warning("AMI link lost", extra={"fields": {"pbx": self.name}})
         self.connected.clear()
         self._resyncing = None
         reason = self.down_reason or "connection lost"
@@ -288,7 +301,9 @@ class AsteriskAdapter:
         self.connected.set()
         self.down_reason = ""
         await self.link_state(True, f"connected to Asterisk {self._version()}".strip())
-        log.info("AMI link up", extra={"fields": {"pbx": self.name, "channels": len(channels)}})
+        log.debug(
+            "AMI state loaded", extra={"fields": {"pbx": self.name, "channels": len(channels)}}
+        )
 
     def _version(self) -> str:
         protocol = self.manager.protocol if self.manager else None
