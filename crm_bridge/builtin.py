@@ -296,14 +296,23 @@ def _search_text(client: Client) -> str:
 
 
 async def save_client(
-    session: AsyncSession, data: ClientIn, region: str, client: Client | None = None
+    session: AsyncSession,
+    data: ClientIn,
+    region: str,
+    client: Client | None = None,
+    *,
+    keep_manager: bool = False,
 ) -> Client:
     """Create a client, or replace an existing one's fields, contacts and phones (not
-    committed). DirectoryError names the first thing wrong."""
+    committed); ``keep_manager``: its responsible manager stays, whatever
+    ``data.manager_extension`` says. DirectoryError names the first thing wrong."""
     name = " ".join(data.name.split())
     if not name:
         raise DirectoryError("name: a client needs a name")
-    manager_id = await manager_id_for(session, data.manager_extension)
+    if keep_manager and client is not None:
+        manager_id = client.manager_id
+    else:
+        manager_id = await manager_id_for(session, data.manager_extension)
     phones = [_phone(p, region) for p in data.phones]
     if data.contacts is None and client is not None:
         contacts = list(client.contacts)

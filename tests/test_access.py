@@ -119,3 +119,20 @@ async def test_a_user_without_a_phone_closes_no_unassigned_task(client, service,
     assert (
         await client.post(f"/api/tasks/{task.id}/close", json={}, headers=bearer(boss))
     ).status == 200
+
+
+async def test_editing_a_client_whose_manager_left_keeps_the_manager(
+    client, service, staff, make_user
+) -> None:
+    romashka = await new_client(client, staff["boss"], manager_extension="101")
+    async with service.sessions() as session:
+        (await auth.find_user(session, "anna")).is_active = False
+        await session.commit()
+    receptionist = await make_user("receptionist")
+    reply = await client.put(
+        f"/api/clients/{romashka['id']}",
+        json={"name": "ООО Ромашка", "notes": "перезвонить в понедельник"},
+        headers=bearer(receptionist),
+    )
+    assert reply.status == 200, await reply.text()
+    assert (await reply.json())["manager"]["extension"] == "101"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cti import __version__
 from cti.auth import Principal
@@ -20,7 +20,6 @@ from cti.text import json_problem, text_problem, utf8
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 MAX_JSON_BODY = 1 << 20
 MAX_ID = 2**31 - 1  # the database's integer keys (PostgreSQL's integer)
-RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Model = TypeVar("Model", bound=BaseModel)
@@ -101,7 +100,7 @@ def input_problem(request: web.Request) -> str | None:
     header with bytes that are not UTF-8 comes with lone surrogates in their place."""
     places = [
         *((f"path parameter {k}", v) for k, v in request.match_info.items()),
-        *((f"query parameter {k}", f"{k}{v}") for k, v in request.query.items()),
+        *((f"query parameter {k}", k + v) for k, v in request.query.items()),  # both checked
         *((f"header {k}", v) for k, v in request.headers.items()),
     ]
     for where, text in places:

@@ -55,11 +55,11 @@ class ClientBody(BaseModel):
         None, max_length=100, description="Replaces the contacts; leave out to keep them"
     )
 
-    def to_input(self, manager_extension: str | None) -> builtin.ClientIn:
+    def to_input(self) -> builtin.ClientIn:
         return builtin.ClientIn(
             name=self.name,
             kind=self.kind,
-            manager_extension=manager_extension,
+            manager_extension=self.manager_extension,
             tags=[t.strip() for t in self.tags if t.strip()],
             notes=self.notes,
             phones=[builtin.PhoneIn(p.number, p.label) for p in self.phones],
@@ -187,17 +187,16 @@ async def _save_client(
     every change goes into the audit log with the client."""
     who = principal(request)
     before = client.manager_id if client is not None else None
-    extension = body.manager_extension
-    if client is not None and "manager_extension" not in body.model_fields_set:
-        manager = await session.get(User, before) if before is not None else None
-        extension = manager.extension if manager is not None else None
+    keep = client is not None and "manager_extension" not in body.model_fields_set
     with _as_422():
-        after = await builtin.manager_id_for(session, extension)
+        after = before if keep else await builtin.manager_id_for(session, body.manager_extension)
     if after != before and not who.has_role(Role.SUPERVISOR):
         raise ApiError(403, "setting a client's responsible manager needs the role supervisor")
     region = request.app[SERVICE_KEY].config.phone.default_region
     with _as_422():
-        client = await builtin.save_client(session, body.to_input(extension), region, client)
+        client = await builtin.save_client(
+            session, body.to_input(), region, client, keep_manager=keep
+        )
     if after != before:
         old = await session.get(User, before) if before is not None else None
         audit.record(
@@ -207,7 +206,9 @@ async def _save_client(
             f"client:{client.id}",
             {
                 "from": None if old is None else {"user_id": old.id, "extension": old.extension},
-                "to": None if after is None else {"user_id": after, "extension": extension},
+                "to": None
+                if after is None
+                else {"user_id": after, "extension": body.manager_extension},
             },
             request.remote,
         )

@@ -280,7 +280,8 @@ class CallTracker:
         if state is None:
             if call_id in self._ended:
                 return None  # the same stream again: already logged
-            if not self._room_for("calls"):
+            if len(self.calls) >= self.max_calls:
+                self._refuse("calls")
                 return None
             state = self.calls[call_id] = _CallState(Call(call_id, self.pbx, now), linkedid)
             self._touch(state)
@@ -291,16 +292,16 @@ class CallTracker:
         MAX_CHANNELS_PER_EXTENSION for an operator's phone (a phone's line state looks at
         each of its channels)."""
         ext = self.channel_map.extension_of(name)
-        if ext is not None and len(self._by_extension.get(ext, ())) >= MAX_CHANNELS_PER_EXTENSION:
-            return self._room_for("channels", full=True)
-        return self._room_for("channels")
-
-    def _room_for(self, what: str, full: bool = False) -> bool:
-        """Whether one more call (or channel) may be followed. Refusals are logged the
-        1st, 10th, 100th... time: a flood is seen in the log without flooding it."""
-        full = full or len(self.calls) >= self.max_calls or len(self.channels) >= self.max_channels
-        if not full:
+        if len(self.channels) < self.max_channels and (
+            ext is None or len(self._by_extension.get(ext, ())) < MAX_CHANNELS_PER_EXTENSION
+        ):
             return True
+        self._refuse("channels")
+        return False
+
+    def _refuse(self, what: str) -> None:
+        """Count a call or channel not followed. Logged the 1st, 10th, 100th... time: a
+        flood shows in the log without flooding it."""
         self.refused += 1
         if str(self.refused).rstrip("0") == "1":
             log.warning(
@@ -317,7 +318,6 @@ class CallTracker:
                     }
                 },
             )
-        return False
 
     def _forget_channel(self, uid: str) -> Channel | None:
         channel = self.channels.pop(uid, None)
