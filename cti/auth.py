@@ -224,6 +224,18 @@ async def valid_token_ids(session: AsyncSession, ids: Iterable[int]) -> set[int]
     return set(rows)
 
 
+async def extension_owner(
+    session: AsyncSession, extension: str | None, *, other_than: int | None = None
+) -> User | None:
+    """The active user whose phone ``extension`` is (besides user ``other_than``)."""
+    if extension is None:
+        return None
+    query = select(User).where(User.extension == extension, User.is_active.is_(True))
+    if other_than is not None:
+        query = query.where(User.id != other_than)
+    return await session.scalar(query.limit(1))
+
+
 async def find_user(session: AsyncSession, username: str) -> User | None:
     return await session.scalar(select(User).where(User.username == username))
 

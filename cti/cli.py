@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -24,13 +26,45 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        config = load_config(args.config) if hasattr(args, "config") else None
+        config = None
+        if hasattr(args, "config"):
+            args.config = find_config(args.config)
+            config = load_config(args.config)
+            if args.run is not _serve:  # serve says it in its log, one JSON object a line
+                print(f"cti: {describe_source(args.config, config)}", file=sys.stderr)
         return args.run(args, config)
     except ConfigError as e:
         print(f"cti: configuration error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+DEFAULT_CONFIG = "cti.toml"
+
+
+def find_config(given: str | None) -> str | None:
+    """The configuration file: --config, else $CTI_CONFIG (the option's default), else
+    ./cti.toml when there is one; None: the built-in defaults."""
+    if given:
+        return given
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+
+
+def describe_source(path: str | None, config: Config) -> str:
+    """Which configuration and database a command uses, in one line (no password)."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(config.database_url).render_as_string(hide_password=True)
+    source = path or f"the built-in defaults (no ./{DEFAULT_CONFIG}, no $CTI_CONFIG)"
+    return f"configuration {source}, database {database}"
+
+
+def _not_migrated(error: Any, args: argparse.Namespace) -> int:
+    """The schema is behind: say so with the exact command that fixes it."""
+    error.upgrade = "cti db upgrade" + (f" -c {args.config}" if args.config else "")
+    print(f"cti: {error}", file=sys.stderr)
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                 "-c",
                 metavar="FILE",
                 default=os.environ.get("CTI_CONFIG"),
-                help="TOML configuration file (default: $CTI_CONFIG, else built-in defaults; "
-                "CTI_* environment variables override it)",
+                help="TOML configuration file (default: $CTI_CONFIG, else ./cti.toml if there "
+                "is one, else built-in defaults; CTI_* environment variables override it)",
             )
         sub.set_defaults(run=run)
         return sub
@@ -130,6 +164,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also set a password for the web login (asked for, or read from "
         "standard input when it is not a terminal)",
     )
+    add.add_argument(
+        "--force",
+        action="store_true",
+        help="give the user an extension another active user has already (a shared phone)",
+    )
     command("list", "List users.", _user_list, parent=user_commands)
     token = command(
         "token",
@@ -142,6 +181,37 @@ def _parser() -> argparse.ArgumentParser:
         "revoke", "Revoke every API token of a user.", _user_revoke, parent=user_commands
     )
     revoke.add_argument("name")
+
+    modem = commands.add_parser("modem", help="GSM modems.", description="GSM modems.")
+    modem_commands = modem.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    probe = command(
+        "probe",
+        "Open a modem's port, run the service's init and say what it found, or what is "
+        "wrong (stop the service first: it holds the port).",
+        _modem_probe,
+        parent=modem_commands,
+        config=False,
+    )
+    probe.add_argument("port", help="e.g. /dev/serial/by-id/usb-...-if02-port0 or /dev/ttyUSB2")
+    probe.add_argument("--baudrate", type=int, default=115200)
+    probe.add_argument("--pin", help="the SIM's PIN, if it asks for one")
+    probe.add_argument("--timeout", type=float, default=30.0, help="seconds (30)")
+    sms = commands.add_parser("sms", help="SMS.", description="SMS.")
+    sms_commands = sms.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    sms_send = command(
+        "send",
+        "Send one SMS straight through a modem, for a first test (stop the service first: "
+        "it holds the port).",
+        _sms_send,
+        parent=sms_commands,
+    )
+    sms_send.add_argument("number", help="as people write it: 8 916 123-45-67, +7 916 ...")
+    sms_send.add_argument("text")
+    which = sms_send.add_mutually_exclusive_group()
+    which.add_argument(
+        "--modem", help="a [[modem]] of the configuration, by name (default: the first)"
+    )
+    which.add_argument("--port", help="a port, when no [[modem]] is configured")
 
     imports = commands.add_parser("import", help="Import data.", description="Import data.")
     import_commands = imports.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -189,11 +259,11 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from cti.service import serve
 
     setup_logging(config.server.log_level, config.server.log_format)
+    logging.getLogger("cti").info(describe_source(args.config, config))
     try:
         asyncio.run(serve(config))
     except DatabaseNotMigrated as e:
-        print(f"cti: {e}", file=sys.stderr)
-        return 1
+        return _not_migrated(e, args)
     except OSError as e:
         print(
             f"cti: cannot listen on {config.server.host}:{config.server.port}: {e.strerror}",
@@ -209,34 +279,79 @@ def _demo(args: argparse.Namespace, _config: None) -> int:
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
 
 
+WATCH_CLOSED = {
+    4401: "the token ended (signed out, expired or revoked)",
+    1001: "the service is stopping",
+    1008: "the service closed the connection: too many frames",
+}
+
+
 def _watch(args: argparse.Namespace, _config: None) -> int:
     import json
 
     import aiohttp
+    from yarl import URL
 
     if not args.token:
         print("cti watch: give a token with --token or $CTI_TOKEN", file=sys.stderr)
         return 2
+    base = URL(args.url)
+    if base.scheme not in ("http", "https") or not base.host:
+        print(
+            f"cti watch: {args.url!r} is not the service's URL; give it with its scheme, "
+            "e.g. http://127.0.0.1:8080",
+            file=sys.stderr,
+        )
+        return 2
 
     async def run() -> int:
-        url = args.url.rstrip("/") + "/ws"
+        url = str(base).rstrip("/") + "/ws"
         async with aiohttp.ClientSession() as http:
             try:
                 ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {args.token}"})
             except aiohttp.WSServerHandshakeError as e:
-                print(f"cti watch: {url}: {e.status} {e.message}", file=sys.stderr)
+                why = "the service refused the token" if e.status == 401 else e.message
+                print(f"cti watch: {url}: {why} ({e.status})", file=sys.stderr)
                 return 1
             except aiohttp.ClientError as e:
-                print(f"cti watch: {url}: {e}", file=sys.stderr)
+                print(f"cti watch: cannot reach {url}: {e}", file=sys.stderr)
                 return 1
+            printer = WatchLines()
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
-                for line in describe_frame(json.loads(message.data)):
+                for line in printer.lines(json.loads(message.data)):
                     print(line, flush=True)
-        return 0
+            why = WATCH_CLOSED.get(ws.close_code or 0, f"closed ({ws.close_code})")
+            print(f"cti watch: {why}", file=sys.stderr)
+        return 0 if ws.close_code in (1000, 1001) else 1
 
     return asyncio.run(run())
+
+
+class WatchLines:
+    """The lines ``cti watch`` prints: a pop's line only when what it says changed (the
+    directory's answer and the history fill in a pop without changing its line)."""
+
+    def __init__(self) -> None:
+        self._shown: dict[str, str] = {}  # by call id, while the call goes on
+
+    def lines(self, frame: dict[str, Any]) -> list[str]:
+        kind = frame.get("type")
+        if kind == "resync":
+            pops = frame["state"]["pops"]
+            self._shown = {card["call_id"]: _describe_pop(card) for card in pops}
+        if kind != "pop":
+            return describe_frame(frame)
+        card = frame["data"]
+        line = _describe_pop(card)
+        if self._shown.get(card["call_id"]) == line:
+            return []
+        if card["state"] == "ended":
+            self._shown.pop(card["call_id"], None)
+        else:
+            self._shown[card["call_id"]] = line
+        return [line]
 
 
 def describe_frame(frame: dict[str, Any]) -> list[str]:
@@ -270,6 +385,66 @@ def _describe_pop(card: dict[str, Any]) -> str:
     if card.get("answered_by"):
         parts.append(f"answered by {card['answered_by']}")
     return "  ".join(p for p in parts if p)
+
+
+def _modem_probe(args: argparse.Namespace, _config: None) -> int:
+    from pydantic import SecretStr
+
+    from cti.config import ModemConfig
+    from gsm_modem.probe import probe
+
+    config = ModemConfig(
+        name="probe",
+        port=args.port,
+        baudrate=args.baudrate,
+        pin=SecretStr(args.pin) if args.pin else None,
+    )
+    result = asyncio.run(probe(config, args.timeout))
+    status = result.status
+    if not result.ready:
+        print(f"{args.port}: not ready: {result.detail}")
+        for hint in result.hints():
+            print(f"  hint: {hint}")
+        return 1
+    identity = result.identity
+    bars = "▮" * int(status.get("signal_bars") or 0)
+    print(f"{args.port}: ready")
+    print(f"  modem         {identity.get('maker', '')} {identity.get('model', '')}".rstrip())
+    print(f"  IMEI          {identity.get('imei') or '-'}")
+    print(f"  SIM (IMSI)    {identity.get('imsi') or '-'}: unlocked")
+    print(f"  network       {status.get('registration')}, {status.get('operator') or '-'}")
+    signal = status.get("signal_dbm")
+    print(f"  signal        {f'{signal} dBm' if signal is not None else 'unknown'} {bars}")
+    return 0
+
+
+def _sms_send(args: argparse.Namespace, config: Config) -> int:
+    from cti.config import ModemConfig
+    from cti.phone import to_e164
+    from gsm_modem.probe import send
+
+    number = to_e164(args.number, config.phone.default_region)
+    if number is None:
+        print(f"cti: {args.number!r} is not a phone number", file=sys.stderr)
+        return 2
+    if args.port:
+        modem = ModemConfig(name="cli", port=args.port)
+    else:
+        modems = [m for m in config.modem if args.modem in (None, m.name)]
+        if not modems:
+            wanted = f"no [[modem]] {args.modem!r}" if args.modem else "no [[modem]] configured"
+            print(f"cti: {wanted}; name a port with --port", file=sys.stderr)
+            return 2
+        modem = modems[0]
+    try:
+        references = asyncio.run(send(modem, number, args.text))
+    except Exception as e:  # the modem's or the network's reason, in its words
+        print(f"cti: not sent through {modem.port}: {e}", file=sys.stderr)
+        return 1
+    parts = f"{len(references)} parts" if len(references) > 1 else "1 part"
+    refs = ", ".join(map(str, references))
+    print(f"sent to {number} through {modem.port}: {parts} (message references {refs})")
+    return 0
 
 
 def _check_config(args: argparse.Namespace, config: Config) -> int:
@@ -315,7 +490,9 @@ def _db_current(args: argparse.Namespace, config: Config) -> int:
     return _with_database(config, work)
 
 
-def _user_command(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
+def _user_command(
+    args: argparse.Namespace, config: Config, work: Callable[[Any], Awaitable[int]]
+) -> int:
     """Run ``work(session)`` on a migrated database; user errors print and exit 1."""
     from cti.auth import UserError
     from cti.db import migrate
@@ -335,8 +512,7 @@ def _user_command(config: Config, work: Callable[[Any], Awaitable[int]]) -> int:
     try:
         return _with_database(config, with_session)
     except migrate.DatabaseNotMigrated as e:
-        print(f"cti: {e}", file=sys.stderr)
-        return 1
+        return _not_migrated(e, args)
 
 
 def _read_password() -> str:
@@ -357,6 +533,14 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
         return 1
 
     async def work(session: Any) -> int:
+        owner = await auth.extension_owner(session, args.extension)
+        if owner is not None and not args.force:
+            print(
+                f"cti: extension {args.extension} is already {owner.username}'s phone; "
+                "add --force if both really share it",
+                file=sys.stderr,
+            )
+            return 1
         user = await auth.create_user(
             session,
             args.name,
@@ -373,7 +557,7 @@ def _user_add(args: argparse.Namespace, config: Config) -> int:
         print(f"API token (shown this once): {token}")
         return 0
 
-    return _user_command(config, work)
+    return _user_command(args, config, work)
 
 
 def _user_list(args: argparse.Namespace, config: Config) -> int:
@@ -381,12 +565,16 @@ def _user_list(args: argparse.Namespace, config: Config) -> int:
 
     async def work(session: Any) -> int:
         users = (await session.scalars(select(User).order_by(User.username))).all()
+        if not users:
+            print("no users yet: add one with `cti user add NAME --role ROLE`", file=sys.stderr)
+            return 0
+        print(f"{'USER':<20} {'ROLE':<13} {'PHONE':<6} NAME")
         for u in users:
-            state = "" if u.is_active else "  (disabled)"
+            state = "  (disabled)" if not u.is_active else ""
             print(f"{u.username:<20} {u.role:<13} {u.extension or '-':<6} {u.display_name}{state}")
         return 0
 
-    return _user_command(config, work)
+    return _user_command(args, config, work)
 
 
 async def _existing_user(session: Any, name: str) -> Any:
@@ -407,7 +595,7 @@ def _user_token(args: argparse.Namespace, config: Config) -> int:
         print(f"API token for {user.username} (shown this once): {token}")
         return 0
 
-    return _user_command(config, work)
+    return _user_command(args, config, work)
 
 
 def _user_revoke(args: argparse.Namespace, config: Config) -> int:
@@ -419,7 +607,7 @@ def _user_revoke(args: argparse.Namespace, config: Config) -> int:
         print(f"revoked {count} token{'s' if count != 1 else ''} of {user.username}")
         return 0
 
-    return _user_command(config, work)
+    return _user_command(args, config, work)
 
 
 def _import_contacts(args: argparse.Namespace, config: Config) -> int:
@@ -509,7 +697,7 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
                 print(f"  ... and {len(report.rejected) - 50} more")
         return 0
 
-    return _user_command(config, work)
+    return _user_command(args, config, work)
 
 
 class _ProgressBar:
@@ -553,7 +741,7 @@ def _export_contacts(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     try:
-        return _user_command(config, work)
+        return _user_command(args, config, work)
     except OSError as e:
         print(f"cti: {args.file}: {e.strerror}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ of the first ``[[pbx]]``. Every option is documented in ``cti.example.toml``.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -60,6 +61,19 @@ class ServerConfig(_Section):
     ws_auth_check_seconds: float = Field(3.0, gt=0, le=60)
     # Frames a client may send a second (pings, the auth frame); more closes it.
     ws_client_frames_per_second: float = Field(5.0, gt=0, le=1000)
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses
+    # or networks, e.g. "127.0.0.1"); from anyone else those headers are ignored.
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or a network") from None
+        return entries
 
 
 class DatabaseConfig(_Section):
@@ -304,11 +318,17 @@ def load_config(
             raise ConfigError(f"{path}: cannot read: {e}") from None
         base_dir = path.resolve().parent
     where = str(path) if path is not None else "configuration"
-    _apply_env_overrides(data, environ)
+    from_env = _apply_env_overrides(data, environ)
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{where}: {_describe(e)}") from None
+        loc = tuple(str(p) for p in e.errors()[0]["loc"])
+        variable = from_env.get(loc)  # a value from the environment: name the variable
+        raise ConfigError(
+            f"environment variable {variable}: {_describe(e, key=False)}"
+            if variable
+            else f"{where}: {_describe(e)}"
+        ) from None
     # Relative paths are relative to the file that names them.
     data_dir = config.server.data_dir
     if not data_dir.is_absolute():
@@ -325,8 +345,13 @@ def load_config(
     return config
 
 
-def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> dict[tuple[str, ...], str]:
+    """Apply CTI_* variables to ``data``; returns which variable set each key (by its
+    place, as validation errors name it)."""
     sections = Config.model_fields
+    applied: dict[tuple[str, ...], str] = {}
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in ENV_NOT_CONFIG:
             continue
@@ -351,11 +376,14 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
                     "entries in the file; overrides may only change existing ones"
                 )
             items[index][key] = value
+            applied[(section, index_text, key)] = name
         else:
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"environment variable {name}: [{section}] is not a table")
             table[rest] = value
+            applied[(section, rest)] = name
+    return applied
 
 
 def _did_you_mean(word: str, choices: Any) -> str:
@@ -363,13 +391,13 @@ def _did_you_mean(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _describe(error: ValidationError) -> str:
-    """The first problem as 'section.key: what is wrong'."""
+def _describe(error: ValidationError, key: bool = True) -> str:
+    """The first problem as 'section.key: what is wrong' (without the key: 'what')."""
     first = error.errors()[0]
     parts = [str(p) for p in first["loc"]]
-    key = ""
+    where = ""
     for p in parts:
-        key += f"[{p}]" if p.isdigit() else (f".{p}" if key else p)
+        where += f"[{p}]" if p.isdigit() else (f".{p}" if where else p)
     if first["type"] == "extra_forbidden":
         parent = _model_at(parts[:-1])
         hint = _did_you_mean(parts[-1], parent.model_fields) if parent else ""
@@ -384,7 +412,7 @@ def _describe(error: ValidationError) -> str:
                 message += f" (got {first['input']!r})"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{key or 'top level'}: {message}{suffix}"
+    return f"{where or 'top level'}: {message}{suffix}" if key else f"{message}{suffix}"
 
 
 def _model_at(parts: list[str]) -> type[BaseModel] | None:

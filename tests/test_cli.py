@@ -39,7 +39,7 @@ def test_version_and_help(tmp_path: Path) -> None:
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path, config_file: Path) -> None:
     result = run_cti("serve", "--config", str(config_file), cwd=tmp_path)
     assert result.returncode == 1
-    assert "run `cti db upgrade`" in result.stderr
+    assert f"run `cti db upgrade -c {config_file}`" in result.stderr  # works when copied
     assert "Traceback" not in result.stderr
 
 
@@ -74,6 +74,84 @@ def test_user_add_prints_a_token_once(tmp_path: Path, config_file: Path) -> None
     assert no_ext.returncode == 1 and "an operator needs one" in no_ext.stderr
     revoke = run_cti("user", "revoke", "anna", "-c", str(config_file), cwd=tmp_path)
     assert revoke.stdout.strip() == "revoked 1 token of anna"
+
+
+def test_cti_finds_cti_toml_and_says_which_database_it_uses(tmp_path: Path) -> None:
+    (tmp_path / "cti.toml").write_text('[server]\ndata_dir = "var"\n', encoding="utf-8")
+    upgrade = run_cti("db", "upgrade", cwd=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    database = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'cti.db'}"
+    assert f"cti: configuration cti.toml, database {database}" in upgrade.stderr
+    added = run_cti("user", "add", "nino", "--role", "operator", "--extension", "103", cwd=tmp_path)
+    assert added.returncode == 0, added.stderr
+    listing = run_cti("user", "list", "-c", "cti.toml", cwd=tmp_path)
+    assert listing.stdout.splitlines()[0].split() == ["USER", "ROLE", "PHONE", "NAME"]
+    assert listing.stdout.splitlines()[1].split()[:3] == ["nino", "operator", "103"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    defaults = run_cti("user", "list", cwd=elsewhere)
+    assert "configuration the built-in defaults (no ./cti.toml, no $CTI_CONFIG)" in defaults.stderr
+    assert "run `cti db upgrade`" in defaults.stderr
+
+
+def test_a_bad_environment_override_names_the_variable(tmp_path: Path, config_file: Path) -> None:
+    result = run_cti(
+        "check-config", "-c", str(config_file), cwd=tmp_path, env={"CTI_SERVER_PORT": "abc"}
+    )
+    assert result.returncode == 2
+    assert "environment variable CTI_SERVER_PORT: Input should be a valid integer" in result.stderr
+    assert str(config_file) not in result.stderr
+
+
+def test_an_extension_another_user_has_needs_force(tmp_path: Path, config_file: Path) -> None:
+    c = ("-c", str(config_file))
+    assert run_cti("db", "upgrade", *c, cwd=tmp_path).returncode == 0
+    first = run_cti(
+        "user", "add", "anna", "--role", "operator", "--extension", "101", *c, cwd=tmp_path
+    )
+    assert first.returncode == 0
+    again = run_cti(
+        "user", "add", "olga", "--role", "operator", "--extension", "101", *c, cwd=tmp_path
+    )
+    assert again.returncode == 1
+    assert "extension 101 is already anna's phone; add --force" in again.stderr
+    forced = run_cti(
+        "user",
+        "add",
+        "olga",
+        "--role",
+        "operator",
+        "--extension",
+        "101",
+        "--force",
+        *c,
+        cwd=tmp_path,
+    )
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_watch_says_clearly_what_is_wrong(tmp_path: Path) -> None:
+    no_scheme = run_cti("watch", "127.0.0.1:8080", "--token", "cti_x", cwd=tmp_path)
+    assert no_scheme.returncode == 2
+    assert "give it with its scheme, e.g. http://127.0.0.1:8080" in no_scheme.stderr
+    assert "127.0.0.1:8080/ws: 127.0.0.1:8080/ws" not in no_scheme.stderr
+
+
+def test_watch_prints_a_line_only_when_a_pop_changes() -> None:
+    from cti.cli import WatchLines
+
+    card = {"call_id": "c1", "state": "ringing", "number_display": "+7 812 555-01-04",
+            "caller_name": None, "client": None, "contact": None, "manager": None,
+            "ringing": ["101"], "answered_by": None}  # fmt: skip
+    watch = WatchLines()
+    first = watch.lines({"type": "pop", "data": card})
+    assert len(first) == 1
+    history = {**card, "history": [{"kind": "call"}]}  # filled in: the line is the same
+    assert watch.lines({"type": "pop", "data": history}) == []
+    found = {**card, "client": {"name": "ООО Ромашка"}}
+    assert watch.lines({"type": "pop", "data": found})[0].endswith("ООО Ромашка  ringing 101")
+    ended = {**found, "state": "ended", "ringing": []}
+    assert len(watch.lines({"type": "pop", "data": ended})) == 1
 
 
 async def read_until(stream: asyncio.StreamReader, pattern: str, seen: list[str]) -> re.Match:
@@ -168,3 +246,28 @@ def test_module_entry_point_matches_console_script(tmp_path: Path) -> None:
 
     result = run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert result.stdout.strip() == f"cti {__version__}"
+
+
+async def test_watch_says_when_the_token_is_refused_and_when_it_ends(client, service, make_user):
+    url = f"http://{client.server.host}:{client.server.port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+
+    async def watch(token: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *CTI, "watch", url, "--token", token, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    refused = await watch("cti_" + "0" * 43)
+    _, err = await asyncio.wait_for(refused.communicate(), 30)
+    assert refused.returncode == 1
+    assert err.decode().strip() == f"cti watch: {url}/ws: the service refused the token (401)"
+
+    token = await make_user("receptionist", username="maria")
+    watching = await watch(token)
+    await read_until(watching.stdout, r"calls ringing or in progress", [])
+    revoked = await client.delete("/api/users/maria/tokens", headers=bearer(token))
+    assert revoked.status == 200  # her own tokens: the open watch ends with them
+    _, err = await asyncio.wait_for(watching.communicate(), 30)
+    assert "cti watch: the token ended (signed out, expired or revoked)" in err.decode()
+    assert watching.returncode == 1

@@ -109,7 +109,12 @@ secret = "from-file"
         ("[server\n", {}, "not valid TOML"),
         ("", {"CTI_SERVR_PORT": "1"}, "CTI_SERVR_PORT: no section [servr] (did you mean server?)"),
         ("", {"CTI_PBX_0_HOST": "h"}, "there are 0 [[pbx]] entries"),
-        ("", {"CTI_SERVER_PORT": "eighty"}, "server.port: Input should be a valid integer"),
+        (
+            "[server]\nport = 8080\n",
+            {"CTI_SERVER_PORT": "eighty"},  # named as the variable, not as the file's key
+            "environment variable CTI_SERVER_PORT: Input should be a valid integer",
+        ),
+        ("", {"CTI_PBX_0_PORT": "x"}, "there are 0 [[pbx]] entries"),
     ],
 )
 def test_bad_configuration_names_key_and_problem(

@@ -16,7 +16,18 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class DatabaseNotMigrated(Exception):
-    pass
+    """The schema is behind; ``upgrade`` is the command that brings it up to date (the
+    command line names its configuration file in it)."""
+
+    def __init__(self, state: str, head: str, upgrade: str = "cti db upgrade") -> None:
+        super().__init__(state, head)
+        self.state, self.head, self.upgrade = state, head, upgrade
+
+    def __str__(self) -> str:
+        return (
+            f"the database {self.state} but this version needs {self.head}: "
+            f"run `{self.upgrade}` (or set [database] auto_migrate = true)"
+        )
 
 
 def alembic_config() -> AlembicConfig:
@@ -60,7 +71,4 @@ async def check_up_to_date(engine: AsyncEngine) -> None:
     current, head = await current_revision(engine), head_revision()
     if current != head:
         state = "has no tables yet" if current is None else f"is at revision {current}"
-        raise DatabaseNotMigrated(
-            f"the database {state} but this version needs {head}: "
-            "run `cti db upgrade` (or set [database] auto_migrate = true)"
-        )
+        raise DatabaseNotMigrated(state, head)

@@ -25,6 +25,7 @@ from cti.http import (
 from cti.http.api import PRINCIPAL_KEY, Api, input_problem
 from cti.http.errors import ApiError, error_response
 from cti.http.keys import API_KEY, SERVICE_KEY
+from cti.http.proxy import proxy_middleware
 from cti.http.ws import bearer_token, websocket
 from cti.service import Service
 
@@ -35,6 +36,7 @@ def build_app(service: Service) -> web.Application:
     api = Api()
     app = web.Application(
         middlewares=[
+            proxy_middleware(service.config.server.trusted_proxies),
             _metrics_middleware(service),
             _error_middleware,
             _input_middleware,

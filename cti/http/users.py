@@ -42,6 +42,9 @@ class UserCreate(BaseModel):
     extension: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
     display_name: str = Field("", max_length=200)
     password: str | None = Field(None, min_length=8, max_length=200)
+    share_extension: bool = Field(
+        False, description="Allow an extension another active user has (a shared phone)"
+    )
 
 
 class NewToken(BaseModel):
@@ -94,6 +97,13 @@ def add_routes(api: Api) -> None:
     async def create_user(request: web.Request) -> web.Response:
         body = await read_body(request, UserCreate)
         async with request.app[SERVICE_KEY].sessions() as session:
+            owner = await auth.extension_owner(session, body.extension)
+            if owner is not None and not body.share_extension:
+                raise ApiError(
+                    409,
+                    f"extension: {body.extension} is already {owner.username}'s phone",
+                    code="extension_taken",
+                )
             try:
                 user = await auth.create_user(
                     session,
