@@ -3,21 +3,35 @@ real Asterisk calls, and a small client directory: nothing to set up."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import itertools
+import logging
+import math
+import os
 import secrets
 import shutil
+import socket
 import string
 import sys
 import tempfile
+import wave
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from crm_bridge.demo_data import demo_clients
 from cti import auth
-from cti.config import Config, CrmConfig, DatabaseConfig, ModemConfig, PbxConfig, ServerConfig
+from cti.config import (
+    Config,
+    CrmConfig,
+    DatabaseConfig,
+    ModemConfig,
+    PbxConfig,
+    RecordingsConfig,
+    ServerConfig,
+)
 from cti.domain import utcnow
 from cti.logs import setup_logging
 from cti.service import Service, serve
@@ -25,6 +39,7 @@ from gsm_modem.emulator import ModemEmulator
 from gsm_modem.pdu import encode_deliver
 from pbx_adapters.asterisk.simulator import (
     DEFAULT_TRANSCRIPTS,
+    LAB_MONITOR,
     LAB_PBX_OPTIONS,
     AmiSimulator,
     load_all,
@@ -143,10 +158,20 @@ async def create_demo_users(service: Service) -> list[tuple[DemoUser, str, str]]
     return created
 
 
+def cti_command() -> str:
+    """How to run ``cti`` from here: the venv's script, as a path a person can type."""
+    script = Path(sys.executable).parent / "cti"
+    if not script.exists():
+        return f"{sys.executable} -m cti"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
 def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> str:
     lines = [
         "",
-        f"CTI demo is running at {url}   (Ctrl-C stops it)",
+        f"CTI demo is running at {url}   (Ctrl-C stops it; Enter shows this again)",
         f"data: {data_dir}",
         "A simulated Asterisk replays recorded calls every few seconds (phones 101 and 102).",
         f"Open {url}/ and sign in: 'reception' sees every call and transfers it to the",
@@ -162,6 +187,7 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
     admin_token = users[0][1]
     anna_token = next(token for demo, token, _ in users if demo.username == "anna")
     auth_header = f"-H 'Authorization: Bearer {admin_token}'"
+    anna_header = f"-H 'Authorization: Bearer {anna_token}'"
     lines += [
         "",
         "Try:",
@@ -169,17 +195,63 @@ def banner(url: str, users: list[tuple[DemoUser, str, str]], data_dir: Path) -> 
         f"  curl {auth_header} {url}/api/calls",
         f"  curl {auth_header} {url}/api/lines",
         f"  curl {auth_header} {url}/api/tasks   # missed calls to return",
-        f"  curl {auth_header} '{url}/api/clients?q=ромашка'",
-        f"  curl {auth_header} '{url}/api/lookup?number=%2B78125550111'",
-        f"  curl -X POST -H 'Authorization: Bearer {anna_token}' "
+        f"  curl -G {auth_header} --data-urlencode 'q=ромашка' {url}/api/clients",
+        f"  curl -G {auth_header} --data-urlencode 'number=+7 812 555-01-11' {url}/api/lookup",
+        f"  curl -X POST {anna_header} "
         f'-d \'{{"number": "+7 812 555-01-11"}}\' {url}/api/calls   # click-to-dial as anna',
-        f"  curl -X POST -H 'Authorization: Bearer {anna_token}' "
+        f"  curl -X POST {anna_header} "
         f'-d \'{{"to": "+7 812 555-01-11", "text": "Ваш заказ готов"}}\' {url}/api/sms',
         f"  curl {auth_header} {url}/api/sms   # sent and received SMS",
-        f"  CTI_TOKEN={admin_token} cti watch {url}   # live call events",
+        f"  CTI_TOKEN={admin_token} {cti_command()} watch {url}   # live call events",
         "",
     ]
     return "\n".join(lines)
+
+
+def write_recording(path: Path, seconds: float = 4.0) -> None:
+    """A short recording where the PBX would put it: two tones taking turns, 8 kHz mono,
+    16-bit PCM, as MixMonitor writes a WAV."""
+    rate = 8000
+    samples = array.array("h")
+    for n in range(int(rate * seconds)):
+        t = n / rate
+        tone = 440.0 if int(t * 2) % 2 == 0 else 554.0
+        fade = min(1.0, t * 10, (seconds - t) * 10)
+        samples.append(int(8000 * fade * math.sin(2 * math.pi * tone * t)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+
+
+def free_port(host: str, port: int) -> int:
+    """``port``, or 0 (any free one) when something already listens there."""
+    if port == 0:
+        return 0
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            print(f"cti demo: port {port} is taken; using a free one", file=sys.stderr)
+            return 0
+    return port
+
+
+def reprint_on_enter(text: str) -> None:
+    """Print ``text`` again each time Enter is pressed (stdin a terminal or a pipe)."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno() if sys.stdin else -1
+
+    def readable() -> None:
+        if os.read(fd, 4096):
+            print(text, flush=True)
+        else:  # end of input: nothing more to wait for
+            loop.remove_reader(fd)
+
+    with contextlib.suppress(OSError, ValueError):  # a regular file or no stdin: no reprint
+        loop.add_reader(fd, readable)
 
 
 async def seed_directory(service: Service) -> int:
@@ -197,9 +269,16 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
     await pbx.start()
     modem = ModemEmulator()  # a GSM modem with a SIM card, on a pseudo-terminal
     modem.plug()
+    recordings = data_dir / "recordings"
+    transcripts = dict(load_all(DEFAULT_TRANSCRIPTS))
+    pbx.originate_call = transcripts["sip_click_to_dial"]  # click-to-dial rings, talks, ends
+    pbx.on_recording = lambda name: write_recording(
+        recordings / PurePosixPath(name).relative_to(LAB_MONITOR)
+    )
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
         database=DatabaseConfig(auto_migrate=True),
+        recordings=RecordingsConfig(dir=str(recordings), pbx_dir=LAB_MONITOR),
         crm=CrmConfig(default_manager_extension="100"),
         modem=[ModemConfig(name="demo-sim", port=str(modem.path), ring_extensions=["100"])],
         pbx=[
@@ -220,11 +299,13 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
         users = await create_demo_users(service) if fresh else []
         if fresh:
             await seed_directory(service)
-        if users:
-            print(banner(url, users, data_dir), flush=True)
-        else:
-            print(f"\nCTI demo is running at {url} with the users of {data_dir}\n", flush=True)
-        transcripts = dict(load_all(DEFAULT_TRANSCRIPTS))
+        text = (
+            banner(url, users, data_dir)
+            if users
+            else f"\nCTI demo is running at {url} with the users of {data_dir}\n"
+        )
+        print(text, flush=True)
+        reprint_on_enter(text)
         replay = replay_forever(
             pbx,
             [(name, transcripts[name]) for name in DEMO_ORDER if name in transcripts],
@@ -259,9 +340,12 @@ def run_demo(host: str, port: int, data_dir: str | None) -> int:
     directory = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="cti-demo-"))
     directory = directory.resolve()
     setup_logging("info", "text")
+    # A quiet console: the logins stay on screen. Warnings (a link down) still show.
+    for chatty in ("cti", "pbx_adapters", "gsm_modem", "recordings", "crm_bridge", "alembic"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     fresh = not (directory / "cti.db").exists()
     try:
-        asyncio.run(_run(host, port, directory, fresh))
+        asyncio.run(_run(host, free_port(host, port), directory, fresh))
     except OSError as e:
         print(
             f"cti demo: cannot listen on {host}:{port}: {e.strerror} "

@@ -263,6 +263,7 @@ async def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_started`` gets the base URL."""
     from cti.http.app import build_app
+    from cti.http.server import AppRunner
 
     service = await Service.start(config, directory=directory)
     # What start-up built lives as long as the process: move it out of the collector's
@@ -271,7 +272,7 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    runner = web.AppRunner(
+    runner = AppRunner(
         build_app(service),
         access_log=logging.getLogger("cti.access"),
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,

@@ -268,7 +268,11 @@ class GsmModem:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         transport, link = await serial_asyncio.create_serial_connection(
-            loop, lambda: _Link(self), self.config.port, baudrate=self.config.baudrate
+            loop,
+            lambda: _Link(self),
+            self.config.port,
+            baudrate=self.config.baudrate,
+            exclusive=True,  # a second cti (a probe while the service runs) is refused
         )
         link.transport = transport  # now: connection_made comes a loop turn later
         self._link = link

@@ -20,17 +20,18 @@ from gsm_modem.pdu import encode_submit
 # What a failure's text says -> what usually fixes it.
 HINTS = (
     ("Permission denied", "add the service's user to the dialout group (then log in again)"),
-    (
-        "could not exclusively lock",
-        "another program holds the port (ModemManager? the service?): see docs/modem.md",
-    ),
+    ("could not exclusively lock", "the port is in use: is the service running?"),
     ("Device or resource busy", "another program holds the port: see docs/modem.md"),
     ("No such file", "no such port: `ls -l /dev/serial/by-id/` lists the modems plugged in"),
     ("asks for a PIN", "the SIM asks for its PIN: give it with --pin (or [[modem]] pin)"),
     ("refused the configured PIN", "a wrong PIN: after three the SIM wants its PUK"),
     ("asks for SIM PUK", "the SIM is blocked: unblock it with its PUK in a phone"),
     ("SIM not inserted", "no SIM card: insert one (with the modem off)"),
-    ("no answer to", "nothing answers AT here: try the modem's other ports (docs/modem.md)"),
+    (
+        "no answer to",
+        "nothing answers AT here: try the modem's other ports, and check that ModemManager "
+        "leaves it alone (docs/modem.md)",
+    ),
 )
 
 

@@ -26,7 +26,7 @@ from cti.config import (
 )
 from cti.http.app import build_app
 from cti.service import Service
-from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript, refresh_ids
+from pbx_adapters.asterisk.simulator import LAB_MONITOR, AmiSimulator, load_transcript, refresh_ids
 
 CHROMIUM = Path("/usr/bin/chromium")
 # A browser test module's pytestmark. CI (CTI_TEST_REQUIRE_BROWSER=1, set by .ci/run) fails
@@ -85,7 +85,6 @@ BUSY_CLIENT_NUMBER = "+74950000002"
 
 # Where the lab's MixMonitor writes (the transcripts name files there), and recordings of
 # the lab's calls to put at the place the service expects them.
-LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder: only a name here)
 LAB_WAV = Path(__file__).resolve().parent / "fixtures" / "recordings" / "1795362636.6.wav"
 SMS_CLIENT_NUMBER = "+79161234567"
 SMS_CLIENT_NAME = "Ирина Кузнецова"

@@ -567,3 +567,23 @@ def test_shipped_transcripts_are_the_recorded_ones() -> None:
     shipped = {p.name: p.read_bytes() for p in FIXTURES.glob("*.ami")}
     recorded = {p.name: p.read_bytes() for p in SHARED_FIXTURES.glob("*.ami")}
     assert shipped == recorded and len(shipped) == 11
+
+
+async def test_an_originate_can_play_a_whole_call_for_the_phone_and_number_asked(
+    sim: AmiSimulator, client: Client
+) -> None:
+    """The demo's click-to-dial: the recorded call (phone 101), as phone 102 asked for it."""
+    sim.originate_call = transcript("sip_click_to_dial")
+    await client.send(
+        Action="Originate", ActionID="o1", Channel="SIP/102", Context="internal",
+        Exten="84957770133", Priority="1", Async="true",
+    )  # fmt: skip
+    frames: list[Frame] = []
+    while not (frames and frames[-1].get("Event") == "Hangup"):  # as paced as recorded
+        frames.append(await client.frame(within=20))
+    [answer] = [f for f in frames if f.get("Event") == "OriginateResponse"]
+    assert (answer["ActionID"], answer["Response"]) == ("o1", "Success")
+    assert answer["Exten"] == "84957770133"
+    dialled = [f for f in frames if f.get("Event") == "DialBegin"]
+    assert dialled[0]["DestChannel"].startswith("SIP/102-")
+    assert not any("SIP/101-" in f.get("Channel", "") for f in frames)

@@ -1,6 +1,7 @@
 """The HTTP API's contract: authentication, roles, error shape, health, metrics, OpenAPI."""
 
 import asyncio
+import json
 
 import pytest
 from helpers import bearer, new_token
@@ -273,3 +274,30 @@ async def test_a_directory_given_to_the_service_answers_lookups(
         assert body["match"]["client_name"] == "ООО «Ромашка»"
     finally:
         await service.close()
+
+
+async def test_requests_the_server_cannot_parse_get_the_json_error_shape(tmp_path) -> None:
+    """curl sends a typed query as raw UTF-8: aiohttp refuses it before any middleware."""
+    from cti.service import serve
+
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path}/cti.db", auto_migrate=True),
+    )
+    stop, started = asyncio.Event(), asyncio.get_running_loop().create_future()
+    server = asyncio.create_task(
+        serve(config, stop=stop, on_started=lambda service, url: started.set_result(url))
+    )
+    url = await asyncio.wait_for(started, 20)
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write("GET /api/clients?q=ромашка HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    answer = await reader.read(65536)
+    writer.close()
+    stop.set()
+    await asyncio.wait_for(server, 20)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split()[1] == b"400" and b"Content-Type: application/json" in head
+    error = json.loads(body)["error"]
+    assert error["status"] == 400 and error["code"] == "bad_request"
+    assert "--data-urlencode" in error["message"], error["message"]

@@ -61,3 +61,12 @@ def test_sms_send_sends_one_message_through_the_modem(port: str, tmp_path: Path)
     assert result.stdout.startswith(f"sent to +79161234567 through {port}: 1 part")
     refused = run_cti("sms", "send", "hello", "x", cwd=tmp_path)
     assert refused.returncode == 2 and "'hello' is not a phone number" in refused.stderr
+
+
+def test_probe_while_something_holds_the_port_says_so(port: str, tmp_path: Path) -> None:
+    import serial
+
+    with serial.Serial(port, exclusive=True):  # as the running service holds it
+        result = run_cti("modem", "probe", port, "--timeout", "5", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "hint: the port is in use: is the service running?" in result.stdout

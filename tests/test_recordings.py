@@ -24,14 +24,13 @@ from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
 from cti.db.models import CallRecord, Recording
 from cti.domain import Direction, Outcome, utcnow
 from cti.service import Service
-from pbx_adapters.asterisk.simulator import AmiSimulator, load_transcript
+from pbx_adapters.asterisk.simulator import LAB_MONITOR, AmiSimulator, load_transcript
 from recordings.store import inside
 
 # MixMonitor files from the lab Asterisk (copies of ../shared/fixtures/recordings).
 WAVS = Path(__file__).resolve().parent / "fixtures" / "recordings"
 CALL_ID = "lab:1795362636.6"  # sip_inbound_answered: MixMonitor writes 1795362636.6.wav
 WAV = WAVS / "1795362636.6.wav"
-LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder, only a name here)
 DAY = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 
 

@@ -21,7 +21,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 # Copies of ../shared/fixtures/asterisk20, shipped so the demo runs from a bare install.
 DEFAULT_TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts"
+# Where the lab PBX that recorded them wrote its MixMonitor files (the transcripts name them).
+LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder: only a name here)
 # How the lab PBX that recorded them must be configured ([[pbx]] options).
 LAB_PBX_OPTIONS = {
     "trunk_channels": [r"^Local/[^@]+@(?:callers|remote|inbound)-"],
@@ -114,6 +116,7 @@ _TOKENS = re.compile(
 )
 _SEQ_SECONDS = 100_000  # seconds added to a unique id's time part per seq
 _SEQ_CHANNELS = 0x10000  # added to a channel suffix per seq (mod 2**32, like Asterisk's)
+_ORIGINATED_SEQ = 50_000  # the seqs of originated calls: apart from any replay's
 _UUID_NAMESPACE = uuid.UUID("8f0d6c9e-3b1a-4c55-9a8e-5b7e2d1f0a42")
 
 
@@ -210,6 +213,11 @@ class AmiSimulator:
         self.channels: dict[str, Frame] = {}
         self.device_states: dict[str, str] = {}
         self.originate_result = "Success"
+        # The demo's: a recorded click-to-dial call played for each successful Originate
+        # (so the call rings, is answered and ends as it would), and a callback for each
+        # recording the played calls name (to put a file where the PBX would).
+        self.originate_call: list[Frame] | None = None
+        self.on_recording: Callable[[str], None] | None = None
         self._born: dict[str, float] = {}  # Uniqueid -> monotonic time it appeared
         self._clients: set[_Client] = set()
         self._handlers: set[asyncio.Task[None]] = set()
@@ -251,6 +259,8 @@ class AmiSimulator:
             if index and delay:
                 await asyncio.sleep(delay)
             self._track(frame)  # before sending: a client that asks at once sees it
+            if self.on_recording is not None and frame.get("Variable") == "MIXMONITOR_FILENAME":
+                self.on_recording(frame.get("Value", ""))
             await self._broadcast(frame)
 
     # --- state the replayed events describe ---
@@ -493,6 +503,9 @@ class AmiSimulator:
             self._originated += 1
             uniqueid = f"{int(time.time())}.{self._originated}"
         name, number = _split_callerid(fields.get("callerid", ""))
+        if success and self.originate_call:
+            await self._play_originated(fields, reply_id)
+            return
         await self._broadcast(
             {
                 "Event": "OriginateResponse",
@@ -509,6 +522,32 @@ class AmiSimulator:
                 "CallerIDName": name or "<unknown>",
             }
         )
+
+    async def _play_originated(self, fields: dict[str, str], reply_id: dict[str, str]) -> None:
+        """The recorded click-to-dial call, as this Originate asked for it: the operator's
+        own phone and the number dialled put in, its OriginateResponse with our ActionID."""
+        assert self.originate_call is not None
+        recorded = next(f for f in self.originate_call if f.get("Event") == "OriginateResponse")
+        numbers = {recorded.get("Exten", ""): fields.get("exten", "")}
+        was, now = (_extension_of(c) for c in (recorded.get("Channel", ""), fields["channel"]))
+        if was and now:
+            numbers[was] = now
+        call = refresh_ids(
+            self.originate_call,
+            seq=_ORIGINATED_SEQ + self._originated,
+            number_map={old: new for old, new in numbers.items() if old and new and old != new},
+        )
+        for frame in call:
+            if frame.get("Event") == "OriginateResponse":
+                frame.update(reply_id)
+        for pause, part in _paced(call):
+            await asyncio.sleep(pause)
+            await self.play(part)
+
+
+def _extension_of(channel: str) -> str | None:
+    match = re.match(r"^[A-Za-z0-9]+/(\d+)(?:-|$)", channel)
+    return match[1] if match else None
 
 
 def _split_callerid(callerid: str) -> tuple[str, str]:
