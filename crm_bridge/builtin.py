@@ -19,7 +19,7 @@ from sqlalchemy import Select, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
-from crm_bridge.directory import Match, ResponsibleManager
+from crm_bridge.directory import Found, Match, ResponsibleManager, SharedNumber
 from crm_bridge.models import Client, Contact, Phone
 from cti.db.models import User
 from cti.domain import utcnow
@@ -71,7 +71,7 @@ def _to_match(row: Any) -> Match:
     return Match(str(client_id), name, kind, contact, manager, tuple(tags or ()))
 
 
-_BY_NUMBER = _match_query().where(Phone.number == bindparam("number")).limit(1)
+_BY_NUMBER = _match_query().where(Phone.number == bindparam("number")).limit(20)
 _BY_SUFFIX = (
     _match_query()
     .where(Phone.reversed_digits >= bindparam("low"), Phone.reversed_digits < bindparam("high"))
@@ -91,19 +91,25 @@ def _plan(number: str, suffix_digits: int) -> tuple[Select, dict[str, str]] | No
     return _BY_SUFFIX, {"low": tail, "high": tail[:-1] + chr(ord(tail[-1]) + 1)}
 
 
-def _pick(rows: Sequence[Any]) -> Match | None:
-    """The one client the rows name; None for none, or for several (no guessing)."""
-    if not rows or len({row[0] for row in rows}) > 1:
+def _pick(rows: Sequence[Any], exact: bool) -> Found:
+    """The one client the rows name; None for none. Several: the clients sharing the
+    number (``exact``); for a number's last digits, None (different numbers: no guess)."""
+    clients = dict.fromkeys((str(row[0]), row[1]) for row in rows)
+    if not clients:
         return None
+    if len(clients) > 1:
+        return SharedNumber(tuple(clients)) if exact else None
     return _to_match(rows[0])
 
 
 async def lookup_in(session: AsyncSession, number: str, suffix_digits: int) -> Match | None:
-    """A lookup inside the caller's transaction."""
+    """A lookup inside the caller's transaction: the one client, or None (unknown, or a
+    number several clients share: its work goes to nobody's manager by a guess)."""
     plan = _plan(number, suffix_digits)
     if plan is None:
         return None
-    return _pick((await session.execute(*plan)).all())
+    found = _pick((await session.execute(*plan)).all(), plan[0] is _BY_NUMBER)
+    return found if isinstance(found, Match) else None
 
 
 async def clients_by_number(
@@ -213,11 +219,11 @@ class SqlDirectory:
         else:
             self._reader = _ConnectionReader(engine)
 
-    async def lookup(self, number: str) -> Match | None:
+    async def lookup(self, number: str) -> Found:
         plan = _plan(number, self.suffix_digits)
         if plan is None:
             return None
-        return _pick(await self._reader.rows(*plan))
+        return _pick(await self._reader.rows(*plan), plan[0] is _BY_NUMBER)
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         async with self.sessions() as session:
@@ -372,6 +378,36 @@ async def remove_contact(session: AsyncSession, client: Client, contact: Contact
     client.phones = [p for p in client.phones if p.contact is not contact]
     client.contacts.remove(contact)
     await _touched(session, client)
+
+
+async def shared_numbers(
+    session: AsyncSession, *, client_id: int | None = None, new_after: int | None = None
+) -> list[dict[str, Any]]:
+    """Numbers more than one client has: ``[{"number", "clients": [{"id", "name"}]}]``,
+    those of client ``client_id``, or of the clients with an id above ``new_after`` (an
+    import's). A lookup of such a number names them all and picks none."""
+    mine = select(Phone.number)
+    if client_id is not None:
+        mine = mine.where(Phone.client_id == client_id)
+    if new_after is not None:
+        mine = mine.where(Phone.client_id > new_after)
+    shared = (
+        select(Phone.number)
+        .where(Phone.number.in_(mine))
+        .group_by(Phone.number)
+        .having(func.count(func.distinct(Phone.client_id)) > 1)
+    )
+    rows = await session.execute(
+        select(Phone.number, Client.id, Client.name)
+        .join(Client, Client.id == Phone.client_id)
+        .where(Phone.number.in_(shared))
+        .order_by(Phone.number, Client.id)
+        .distinct()
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for number, cid, name in rows:
+        found.setdefault(number, []).append({"id": cid, "name": name})
+    return [{"number": number, "clients": clients} for number, clients in found.items()]
 
 
 async def get_client(session: AsyncSession, client_id: int) -> Client | None:

@@ -52,6 +52,19 @@ class Match:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SharedNumber:
+    """A number several clients have: who they are (id, name), and nobody picked for it."""
+
+    clients: tuple[tuple[str, str], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shared_by": [{"id": cid, "name": name} for cid, name in self.clients]}
+
+
+Found = Match | SharedNumber | None
+
+
 async def search_by_number(directory: Directory, text: str, region: str, limit: int) -> list[Match]:
     """``search`` for a CRM that can only be asked by number: a number finds its client,
     anything else nothing."""
@@ -59,12 +72,13 @@ async def search_by_number(directory: Directory, text: str, region: str, limit: 
     if number is None or limit < 1:
         return []
     match = await directory.lookup(number)
-    return [] if match is None else [match]
+    return [match] if isinstance(match, Match) else []
 
 
 class Directory(Protocol):
-    async def lookup(self, number: str) -> Match | None:
-        """The client behind an E.164 number, or None when unknown."""
+    async def lookup(self, number: str) -> Found:
+        """The client behind an E.164 number; the clients that share it (no guessing); or
+        None when unknown."""
         ...
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:

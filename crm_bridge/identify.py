@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 
-from crm_bridge.directory import Directory, Match
+from crm_bridge.directory import Directory, Found
 from crm_bridge.resilience import DirectoryUnavailable
 from cti.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
 from cti.events import CallIdentified, CallRinging, describe
@@ -36,7 +36,7 @@ class CallerIdentifier:
         self.directory = directory
         self.budget = budget_seconds
         # call id -> the lookup (done or still running) for its number
-        self._lookups: OrderedDict[str, asyncio.Future[Match | None]] = OrderedDict()
+        self._lookups: OrderedDict[str, asyncio.Future[Found]] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_bridge.builtin import search_text
+from crm_bridge.builtin import search_text, shared_numbers
 from crm_bridge.models import Client, Contact, Phone
 from cti.db.models import User
 from cti.domain import utcnow
@@ -98,6 +98,8 @@ class ImportReport:
     contacts: int = 0
     phones: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Numbers an imported client shares with another client (the lookup picks neither).
+    shared: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     dry_run: bool = False
 
@@ -403,6 +405,10 @@ class _Importer:
                     await self.session.execute(
                         text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {last})")
                     )
+        if not self.dry_run:
+            self.report.shared = await shared_numbers(
+                self.session, new_after=self.last_ids["clients"]
+            )
 
 
 def _text(what: str, value: str) -> str:

@@ -52,6 +52,7 @@ class Principal:
     display_name: str
     role: Role
     extension: str | None
+    time_zone: str | None = None  # the user's own; None: the office's
 
     def has_role(self, *roles: Role) -> bool:
         """Admins pass every role check; others must hold one of ``roles``."""
@@ -69,11 +70,14 @@ class Principal:
             "display_name": self.display_name,
             "role": self.role.value,
             "extension": self.extension,
+            "time_zone": self.time_zone,
         }
 
 
 def principal_of(user: User) -> Principal:
-    return Principal(user.id, user.username, user.display_name, Role(user.role), user.extension)
+    return Principal(
+        user.id, user.username, user.display_name, Role(user.role), user.extension, user.time_zone
+    )
 
 
 def hash_token(token: str) -> str:
@@ -204,6 +208,23 @@ async def end_session(session: AsyncSession, token: ApiToken) -> bool:
         .values(revoked_at=utcnow())
     )
     return was_valid
+
+
+async def end_sessions(session: AsyncSession, user: User, keep: ApiToken | None = None) -> int:
+    """Sign the user out of every browser session (and the tokens asked for with them)
+    but ``keep``; returns how many sessions ended (not committed)."""
+    sessions = await session.scalars(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id,
+            ApiToken.is_session.is_(True),
+            ApiToken.revoked_at.is_(None),
+        )
+    )
+    ended = 0
+    for token in sessions:
+        if keep is None or token.id != keep.id:
+            ended += await end_session(session, token)
+    return ended
 
 
 async def valid_token_ids(session: AsyncSession, ids: Iterable[int]) -> set[int]:

@@ -695,6 +695,16 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
                 print(f"  line {line}: {reason}")
             if len(report.rejected) > 50:
                 print(f"  ... and {len(report.rejected) - 50} more")
+        if report.shared:
+            print(
+                f"{len(report.shared)} numbers belong to more than one client "
+                "(a lookup names them all and picks none):"
+            )
+            for shared in report.shared[:50]:
+                names = ", ".join(client["name"] for client in shared["clients"])
+                print(f"  {shared['number']}: {names}")
+            if len(report.shared) > 50:
+                print(f"  ... and {len(report.shared) - 50} more")
         return 0
 
     return _user_command(args, config, work)

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
@@ -36,6 +37,14 @@ ENV_NOT_CONFIG = {"CTI_CONFIG"}
 ENV_NOT_CONFIG_PREFIXES = ("CTI_TEST_",)
 
 LinkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+def known_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 class ConfigError(Exception):
@@ -64,6 +73,15 @@ class ServerConfig(_Section):
     # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses
     # or networks, e.g. "127.0.0.1"); from anyone else those headers are ignored.
     trusted_proxies: list[str] = []
+    # The office's time zone: the pages show times in it (each user may choose another).
+    time_zone: str = "Europe/Moscow"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if not known_time_zone(name):
+            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Moscow)")
+        return name
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -5,6 +5,13 @@ zone; rows out have the counts and averages a supervisor reads. "Called back wit
 minutes": a missed call whose callback task was closed by a conversation (a callback, or
 the client calling again and being answered) within N minutes of the missed call.
 
+Each row's calls add up: ``calls`` = ``answered`` (by this operator; per day or hour: by
+anyone) + ``answered_elsewhere`` (a colleague took it: a ring group, a queue, a transfer)
++ ``missed`` (inbound, nobody answered: no answer, busy, the caller gave up) +
+``not_answered`` (an internal call to this operator nobody took) + ``outgoing`` (calls
+placed: outbound, and per day or hour internal ones, answered or not; ``outgoing_answered``
+of them were).
+
 Given the period, per day and per hour of the day every group of the period has a row,
 quiet ones too: zero counts, and no averages or missed rate (None, an empty CSV cell)
 where there is nothing to average. Days are the viewer's calendar days (a 23- or 25-hour
@@ -26,7 +33,11 @@ COLUMNS = (  # of each row, in order
     "key",
     "calls",
     "answered",
+    "answered_elsewhere",
     "missed",
+    "not_answered",
+    "outgoing",
+    "outgoing_answered",
     "missed_rate",
     "average_wait_seconds",
     "average_talk_seconds",
@@ -44,13 +55,23 @@ class ReportCall:
     talk_seconds: float | None
     rang: tuple[str, ...]  # extensions the call rang
     callback_after: timedelta | None = None  # missed calls: how long until someone talked
+    answered: bool | None = None  # anyone (an outside party too); None: answered_by says
+    caller: str | None = None  # the extension that placed it
+
+    @property
+    def was_answered(self) -> bool:
+        return self.answered if self.answered is not None else self.answered_by is not None
 
 
 @dataclass(slots=True)
 class _Totals:
     calls: int = 0
     answered: int = 0
+    answered_elsewhere: int = 0
     missed: int = 0
+    not_answered: int = 0
+    outgoing: int = 0
+    outgoing_answered: int = 0
     waits: list[float] = field(default_factory=list)
     talks: list[float] = field(default_factory=list)
     called_back: int = 0
@@ -74,20 +95,38 @@ def build_report(
         for key in _keys(call, grouping, tz):
             totals = groups[key]
             totals.calls += 1
-            answered_here = call.answered_by is not None and (
-                grouping != "operator" or call.answered_by == key
-            )
-            if answered_here:
-                totals.answered += 1
+            kind = _kind(call, key if grouping == "operator" else None)
+            setattr(totals, kind, getattr(totals, kind) + 1)
+            if kind == "outgoing" and call.was_answered:
+                totals.outgoing_answered += 1
+            if kind == "answered":
                 if call.wait_seconds is not None:
                     totals.waits.append(call.wait_seconds)
                 if call.talk_seconds is not None:
                     totals.talks.append(call.talk_seconds)
-            if call.missed:
-                totals.missed += 1
-                if call.callback_after is not None and call.callback_after <= within:
+            if kind == "missed" and call.callback_after is not None:
+                if call.callback_after <= within:
                     totals.called_back += 1
     return [_row(key, groups[key]) for key in sorted(groups, key=_order)]
+
+
+def _kind(call: ReportCall, operator: str | None) -> str:
+    """Which of the row's adding-up columns the call counts in, for ``operator`` (None:
+    a day or hour row)."""
+    placed = call.direction == "outbound" or (
+        call.direction == "internal" and (operator is None or operator == call.caller)
+    )
+    if placed:
+        return "outgoing"
+    if operator is None:
+        answered_here = call.was_answered
+    else:
+        answered_here = call.answered_by == operator
+    if answered_here:
+        return "answered"
+    if call.was_answered:
+        return "answered_elsewhere"
+    return "missed" if call.missed else "not_answered"
 
 
 def _keys(call: ReportCall, grouping: Grouping, tz: ZoneInfo) -> list[str]:
@@ -97,8 +136,9 @@ def _keys(call: ReportCall, grouping: Grouping, tz: ZoneInfo) -> list[str]:
     if grouping == "hour":
         return [f"{local.hour:02d}:00"]
     operators = set(call.rang)
-    if call.answered_by:
-        operators.add(call.answered_by)
+    for extension in (call.answered_by, call.caller):
+        if extension:
+            operators.add(extension)
     return sorted(operators)
 
 
@@ -133,7 +173,11 @@ def _row(key: str, totals: _Totals) -> dict[str, object]:
         key,
         totals.calls,
         totals.answered,
+        totals.answered_elsewhere,
         totals.missed,
+        totals.not_answered,
+        totals.outgoing,
+        totals.outgoing_answered,
         round(totals.missed / totals.calls, 3) if totals.calls else None,
         average(totals.waits),
         average(totals.talks),

@@ -25,7 +25,8 @@ from cti.events import (
 )
 
 PopState = Literal["ringing", "answered", "ended"]
-LookupState = Literal["pending", "found", "unknown", "unavailable"]
+# "shared": several clients have the number (match holds them as shared_by): none picked.
+LookupState = Literal["pending", "found", "shared", "unknown", "unavailable"]
 
 
 @functools.lru_cache(maxsize=4096)  # a card is sent several times; parsing is slow
@@ -77,7 +78,7 @@ class PopCard:
                 "line_state": line_of(extension) if line_of and extension else None,
             }
         client = None
-        if self.match is not None:
+        if self.match is not None and "shared_by" not in match:
             client = {
                 "id": match.get("client_id"),
                 "name": match.get("client_name"),
@@ -102,6 +103,7 @@ class PopCard:
             "missed": self.missed,
             "lookup": self.lookup,
             "client": client,
+            "shared_by": match.get("shared_by"),
             "contact": match.get("contact_name"),
             "manager": manager,
             "history": list(self.history),
@@ -175,7 +177,8 @@ class PopBoard:
         if event.match is not None:
             if card.match == event.match:
                 return None
-            card.match, card.lookup = event.match, "found"
+            card.match = event.match
+            card.lookup = "shared" if "shared_by" in event.match else "found"
         elif card.lookup == "found":
             return None  # another extension's lookup failed; keep the answer we have
         else:

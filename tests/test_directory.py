@@ -4,11 +4,12 @@ finished call writes back (history, callback tasks, leads)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import bearer, new_token
+from helpers import bearer, eventually, new_token
 
 from cti.calls import Call
 from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
 from cti.domain import Direction, Outcome
+from cti.events import CallRinging
 from cti.http.app import build_app
 from cti.service import Service
 
@@ -516,3 +517,40 @@ async def test_a_missed_call_from_an_external_crms_client_goes_to_its_manager(
         assert activities == []  # history lives in the CRM for its clients
     finally:
         await service.close()
+
+
+async def test_a_number_two_clients_have_is_shown_as_shared_never_picked(
+    client, service, staff
+) -> None:
+    first = await create(
+        client, staff["boss"], {"name": "Питер", "phones": [{"number": "+78125550102"}]}
+    )
+    assert first["shared_numbers"] == []
+    second = await create(
+        client, staff["boss"], {"name": "Москва", "phones": [{"number": "8 812 555-01-02"}]}
+    )
+    [shared] = second["shared_numbers"]  # the client form warns
+    assert shared["number"] == "+78125550102"
+    assert [c["name"] for c in shared["clients"]] == ["Питер", "Москва"]
+    lookup = await (
+        await client.get(
+            "/api/lookup", params={"number": "+78125550102"}, headers=bearer(staff["anna"])
+        )
+    ).json()
+    assert lookup["match"] is None
+    assert [c["name"] for c in lookup["shared_by"]] == ["Питер", "Москва"]
+    await service.bus.publish(
+        CallRinging(
+            call_id="c1",
+            extension="101",
+            direction=Direction.INBOUND,
+            external_number="+78125550102",
+        )
+    )
+    await eventually(
+        lambda: (
+            service.live.board.cards.get("c1") and service.live.board.cards["c1"].lookup == "shared"
+        )
+    )
+    card = service.live.board.cards["c1"].to_dict()
+    assert card["client"] is None and [c["name"] for c in card["shared_by"]] == ["Питер", "Москва"]

@@ -66,6 +66,39 @@ def test_per_operator_and_callbacks_in_time() -> None:
     assert build_report([], "operator", MOSCOW, 60) == []
 
 
+ADDING_UP = ("answered", "answered_elsewhere", "missed", "not_answered", "outgoing")
+
+
+def test_every_rows_calls_add_up_and_say_where_each_call_went() -> None:
+    """Anna: 14 calls, 5 answered, 3 missed, and nothing said what the other 6 were."""
+    calls = [
+        *[report_call(T0, answered_by="101", rang=("101",)) for _ in range(5)],
+        *[report_call(T0, missed=True, rang=("101", "102")) for _ in range(3)],
+        *[report_call(T0, answered_by="102", rang=("101", "102")) for _ in range(2)],  # ring group
+        report_call(T0, direction="outbound", caller="101", rang=("101",), answered=True),
+        report_call(T0, direction="outbound", caller="101", rang=("101",), answered=False),
+        report_call(T0, direction="internal", caller="101", rang=("102",), answered_by="102"),
+        report_call(T0, direction="internal", caller="102", rang=("101",)),  # 101 never took it
+        report_call(T0, answered=True, rang=()),  # the fax machine answered
+    ]
+    operators = {r["key"]: r for r in build_report(calls, "operator", MOSCOW, 60)}
+    anna = operators["101"]
+    assert anna["calls"] == 14
+    assert {col: anna[col] for col in ADDING_UP} == {
+        "answered": 5,
+        "answered_elsewhere": 2,
+        "missed": 3,
+        "not_answered": 1,
+        "outgoing": 3,
+    }
+    assert anna["outgoing_answered"] == 2
+    for rows in (operators.values(), build_report(calls, "day", MOSCOW, 60)):
+        for row in rows:
+            assert sum(row[col] for col in ADDING_UP) == row["calls"], row
+    [day] = build_report(calls, "day", MOSCOW, 60)
+    assert (day["answered"], day["outgoing"], day["missed"]) == (8, 4, 3)
+
+
 def stored_call(call_id: str, at: datetime, *, answered_by: str | None, missed: bool) -> dict:
     leg = CallLeg("101", at, ended_at=at + timedelta(seconds=30))
     leg.result = LegResult.ANSWERED if answered_by else LegResult.NO_ANSWER
@@ -299,7 +332,8 @@ async def test_report_api_has_every_day_and_the_csv_is_the_table(
         headers=bearer(boss),
     )
     assert (await empty.text()).splitlines() == [
-        "key,calls,answered,missed,missed_rate,average_wait_seconds,average_talk_seconds,"
+        "key,calls,answered,answered_elsewhere,missed,not_answered,outgoing,"
+        "outgoing_answered,missed_rate,average_wait_seconds,average_talk_seconds,"
         "called_back_in_time"
     ]
 

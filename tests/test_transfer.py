@@ -540,3 +540,17 @@ def test_progress_redraws_one_line_on_a_terminal(monkeypatch) -> None:
     small = _ProgressBar()
     small(10, 1000)  # small files: no bar
     assert terminal.getvalue().count("\r") == 3
+
+
+async def test_an_import_reports_numbers_two_clients_share(service) -> None:
+    await import_csv(service, "Компания;Телефон\nПитер;+7 812 555-01-02\n")
+    report = await import_csv(
+        service, "Компания;Телефон\nМосква;8 812 555-01-02\nКазань;+7 843 555-01-03\n"
+    )
+    assert report.rejected == []
+    assert report.shared == [
+        {
+            "number": "+78125550102",
+            "clients": [{"id": 1, "name": "Питер"}, {"id": 2, "name": "Москва"}],
+        }
+    ]

@@ -64,6 +64,8 @@ class User(Base):
     extension: Mapped[str | None] = mapped_column(String(10), index=True)
     password_hash: Mapped[str | None] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(default=True)
+    # IANA name ("Europe/Moscow") the pages show times in; None: the office's.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", passive_deletes=True)

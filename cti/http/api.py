@@ -304,6 +304,11 @@ _ERROR_SCHEMA = {
                 "status": {"type": "integer"},
                 "code": {"type": "string"},
                 "message": {"type": "string"},
+                "reason": {
+                    "type": "string",
+                    "description": "Where there is one: a stable name of the exact failure "
+                    "(not_a_phone_number, pbx_down, ...), for pages to translate",
+                },
                 "details": {},
             },
         }

@@ -139,7 +139,7 @@ async def _call_filter(session: AsyncSession, query: CallFilters, region: str) -
     if query.number is not None:
         number = to_e164(query.number, region)
         if number is None:
-            raise ApiError(422, "number: not a valid phone number")
+            raise ApiError(422, "number: not a valid phone number", reason="not_a_phone_number")
     numbers = None
     if query.client_id is not None:
         found = await session.scalars(
@@ -390,20 +390,28 @@ def add_routes(api: Api) -> None:
         who = principal(request)
         extension = body.extension or who.extension
         if extension is None:
-            raise ApiError(422, "extension: you have no phone of your own; name one")
+            raise ApiError(
+                422, "extension: you have no phone of your own; name one", reason="no_extension"
+            )
         if extension != who.extension and not who.has_role(Role.SUPERVISOR):
-            raise ApiError(403, "you may only dial from your own extension")
+            raise ApiError(
+                403, "you may only dial from your own extension", reason="not_your_phone"
+            )
         service = request.app[SERVICE_KEY]
         adapter = service.pbx.get(body.pbx) if body.pbx else next(iter(service.pbx.values()), None)
         if adapter is None:
-            raise ApiError(503, "no PBX is configured" if not body.pbx else f"no PBX {body.pbx!r}")
+            raise ApiError(
+                503,
+                "no PBX is configured" if not body.pbx else f"no PBX {body.pbx!r}",
+                reason="no_pbx",
+            )
         try:
             dialable(body.number, service.config.phone.default_region)
             placed = await adapter.originate(extension, body.number)
         except NotAPhoneNumber as e:
-            raise ApiError(422, f"number: {e}") from None
+            raise ApiError(422, f"number: {e}", reason="not_a_phone_number") from None
         except LinkDown as e:
-            raise ApiError(503, str(e)) from None
+            raise ApiError(503, str(e), reason="pbx_down") from None
         return json_response(
             DialAccepted(request_id=placed.request_id, extension=extension, number=placed.number),
             status=202,
@@ -443,18 +451,22 @@ def add_routes(api: Api) -> None:
             async with service.sessions() as session:
                 record = await session.get(CallRecord, call_id)
             if record is not None and _sees(who, Call.from_dict(record.details).extensions()):
-                raise ApiError(409, f"call {call_id!r} is not in progress")
+                raise ApiError(409, f"call {call_id!r} is not in progress", reason="call_over")
             raise ApiError(404, f"no call {call_id!r}")
         if not _sees(who, call.extensions()):
             raise ApiError(404, f"no call {call_id!r}")
         try:
             await adapter.transfer(call_id, body.extension)
         except LinkDown as e:
-            raise ApiError(503, str(e)) from None
+            raise ApiError(503, str(e), reason="pbx_down") from None
         except CallNotFound:
-            raise ApiError(409, f"call {call_id!r} has no party to transfer now") from None
+            raise ApiError(
+                409, f"call {call_id!r} has no party to transfer now", reason="call_over"
+            ) from None
         except TransferRefused as e:
-            raise ApiError(502, f"the PBX refused the transfer: {e}") from None
+            raise ApiError(
+                502, f"the PBX refused the transfer: {e}", reason="transfer_refused"
+            ) from None
         return json_response(
             TransferAccepted(call_id=call_id, extension=body.extension), status=202
         )

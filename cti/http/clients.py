@@ -101,6 +101,8 @@ async def _client_out(session: AsyncSession, client: Client, full: bool = False)
     manager = await session.get(User, client.manager_id) if client.manager_id else None
     out = builtin.client_to_dict(client, manager)
     if full:
+        # A number another client has too: the lookup picks neither; the editor should know.
+        out["shared_numbers"] = await builtin.shared_numbers(session, client_id=client.id)
         activities = await session.scalars(
             select(Activity)
             .where(Activity.client_id == client.id)
@@ -191,7 +193,11 @@ async def _save_client(
     with _as_422():
         after = before if keep else await builtin.manager_id_for(session, body.manager_extension)
     if after != before and not who.has_role(Role.SUPERVISOR):
-        raise ApiError(403, "setting a client's responsible manager needs the role supervisor")
+        raise ApiError(
+            403,
+            "setting a client's responsible manager needs the role supervisor",
+            reason="manager_needs_supervisor",
+        )
     region = request.app[SERVICE_KEY].config.phone.default_region
     with _as_422():
         client = await builtin.save_client(

@@ -1,6 +1,10 @@
 """One JSON error shape for every failure:
 
 ``{"error": {"status": 422, "code": "invalid_request", "message": "...", "details": [...]}}``
+
+``code`` names the kind of failure by its status; ``reason``, where there is one, is a
+stable name of the exact failure (``not_a_phone_number``, ``pbx_down``, ...) that a page
+translates into its own language, with ``details`` for its numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class ApiError(Exception):
         code: str | None = None,
         details: Any = None,
         headers: dict[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.headers = headers
@@ -46,17 +51,22 @@ class ApiError(Exception):
         self.code = code or STATUS_CODES.get(status, "error")
         self.message = message
         self.details = details
+        self.reason = reason
 
 
-def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+def error_body(
+    status: int, code: str, message: str, details: Any = None, reason: str | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"status": status, "code": code, "message": message}
+    if reason is not None:
+        error["reason"] = reason
     if details is not None:
         error["details"] = details
     return {"error": error}
 
 
 def error_response(error: ApiError) -> web.Response:
-    body = error_body(error.status, error.code, error.message, error.details)
+    body = error_body(error.status, error.code, error.message, error.details, error.reason)
     return web.Response(
         body=utf8(json.dumps(body, ensure_ascii=False, default=str)),
         status=error.status,

@@ -12,7 +12,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from crm_bridge.directory import Directory
+from crm_bridge.directory import Directory, SharedNumber
 from crm_bridge.resilience import DirectoryUnavailable
 from cti.domain import Role
 from cti.http.api import Api, json_response, read_query
@@ -57,6 +57,11 @@ class LookupResult(BaseModel):
         description="The number asked about in E.164, or its digits when it has no area code"
     )
     match: MatchOut | None = Field(description="The client, or null when the number is unknown")
+    shared_by: list[dict[str, str]] | None = Field(
+        None,
+        description="Only for a number several clients have: each {id, name} (match is then "
+        "null: nobody is picked)",
+    )
 
 
 def add_routes(api: Api) -> None:
@@ -92,5 +97,9 @@ def add_routes(api: Api) -> None:
             raise ApiError(503, "the client directory did not answer in time") from None
         except DirectoryUnavailable as e:
             raise ApiError(503, f"the client directory is unavailable: {e}") from None
+        if isinstance(match, SharedNumber):
+            shared = match.to_dict()["shared_by"]
+            return json_response(LookupResult(number=number, match=None, shared_by=shared))
         found = None if match is None else MatchOut.model_validate(match.to_dict())
-        return json_response(LookupResult(number=number, match=found))
+        result = LookupResult(number=number, match=found)
+        return json_response(result.model_dump(mode="json", exclude={"shared_by"}))

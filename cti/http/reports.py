@@ -88,6 +88,8 @@ async def _calls(session, query: ReportQuery) -> list[ReportCall]:
             CallRecord.missed,
             CallRecord.wait_seconds,
             CallRecord.talk_seconds,
+            CallRecord.answered_at.is_not(None),
+            CallRecord.caller_extension,
         ).where(*period)
     )
     rang: dict[str, set[str]] = {}
@@ -116,8 +118,10 @@ async def _calls(session, query: ReportQuery) -> list[ReportCall]:
             talk_seconds=talk,
             rang=tuple(sorted(rang.get(call_id, ()))),
             callback_after=callbacks.get(call_id),
+            answered=answered,
+            caller=caller,
         )
-        for call_id, started, direction, answered_by, missed, wait, talk in rows
+        for call_id, started, direction, answered_by, missed, wait, talk, answered, caller in rows
     ]
 
 

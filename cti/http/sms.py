@@ -160,19 +160,22 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         settings = service.config.sms
         if not service.modems:
-            raise ApiError(503, "no GSM modem is configured")
+            raise ApiError(503, "no GSM modem is configured", reason="no_modem")
         if body.modem is not None and body.modem not in service.modems:
             raise ApiError(422, f"modem: no modem {body.modem!r}")
         number = to_e164(body.to, service.config.phone.default_region)
         if number is None:
-            raise ApiError(422, "to: not a valid phone number")
+            raise ApiError(422, "to: not a valid phone number", reason="not_a_phone_number")
         try:
             encoding, parts = sms_parts_needed(body.text)
         except PduError as e:
             raise ApiError(422, f"text: {e}") from None
         if parts > settings.max_parts:
             raise ApiError(
-                422, f"text: needs {parts} SMS parts; at most {settings.max_parts} are allowed"
+                422,
+                f"text: needs {parts} SMS parts; at most {settings.max_parts} are allowed",
+                reason="too_many_parts",
+                details={"parts": parts, "max": settings.max_parts},
             )
         who = principal(request)
         now = utcnow()
@@ -190,6 +193,8 @@ def add_routes(api: Api) -> None:
                     429,
                     f"at most {settings.per_user_per_hour} SMS an hour per user",
                     headers={"Retry-After": "600"},
+                    reason="sms_rate_limited",
+                    details={"max": settings.per_user_per_hour},
                 )
             match = await lookup_in(session, number, service.config.crm.suffix_digits)
             message = new_sms(

@@ -6,10 +6,11 @@ from datetime import datetime
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cti import auth
+from cti import audit, auth
+from cti.config import known_time_zone
 from cti.db.models import User
 from cti.domain import Role
 from cti.http.api import Api, json_response, principal, read_body
@@ -25,6 +26,7 @@ class UserOut(BaseModel):
     role: Role
     extension: str | None
     is_active: bool
+    time_zone: str | None = Field(description="IANA; None: the office's ([server] time_zone)")
     created_at: datetime
 
     @classmethod
@@ -45,6 +47,35 @@ class UserCreate(BaseModel):
     share_extension: bool = Field(
         False, description="Allow an extension another active user has (a shared phone)"
     )
+
+
+class UserUpdate(BaseModel):
+    """Only the fields sent change; ``extension`` or ``time_zone`` null clears them."""
+
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    role: Role | None = None
+    extension: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
+    share_extension: bool = Field(False, description="Allow an extension another user has")
+    is_active: bool | None = Field(None, description="False: the user cannot sign in")
+    time_zone: str | None = Field(None, max_length=64, description="IANA, e.g. Europe/Moscow")
+
+
+class OwnSettings(BaseModel):
+    display_name: str | None = Field(None, min_length=1, max_length=200)
+    time_zone: str | None = Field(
+        None, max_length=64, description="IANA, e.g. Asia/Tbilisi; null: the office's"
+    )
+
+
+class PasswordChange(BaseModel):
+    password: str = Field(min_length=8, max_length=200)
+    current_password: str | None = Field(
+        None, max_length=200, description="Needed to change one's own password"
+    )
+
+
+class PasswordChanged(BaseModel):
+    sessions_ended: int = Field(description="The user's browser sessions that were signed out")
 
 
 class NewToken(BaseModel):
@@ -69,6 +100,107 @@ def add_routes(api: Api) -> None:
         async with request.app[SERVICE_KEY].sessions() as session:
             user = await session.get(User, principal(request).user_id)
             return json_response(UserOut.of(user))
+
+    @api.operation(
+        "PATCH",
+        "/api/me",
+        summary="Your own name and time zone (the pages show times in it)",
+        tag="users",
+        body=OwnSettings,
+        response=UserOut,
+    )
+    async def update_me(request: web.Request) -> web.Response:
+        body = await read_body(request, OwnSettings)
+        async with request.app[SERVICE_KEY].sessions() as session:
+            user = await session.get_one(User, principal(request).user_id)
+            _apply(user, body, ("display_name", "time_zone"))
+            await session.commit()
+            return json_response(UserOut.of(user))
+
+    @api.operation(
+        "PATCH",
+        "/api/users/{username}",
+        summary="Change a user: name, role, extension, time zone, or disable them (a "
+        "disabled user's tokens stop working and their live connections close)",
+        tag="users",
+        roles=(Role.ADMIN,),
+        body=UserUpdate,
+        response=UserOut,
+        errors=(404, 409),
+    )
+    async def update_user(request: web.Request) -> web.Response:
+        body = await read_body(request, UserUpdate)
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
+            user = await _named(request, session)
+            before = {"role": user.role, "extension": user.extension, "is_active": user.is_active}
+            changing = body.model_fields_set
+            if "extension" in changing and body.extension != user.extension:
+                owner = await auth.extension_owner(session, body.extension, other_than=user.id)
+                if owner is not None and not body.share_extension:
+                    raise ApiError(
+                        409,
+                        f"extension: {body.extension} is already {owner.username}'s phone",
+                        reason="extension_taken",
+                    )
+            _apply(user, body, ("display_name", "role", "extension", "is_active", "time_zone"))
+            try:
+                auth.validate_user_fields(user.username, str(user.role), user.extension)
+            except auth.UserError as e:
+                raise ApiError(422, str(e)) from None
+            if before["role"] == Role.ADMIN and not (user.is_active and user.role == Role.ADMIN):
+                await _keep_an_admin(session, user)
+            after = {"role": user.role, "extension": user.extension, "is_active": user.is_active}
+            changed = {k: {"from": before[k], "to": v} for k, v in after.items() if v != before[k]}
+            if changed:
+                audit.record(
+                    session,
+                    principal(request),
+                    "user.update",
+                    f"user:{user.id}",
+                    {"username": user.username, **changed},
+                    request.remote,
+                )
+            await session.commit()
+        service.sockets.recheck_soon()  # a disabled user's live connections close
+        return json_response(UserOut.of(user))
+
+    @api.operation(
+        "PUT",
+        "/api/users/{username}/password",
+        summary="Set a user's web password (admins for anyone; users their own, with the "
+        "current one); the user's browser sessions end (this one stays)",
+        tag="users",
+        body=PasswordChange,
+        response=PasswordChanged,
+        errors=(403, 404),
+    )
+    async def set_password(request: web.Request) -> web.Response:
+        body = await read_body(request, PasswordChange)
+        who = principal(request)
+        service = request.app[SERVICE_KEY]
+        asked_with = bearer_token(request.headers.get("Authorization")) or ""
+        async with service.sessions() as session:
+            user = await _own_or_admin(request, session)
+            if user.id == who.user_id and not (
+                body.current_password
+                and await auth.verify_password_async(user.password_hash, body.current_password)
+            ):
+                raise ApiError(403, "give your current password to change it")
+            user.password_hash = await auth.hash_password_async(body.password)
+            current = await auth.find_token(session, asked_with)
+            ended = await auth.end_sessions(session, user, keep=current)
+            audit.record(
+                session,
+                who,
+                "user.password",
+                f"user:{user.id}",
+                {"username": user.username},
+                request.remote,
+            )
+            await session.commit()
+        service.sockets.recheck_soon()
+        return json_response(PasswordChanged(sessions_ended=ended))
 
     @api.operation(
         "GET",
@@ -102,7 +234,7 @@ def add_routes(api: Api) -> None:
                 raise ApiError(
                     409,
                     f"extension: {body.extension} is already {owner.username}'s phone",
-                    code="extension_taken",
+                    reason="extension_taken",
                 )
             try:
                 user = await auth.create_user(
@@ -162,12 +294,39 @@ def add_routes(api: Api) -> None:
         return json_response(Revoked(revoked=count))
 
 
-async def _own_or_admin(request: web.Request, session: AsyncSession) -> User:
-    who = principal(request)
+def _apply(user: User, body: BaseModel, fields: tuple[str, ...]) -> None:
+    """Copy the fields the body sent (and only those) onto the user."""
+    for name in fields:
+        if name in body.model_fields_set:
+            value = getattr(body, name)
+            if name == "time_zone" and value is not None and not known_time_zone(value):
+                raise ApiError(422, f"time_zone: {value!r} is not an IANA time zone")
+            if name == "role" and value is None:
+                raise ApiError(422, "role: give one")
+            setattr(user, name, value.value if isinstance(value, Role) else value)
+
+
+async def _keep_an_admin(session: AsyncSession, leaving: User) -> None:
+    """Refuse to leave the service without an active admin."""
+    others = await session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == Role.ADMIN.value, User.is_active.is_(True), User.id != leaving.id)
+    )
+    if not others:
+        raise ApiError(409, "this is the last active admin: make another admin first")
+
+
+async def _named(request: web.Request, session: AsyncSession) -> User:
     username = request.match_info["username"]
-    if username != who.username and not who.has_role(Role.ADMIN):
-        raise ApiError(403, "only an admin may manage another user's tokens")
     user = await auth.find_user(session, username)
     if user is None:
         raise ApiError(404, f"no user {username!r}")
     return user
+
+
+async def _own_or_admin(request: web.Request, session: AsyncSession) -> User:
+    who = principal(request)
+    if request.match_info["username"] != who.username and not who.has_role(Role.ADMIN):
+        raise ApiError(403, "only an admin may manage another user")
+    return await _named(request, session)

@@ -119,6 +119,12 @@ async def _stream(
             "user": who.to_dict(),
             "heartbeat": heartbeat,
             "features": service.features(who),
+            # For showing times and numbers: the office's time zone (the user's own, in
+            # user.time_zone, wins) and the region of numbers written without a country.
+            "office": {
+                "time_zone": service.config.server.time_zone,
+                "region": service.config.phone.default_region,
+            },
         }
         await ws.send_str(json_dumps(hello))
         if not resumed:

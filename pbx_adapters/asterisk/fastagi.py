@@ -91,7 +91,8 @@ class FastAgiServer:
     async def _lookup(self, number: str) -> Match | None:
         try:
             async with asyncio.timeout(self.lookup_timeout):
-                return await self.directory.lookup(number)
+                found = await self.directory.lookup(number)
+                return found if isinstance(found, Match) else None  # shared: nobody
         except TimeoutError:
             log.warning("FastAGI: the directory did not answer in time; caller unknown")
         except Exception:
