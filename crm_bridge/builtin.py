@@ -23,7 +23,7 @@ from crm_bridge.directory import Found, Match, ResponsibleManager, SharedNumber
 from crm_bridge.models import Client, Contact, Phone
 from cti.db.models import User
 from cti.domain import utcnow
-from cti.phone import NotAPhoneNumber, parse_number
+from cti.phone import NotAPhoneNumber, parse_number, to_e164
 
 
 class DirectoryError(ValueError):
@@ -424,10 +424,16 @@ async def delete_client(session: AsyncSession, client_id: int) -> bool:
 
 
 async def search_clients(
-    session: AsyncSession, text: str, *, limit: int = 50, after_id: int | None = None
+    session: AsyncSession,
+    text: str,
+    *,
+    limit: int = 50,
+    after_id: int | None = None,
+    region: str | None = None,
 ) -> list[Client]:
     """Clients whose name, contacts or numbers contain ``text`` (any script, any case),
-    ordered by id; ``after_id`` pages."""
+    ordered by id; ``after_id`` pages. With ``region``, a whole number written the way
+    people do there ("8 (812) 555-01-04") finds its E.164 form too."""
     query = select(Client).options(selectinload(Client.contacts), selectinload(Client.phones))
     needle = " ".join(text.split()).casefold()
     if needle:
@@ -435,6 +441,9 @@ async def search_clients(
         conditions = [Client.search_text.contains(needle, autoescape=True)]
         if digits and len(digits) >= 3 and digits != needle:
             conditions.append(Client.search_text.contains(digits))
+        e164 = to_e164(needle, region) if region and digits else None
+        if e164 and e164[1:] != digits:
+            conditions.append(Client.search_text.contains(e164[1:]))
         query = query.where(or_(*conditions))
     if after_id is not None:
         query = query.where(Client.id > after_id)

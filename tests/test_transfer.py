@@ -290,6 +290,16 @@ async def test_imported_numbers_are_found_in_every_written_form(service: Service
     async with service.sessions() as session:
         assert [c.name for c in await search_clients(session, "РОМАШ")] == ["Ромашка"]
         assert [c.name for c in await search_clients(session, "995 32 212")] == ["Тбилиси"]
+        # A whole number as people write it here: its E.164 form is searched too.
+        written = {
+            "8 (812) 123-45-67": "Ромашка",
+            "88121234567": "Ромашка",
+            "0044 20 7946 0958": "Лондон",
+        }
+        for raw, name in written.items():
+            found = await search_clients(session, raw, region=REGION)
+            assert [c.name for c in found] == [name], raw
+        assert await search_clients(session, "8 (812) 123-45-67") == []  # no region: digits
 
 
 async def test_import_matches_save_client_and_continues_the_ids(service: Service) -> None:

@@ -240,9 +240,14 @@ def add_routes(api: Api) -> None:
     )
     async def list_clients(request: web.Request) -> web.Response:
         query = read_query(request, ClientQuery)
-        async with request.app[SERVICE_KEY].sessions() as session:
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
             clients = await builtin.search_clients(
-                session, query.q, limit=query.limit, after_id=query.after
+                session,
+                query.q,
+                limit=query.limit,
+                after_id=query.after,
+                region=service.config.phone.default_region,
             )
             out = [await _client_out(session, c) for c in clients]
         more = len(clients) == query.limit
