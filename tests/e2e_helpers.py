@@ -7,13 +7,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiohttp import web
+import pytest_asyncio
+from aiohttp import ClientSession, web
 from helpers import eventually
-from lab import FIXTURES, lab_pbx
+from lab import EXPECTED, FIXTURES, lab_pbx
+from sqlalchemy import select
 
 from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti import auth
@@ -24,6 +28,7 @@ from cti.config import (
     RecordingsConfig,
     ServerConfig,
 )
+from cti.db.models import CallRecord
 from cti.http.app import build_app
 from cti.service import Service
 from pbx_adapters.asterisk.simulator import LAB_MONITOR, AmiSimulator, load_transcript, refresh_ids
@@ -179,12 +184,15 @@ class Office:
         return [a for a in self.pbx.actions if a.get("Action", "").lower() == name.lower()]
 
 
-async def start_office(data_dir: Path, modem_port: Path | None = None) -> Office:
-    """The office; with ``modem_port`` (an emulator's), a GSM modem "sim1" on it too."""
+async def start_office(
+    data_dir: Path, modem_port: Path | None = None, time_zone: str = "Europe/Moscow"
+) -> Office:
+    """The office (in ``time_zone``); with ``modem_port`` (an emulator's), a GSM modem
+    "sim1" on it too."""
     pbx = AmiSimulator(username="cti", secret="e2e-secret")
     await pbx.start()
     config = Config(
-        server=ServerConfig(data_dir=data_dir, host="127.0.0.1", port=0),
+        server=ServerConfig(data_dir=data_dir, host="127.0.0.1", port=0, time_zone=time_zone),
         database=DatabaseConfig(
             url=f"sqlite+aiosqlite:///{data_dir / 'e2e.db'}", auto_migrate=True
         ),
@@ -231,3 +239,143 @@ async def stop_office(office: Office) -> None:
     await office.runner.cleanup()
     await office.service.close()
     await office.pbx.stop()
+
+
+# -- fixtures and steps the browser test modules share ----------------------------------
+# (a module that uses them imports them: each module gets an office and a browser.)
+
+playwright_api = pytest.importorskip("playwright.async_api")
+Page = playwright_api.Page
+expect = playwright_api.expect
+expect.set_options(timeout=10_000)
+NewPage = Callable[..., Awaitable[Page]]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def office(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Office]:
+    office = await start_office(tmp_path_factory.mktemp("e2e"))
+    yield office
+    await stop_office(office)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser() -> AsyncIterator[object]:
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"]
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def new_page(browser, office: Office) -> AsyncIterator[NewPage]:
+    """``await new_page(locale="en-US")``: a page in a context of its own, on ``office``
+    unless ``at`` is another. The test fails if a page throws or the browser refuses
+    something under the page's CSP. ``hidden``: the tab is in the background and keeps
+    the notifications it shows in ``__notes``."""
+    contexts = []
+    problems: list[str] = []
+
+    async def make(
+        locale: str = "en-US",
+        spy: bool = False,
+        at: Office | None = None,
+        timezone_id: str | None = None,
+        hidden: bool = False,
+    ) -> Page:
+        context = await browser.new_context(
+            viewport=VIEWPORT, locale=locale, timezone_id=timezone_id
+        )
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on(
+            "console",
+            lambda msg: (
+                problems.append(f"console: {msg.text}")
+                if msg.type == "error" and "Content Security Policy" in msg.text
+                else None
+            ),
+        )
+        if spy:
+            await page.add_init_script(WS_SPY)
+        if hidden:
+            await page.add_init_script(HIDDEN_TAB)
+        await page.goto((at or office).url)
+        return page
+
+    yield make
+    for context in contexts:
+        await context.close()
+    assert not problems, problems
+
+
+async def sign_in(page: Page, username: str) -> None:
+    """Sign in with the keyboard (Enter submits) and wait for the live feed."""
+    await page.get_by_label(re.compile("User name|Имя пользователя")).fill(username)
+    await page.locator("#login-password").fill(PASSWORD)
+    await page.locator("#login-password").press("Enter")
+    await expect(page.locator("#feed-status")).to_have_attribute("data-state", "live")
+
+
+def card(page: Page, call_id: str):
+    return page.locator(f'article.card[data-call-id="{call_id}"]')
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- what tests ask the service and find on the pages -------------------------------------
+
+
+async def replay(office: Office, name: str, seq: int) -> dict:
+    """Play a whole lab call and return it as stored once it has ended (and its follow-ups
+    are done: the directory's callback task, the recording's row)."""
+    number = EXPECTED[name]["external_number"]
+    async with office.service.sessions() as session:
+        before = set(await session.scalars(select(CallRecord.id)))
+    await office.play(fresh(name, seq))
+    found: list[dict] = []
+
+    async def stored() -> bool:
+        await office.service.call_store.flush()
+        async with office.service.sessions() as session:
+            rows = await session.scalars(
+                select(CallRecord.details).where(
+                    CallRecord.id.not_in(before), CallRecord.in_progress.is_(False)
+                )
+            )
+            found[:] = [c for c in rows if c["external_number"] == number]
+        return bool(found) and not office.adapter.tracker.calls
+
+    await eventually(stored)
+    await office.service.call_store.flush()
+    [call] = found
+    return call
+
+
+async def token_of(page: Page) -> str:
+    return await page.evaluate("JSON.parse(sessionStorage.getItem('cti.session')).token")
+
+
+async def api_get(office: Office, token: str, path: str, **params) -> dict:
+    async with ClientSession() as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with http.get(f"{office.url}{path}", params=params, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+
+def log_rows(page: Page):
+    return page.locator("#log-rows tr.log-row")
+
+
+def log_row(page: Page, call_id: str):
+    return page.locator(f'#log-rows tr.log-row[data-call-id="{call_id}"]')
+
+
+def task_row(page: Page, number: str):
+    return page.locator(f'#worklist-rows tr.task-row[data-number="{number}"]')

@@ -2,6 +2,7 @@
 // nothing from the service or the user is ever parsed as HTML.
 
 import { Feed } from "./feed.js";
+import { formatNumber, formatTime, setOfficeRegion, setTimeZone } from "./format.js";
 import { DICTIONARIES, language, setLanguage, t, translatePage } from "./i18n.js";
 import { createPages } from "./pages.js";
 import { smsParts } from "./sms.js";
@@ -21,6 +22,7 @@ const state = {
   session: null, // {token, user}
   me: null, // hello.user (or the session's user until the hello)
   features: { transfer: false, sms: false, dial: true },
+  office: null, // the hello's {time_zone, region}
   pops: new Map(), // call_id -> card
   ended: new Set(),
   lines: new Map(), // extension -> state
@@ -91,30 +93,9 @@ function replaceKeepingFocus(container, build) {
 
 // -- formatting ----------------------------------------------------------------------
 
-function formatNumber(number) {
-  if (!number) return "";
-  const ru = /^\+7(\d{3})(\d{3})(\d{2})(\d{2})$/.exec(number);
-  if (ru) return `+7 ${ru[1]} ${ru[2]}-${ru[3]}-${ru[4]}`;
-  const ge = /^\+995(\d{3})(\d{2})(\d{2})(\d{2})$/.exec(number);
-  if (ge) return `+995 ${ge[1]} ${ge[2]} ${ge[3]} ${ge[4]}`;
-  return number;
-}
-
 // A number one can call or text (not an extension, not an alphanumeric SMS sender).
 function isPhoneNumber(number) {
   return typeof number === "string" && /^\+?\d{5,}$/.test(number);
-}
-
-function formatTime(iso) {
-  if (!iso) return "";
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return "";
-  const today = new Date();
-  const sameDay = when.toDateString() === today.toDateString();
-  const options = sameDay
-    ? { hour: "2-digit", minute: "2-digit" }
-    : { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" };
-  return new Intl.DateTimeFormat(language(), options).format(when);
 }
 
 function lineClass(lineState) {
@@ -197,10 +178,23 @@ function canDial() {
 // -- the HTTP API --------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, reason = null) {
     super(message);
     this.status = status;
+    this.reason = reason;
   }
+}
+
+// The service's error in the page's language: by its stable reason when the page knows
+// it (not_a_phone_number, pbx_down, ...), else the service's own words.
+function errorMessage(error, status) {
+  const key = error?.reason ? `reason_${error.reason}` : null;
+  if (key && DICTIONARIES.en[key]) {
+    const { details } = error; // {parts, max} for some reasons; a list of fields for others
+    const params = details && typeof details === "object" && !Array.isArray(details) ? details : {};
+    return t(key, params);
+  }
+  return error?.message || t("errorGeneric", { status });
 }
 
 // `credentials: "same-origin"` only for an answer that sets a cookie the page needs (a
@@ -231,11 +225,11 @@ async function api(method, path, body, { credentials = "omit" } = {}) {
     }
   }
   if (!response.ok) {
-    const message = data?.error?.message || t("errorGeneric", { status: response.status });
+    const message = errorMessage(data?.error, response.status);
     if (response.status === 401 && state.session && path !== "/api/session") {
       endSession(t("sessionExpired"));
     }
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, data?.error?.reason || null);
   }
   return data;
 }
@@ -252,14 +246,14 @@ async function fetchAuthorized(path, options = {}) {
     throw new ApiError(0, t("networkError"));
   }
   if (!response.ok) {
-    let message = null;
+    let error = null;
     try {
-      message = (await response.json())?.error?.message || null;
+      error = (await response.json())?.error || null;
     } catch {
       // not JSON
     }
     if (response.status === 401 && state.session) endSession(t("sessionExpired"));
-    throw new ApiError(response.status, message || t("errorGeneric", { status: response.status }));
+    throw new ApiError(response.status, errorMessage(error, response.status), error?.reason);
   }
   return response;
 }
@@ -360,7 +354,7 @@ function resetDeskState() {
   $("messages").replaceChildren();
   $("sms-text").value = "";
   $("sms-to").value = "";
-  setText($("dial-status"), "");
+  clearDialStatus();
 }
 
 function showLogin(message) {
@@ -379,6 +373,7 @@ function showLogin(message) {
 
 function startDesk() {
   state.me = state.session.user || null;
+  setTimeZone(state.me?.time_zone);
   show($("login-view"), false);
   show($("logout-button"), true);
   show($("feed-status"), true);
@@ -404,6 +399,9 @@ function onFrame(frame) {
   switch (frame.type) {
     case "hello":
       state.me = frame.user || state.me;
+      state.office = frame.office || state.office;
+      setOfficeRegion(state.office?.region);
+      setTimeZone(state.me?.time_zone || state.office?.time_zone);
       if (frame.features && typeof frame.features === "object") {
         state.features = { ...state.features, ...frame.features };
       }
@@ -495,7 +493,7 @@ function cardVisible(card) {
 
 function announce(card) {
   const who = card.client?.name || card.caller_name || "";
-  const number = card.number_display || formatNumber(card.number) || t("hiddenNumber");
+  const number = formatNumber(card.number) || t("hiddenNumber");
   $("announcer").textContent = `${t("notifyTitle")}: ${number} ${who}`.trim();
   notify(t("notifyTitle"), who ? `${number} · ${who}` : number, `cti-call-${card.call_id}`);
 }
@@ -559,12 +557,20 @@ function onOriginate(data) {
 }
 
 function showDialStatus(text, kind) {
-  const el = $("dial-status");
-  el.dataset.kind = kind;
-  setText(el, text);
+  const banner = $("dial-banner");
+  banner.dataset.kind = $("dial-status").dataset.kind = kind;
+  $("dial-status").textContent = text;
+  show(banner, Boolean(text));
   clearTimeout(dialStatusTimer);
   // A result stays a while; "calling…" until the result, or until the phone gave up.
-  dialStatusTimer = setTimeout(() => setText(el, ""), kind === "pending" ? 60000 : 20000);
+  dialStatusTimer = setTimeout(clearDialStatus, kind === "pending" ? 60000 : 20000);
+}
+
+// Gone when dismissed, after a while, or when the user goes to another page.
+function clearDialStatus() {
+  clearTimeout(dialStatusTimer);
+  $("dial-status").textContent = "";
+  show($("dial-banner"), false);
 }
 
 function phoneButton(number, label, focusKey) {
@@ -962,7 +968,7 @@ function cardStatus(card) {
 }
 
 function renderCard(card) {
-  const number = card.number_display || formatNumber(card.number);
+  const number = formatNumber(card.number);
   const answeredName = card.answered_by ? state.names.get(card.answered_by) : null;
   const head = h(
     "header",
@@ -985,9 +991,7 @@ function renderCard(card) {
       ? phoneButton(card.number, number, `card-${card.call_id}-number`)
       : h("span", { class: "phone-text" }, t("hiddenNumber")),
     card.number ? smsButton(card.number, `card-${card.call_id}-sms`) : null,
-    card.caller_name
-      ? h("span", { class: "caller-name", title: t("callerName") }, card.caller_name)
-      : null,
+    callerIdName(card.caller_name, card.lookup === "found" || card.lookup === "pending"),
   );
   const article = h(
     "article",
@@ -1006,10 +1010,22 @@ function renderCard(card) {
   return article;
 }
 
+// The name the phone network sent (caller ID): what the directory does not know, said to
+// be only that. Where the directory knows the client, its client and contact stand
+// alone; the network's name could be anyone's (a switchboard, a previous owner).
+function callerIdName(name, directoryKnows) {
+  if (!name || directoryKnows) return null;
+  return h("span", { class: "caller-name", title: t("callerName") }, t("callerIdIs", { name }));
+}
+
 function renderWho(card) {
   const rows = [];
   if (card.lookup === "pending" && !card.client) {
     return h("p", { class: "lookup lookup-pending" }, t("lookupPending"));
+  }
+  if (card.lookup === "shared") {
+    const names = (card.shared_by || []).map((client) => client.name).join(", ");
+    return h("p", { class: "lookup lookup-shared" }, t("lookupShared", { names }));
   }
   if (!card.client) {
     const key = card.lookup === "unavailable" ? "lookupUnavailable" : "lookupUnknown";
@@ -1132,33 +1148,43 @@ function renderTransfer(card) {
   if (!manager?.extension) {
     return result ? h("div", { class: "card-actions" }, result) : null;
   }
-  const name = manager.name || manager.extension;
   const allowed = state.features.transfer !== false;
-  const button = h(
-    "button",
-    {
-      type: "button",
-      class: "btn btn-primary transfer",
-      dataset: {
-        transferCall: card.call_id,
-        transferExt: manager.extension,
-        focusKey: `transfer-${card.call_id}`,
+  const done = status?.status === "pending" || status?.status === "ok";
+  const lineOf = (ext) => lineClass(state.lines.get(ext) || (ext === manager.extension ? manager.line_state : null));
+  const managerLine = lineOf(manager.extension);
+  const button = (ext, name, primary, key) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: `btn ${primary ? "btn-primary" : ""} transfer`,
+        dataset: { transferCall: card.call_id, transferExt: ext, focusKey: `transfer-${card.call_id}-${ext}` },
+        disabled: !allowed || done || card.answered_by === ext,
+        title: allowed ? null : t("transferUnavailable"),
       },
-      disabled:
-        !allowed ||
-        status?.status === "pending" ||
-        status?.status === "ok" ||
-        card.answered_by === manager.extension,
-      title: allowed ? null : t("transferUnavailable"),
-    },
-    t("transferTo", { name, ext: manager.extension }),
-  );
+      t(key, { name, ext }),
+    );
+  // The manager is offered even when busy (the caller may wait), said so; and the next
+  // free colleague beside.
+  const busy = managerLine === "busy"; // ringing (for this call, say) is not busy
+  const free = busy ? nextFreeColleague(card, manager.extension) : null;
   return h(
     "div",
     { class: "card-actions" },
-    button,
+    button(manager.extension, manager.name || manager.extension, !busy, busy ? "transferToBusy" : "transferTo"),
+    free ? button(free, state.names.get(free) || free, true, "transferToFree") : null,
     allowed ? null : h("span", { class: "note" }, t("transferUnavailable")),
     result,
+  );
+}
+
+// An operator whose line is idle now, other than the manager and whoever has the call.
+function nextFreeColleague(card, managerExt) {
+  const taken = new Set([managerExt, card.answered_by, ...(card.ringing || [])]);
+  return (
+    [...state.names.keys()]
+      .filter((ext) => !taken.has(ext) && lineClass(state.lines.get(ext)) === "idle")
+      .sort((a, b) => Number(a) - Number(b) || a.localeCompare(b))[0] || null
   );
 }
 
@@ -1208,13 +1234,23 @@ function renderCallList(container, calls) {
           h("span", { class: `dir dir-${call.direction}` }, directionLabel(call.direction)),
           other ? phoneButton(other, otherLabel, `${container.id}-${call.id}`) : h("span", {}, "—"),
           call.external_number ? smsButton(call.external_number, `${container.id}-${call.id}-sms`) : null,
-          call.external_name ? h("span", { class: "call-name" }, call.external_name) : null,
-          h("span", { class: "call-outcome" }, call.missed ? `${outcome} · ${t("missed")}` : outcome),
+          call.client
+            ? h("span", { class: "call-name call-client" }, call.client.name)
+            : callerIdName(call.external_name, false),
+          h("span", { class: "call-outcome" }, callOutcomeText(call, outcome)),
         );
       }),
     );
   });
   show(container.querySelector(".empty"), calls.length === 0);
+}
+
+// The outcome as the lists show it: missed, and a fax (with its pages) where it was one.
+function callOutcomeText(call, outcome) {
+  const parts = [outcome];
+  if (call.missed) parts.push(t("missed"));
+  if (call.fax) parts.unshift(t("faxPages", { pages: call.fax.pages ?? 0 }));
+  return parts.filter(Boolean).join(" · ");
 }
 
 function renderCalls() {
@@ -1442,6 +1478,18 @@ const pages = createPages({
   isReception,
   myExtension,
   me: () => state.me,
+  office: () => state.office,
+  setMe(me) {
+    state.me = { ...state.me, ...me };
+    if (state.session) {
+      state.session.user = state.me;
+      saveSession(state.session);
+    }
+    setTimeZone(state.me.time_zone || state.office?.time_zone);
+    renderAll();
+  },
+  leaving: clearDialStatus,
+  roleLabel,
   signedIn: () => Boolean(state.session),
   names: () => state.names,
   lineExtensions: () => [...state.lines.keys()],
@@ -1463,6 +1511,7 @@ async function boot() {
     if (number) dial(number);
   });
   $("calls-refresh").addEventListener("click", () => refreshCalls());
+  $("dial-status-close").addEventListener("click", clearDialStatus);
   $("tab-recent").addEventListener("click", () => selectTab("recent", false));
   $("tab-missed").addEventListener("click", () => selectTab("missed", false));
   $("tab-recent").addEventListener("keydown", onTabKey);

@@ -1,12 +1,25 @@
-// The pages next to the desk: the call log, the missed-call worklist and the reports.
-// Hash routes (#desk, #log, #worklist, #reports), shown by role. app.js hands over what
-// they share with the desk (the API, the DOM helpers, who is signed in) in `ctx`.
+// The pages next to the desk: the call log, the callback worklist, the reports, the
+// clients, the users and one's own settings. Hash routes (#desk, #log, #worklist,
+// #reports, #clients, #users, #settings), shown by role. app.js hands over what they
+// share with the desk (the API, the DOM helpers, who is signed in) in `ctx`.
 // As everywhere on this page, data only ever reaches the DOM as text.
 
 import { barChart } from "./chart.js";
+import { createClientsPage } from "./clients.js";
+import {
+  addDays,
+  dateValue,
+  dayStart,
+  formatDateTime,
+  formatDuration,
+  formatFull,
+  formatPercent,
+  timeZone,
+} from "./format.js";
 import { language, t } from "./i18n.js";
+import { createSettingsPage, createUsersPage } from "./users.js";
 
-const VIEWS = ["desk", "log", "worklist", "reports"];
+const VIEWS = ["desk", "log", "worklist", "reports", "clients", "users", "settings"];
 const SUPERVISORS = new Set(["supervisor", "admin"]);
 const LOG_PAGE = 50;
 const TASKS_PAGE = 200;
@@ -14,66 +27,6 @@ const OPEN_TASKS_LIMIT = 500; // the badge counts this many at most ("500+")
 const CLIENT_CHOICES = 20;
 const RELOAD_DELAY_MS = 300;
 const REPORT_DAYS = 7; // the reports' default period, today included
-
-// -- formatting ----------------------------------------------------------------------
-
-function formatDateTime(iso) {
-  const when = new Date(iso || "");
-  if (Number.isNaN(when.getTime())) return "";
-  return new Intl.DateTimeFormat(language(), {
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-  }).format(when);
-}
-
-function formatFull(iso) {
-  const when = new Date(iso || "");
-  if (Number.isNaN(when.getTime())) return "";
-  return new Intl.DateTimeFormat(language(), {
-    dateStyle: "full",
-    timeStyle: "medium",
-  }).format(when);
-}
-
-function formatDuration(seconds) {
-  if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return "—";
-  const total = Math.round(Number(seconds));
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = String(total % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-}
-
-function formatPercent(rate) {
-  if (rate === null || rate === undefined) return "—"; // no calls: nothing to divide
-  const value = Number(rate);
-  if (Number.isNaN(value)) return "—";
-  return new Intl.NumberFormat(language(), { style: "percent", maximumFractionDigits: 1 }).format(
-    value,
-  );
-}
-
-// "YYYY-MM-DD" (an <input type=date>) -> local midnight of that day (plus `days`).
-function dayStart(value, days = 0) {
-  const [y, m, d] = value.split("-").map(Number);
-  return new Date(y, m - 1, d + days);
-}
-
-function dateValue(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-}
-
-function timeZone() {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-  } catch {
-    return "UTC";
-  }
-}
 
 // Something a person would type as a phone number rather than a name.
 function looksLikeNumber(text) {
@@ -115,6 +68,11 @@ export function createPages(ctx) {
     message: null, // {kind, key, params}: the last "mark handled" result
   };
   const report = { rows: [], group: "day", minutes: 60, loaded: false, error: null, token: 0 };
+  const subpages = {
+    clients: createClientsPage(ctx),
+    users: createUsersPage(ctx),
+    settings: createSettingsPage(ctx),
+  };
 
   // -- who sees which page -------------------------------------------------------------
 
@@ -131,6 +89,11 @@ export function createPages(ctx) {
         return ctx.isReception() || Boolean(ctx.myExtension());
       case "reports":
         return SUPERVISORS.has(role());
+      case "clients":
+      case "settings":
+        return true;
+      case "users":
+        return role() === "admin";
       default:
         return false;
     }
@@ -149,9 +112,15 @@ export function createPages(ctx) {
     for (const name of VIEWS) show($(`${name}-view`), name === view);
     renderNav();
     if (!changed) return;
-    if (view === "log" && !log.loaded) applyLogFilters();
+    ctx.leaving(); // a message about the last page does not follow to this one
+    // Coming back to the log shows the calls since, with the same filters.
+    if (view === "log") {
+      if (log.loaded && !log.filterError) loadLog(false);
+      else applyLogFilters();
+    }
     if (view === "worklist") loadTasks();
     if (view === "reports" && !report.loaded) loadReport();
+    subpages[view]?.shown();
     if (focus) {
       const heading = $(`${view}-title`);
       if (heading) heading.focus();
@@ -315,7 +284,7 @@ export function createPages(ctx) {
   function exportLog() {
     const params = new URLSearchParams(log.params);
     params.set("tz", timeZone());
-    const name = `calls-${dateValue(new Date())}.csv`;
+    const name = `calls-${dateValue()}.csv`;
     download("log", `/api/calls/export?${params}`, name, $("log-export"));
   }
 
@@ -395,12 +364,19 @@ export function createPages(ctx) {
         { class: "log-who" },
         client
           ? h(
-              "span",
-              { class: "log-client", dataset: { clientId: String(client.id) } },
+              "a",
+              {
+                class: "log-client",
+                href: "#clients",
+                dataset: { clientId: String(client.id), openClientLink: String(client.id) },
+              },
               client.name,
             )
           : null,
-        call.external_name ? h("span", { class: "log-caller-name" }, call.external_name) : null,
+        // The network's name only where the directory knows nobody: it is not a contact.
+        !client && call.external_name
+          ? h("span", { class: "log-caller-name" }, t("callerIdIs", { name: call.external_name }))
+          : null,
         manager
           ? h(
               "span",
@@ -422,6 +398,7 @@ export function createPages(ctx) {
       h(
         "td",
         { class: "log-outcome" },
+        call.fax ? h("span", { class: "fax-mark" }, `${t("faxPages", { pages: call.fax.pages ?? 0 })} · `) : null,
         missed ? h("strong", { class: "missed-mark" }, `${outcome} · ${t("missed")}`) : outcome,
       ),
       h("td", { class: "log-transfers" }, transfers.join(", ")),
@@ -978,16 +955,9 @@ export function createPages(ctx) {
   // -- reports -------------------------------------------------------------------------
 
   function defaultReportPeriod() {
-    const today = new Date();
-    if (!$("report-to").value) $("report-to").value = dateValue(today);
-    if (!$("report-from").value) {
-      const from = new Date(
-        today.getFullYear(),
-        today.getMonth(),
-        today.getDate() - (REPORT_DAYS - 1),
-      );
-      $("report-from").value = dateValue(from);
-    }
+    const today = dateValue();
+    if (!$("report-to").value) $("report-to").value = today;
+    if (!$("report-from").value) $("report-from").value = addDays(today, -(REPORT_DAYS - 1));
   }
 
   function reportParams(format) {
@@ -1051,11 +1021,19 @@ export function createPages(ctx) {
   }
 
   function renderReport() {
+    const perOperator = report.group === "operator";
+    // The columns after "calls" add up to it (cti/reports.py); the legend says what each is.
+    const parts = [
+      "answered",
+      ...(perOperator ? ["answered_elsewhere"] : []),
+      "missed",
+      ...(perOperator ? ["not_answered"] : []),
+      "outgoing",
+    ];
     const columns = [
       { day: t("colDay"), hour: t("colHour"), operator: t("colOperator") }[report.group] || "",
       t("colCalls"),
-      t("colAnswered"),
-      t("colMissed"),
+      ...parts.map((part) => t(`col_${part}`)),
       t("colMissedRate"),
       t("colAvgWait"),
       t("colAvgTalk"),
@@ -1068,6 +1046,11 @@ export function createPages(ctx) {
         columns.map((name, index) => h("th", { scope: "col", class: index ? "num" : null }, name)),
       ),
     );
+    $("report-notes").replaceChildren(
+      h("dt", {}, t("colCalls")),
+      h("dd", {}, t(perOperator ? "legendCallsOperator" : "legendCalls")),
+      ...parts.flatMap((part) => [h("dt", {}, t(`col_${part}`)), h("dd", {}, t(`legend_${part}`))]),
+    );
     $("report-rows").replaceChildren(
       ...report.rows.map((row) =>
         h(
@@ -1075,8 +1058,15 @@ export function createPages(ctx) {
           { class: "report-row", dataset: { key: String(row.key) } },
           h("th", { scope: "row" }, groupLabel(row.key)),
           h("td", { class: "num", dataset: { col: "calls" } }, String(row.calls)),
-          h("td", { class: "num", dataset: { col: "answered" } }, String(row.answered)),
-          h("td", { class: "num", dataset: { col: "missed" } }, String(row.missed)),
+          ...parts.map((part) =>
+            h(
+              "td",
+              { class: "num", dataset: { col: part } },
+              part === "outgoing" && row.outgoing
+                ? t("outgoingCell", { count: row.outgoing, answered: row.outgoing_answered })
+                : String(row[part] ?? 0),
+            ),
+          ),
           h(
             "td",
             { class: "num", dataset: { col: "missed_rate" } },
@@ -1149,6 +1139,11 @@ export function createPages(ctx) {
   function onClick(event) {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
+    const clientLink = target.closest("a[data-open-client-link]");
+    if (clientLink) {
+      subpages.clients.open(Number(clientLink.dataset.openClientLink));
+      return; // the link itself goes to #clients
+    }
     const play = target.closest("button[data-play-call]");
     if (play) {
       if (player.callId === play.dataset.playCall) closePlayer();
@@ -1267,6 +1262,7 @@ export function createPages(ctx) {
       renderExportStatus("log");
       renderExportStatus("report");
       if (player.callId) renderPlayer();
+      for (const sub of Object.values(subpages)) sub.render();
     },
     reset() {
       closePlayer();
@@ -1318,6 +1314,7 @@ export function createPages(ctx) {
       exports.log = exports.report = null;
       renderExportStatus("log");
       renderExportStatus("report");
+      for (const sub of Object.values(subpages)) sub.reset();
       for (const name of VIEWS) show($(`${name}-view`), false);
       show($("page-nav"), false);
       renderBadge();
