@@ -2,7 +2,7 @@
 
 Writes a CSV of N phones (N/2 clients, each with a company number and a contact with a
 mobile, one row per phone, numbers of Russia, Kazakhstan, Georgia, the UK and the US
-written the ways people write them), imports it with ``crm_bridge.transfer.import_csv``
+written the ways people write them), imports it with ``cti.clients.import_export.import_csv``
 (goal: 1,000,000 rows in < 120 s on SQLite), then times warm random lookups of known and
 unknown numbers in every written form, parse_number then ``SqlDirectory.lookup``, bare
 digits without the area code included (the suffix path). Goal: p99 < 1 ms on SQLite.
@@ -33,8 +33,8 @@ from typing import Any
 from scratch_postgres import scratch_postgres  # bench/, beside this script
 from sqlalchemy import text
 
-from crm_bridge.builtin import SqlDirectory
-from crm_bridge.transfer import import_csv
+from cti.clients.builtin import SqlDirectory
+from cti.clients.import_export import import_csv
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.phone import parse_number, to_e164

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from crm_bridge.bitrix24 import Bitrix24CallReporter, Bitrix24Directory
-from crm_bridge.directory import Directory
 from crm_bridge.http_json import HttpJsonDirectory
 from crm_bridge.resilience import ResilientDirectory
+from cti.directory import Directory
 
 if TYPE_CHECKING:
     from cti.config import CrmConfig

@@ -20,8 +20,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from crm_bridge.directory import Match, ResponsibleManager, search_by_number
 from crm_bridge.http_client import LazySession, read_limited
+from cti.directory import Match, ResponsibleManager, search_by_number
 from cti.phone import to_e164
 
 if TYPE_CHECKING:

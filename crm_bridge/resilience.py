@@ -4,7 +4,7 @@
 a circuit breaker and request coalescing in front of any ``Directory``. When it cannot
 ask the CRM it raises ``DirectoryUnavailable``, so callers can tell "unknown caller"
 (``None``) from "could not ask". (Screen pops wait for it at most ``lookup_budget_ms``:
-``crm_bridge/identify.py``.)
+``cti/identify.py``.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from crm_bridge.directory import Directory, Match
+from cti.directory import Directory, DirectoryUnavailable, Match
 
 if TYPE_CHECKING:
     from cti.config import CrmConfig
@@ -27,10 +27,6 @@ log = logging.getLogger("crm_bridge.resilience")
 Clock = Callable[[], float]
 T = TypeVar("T")
 DEFAULT_CACHE_ENTRIES = 10_000
-
-
-class DirectoryUnavailable(Exception):
-    """The directory could not be asked (breaker open, timeout, CRM error): not "unknown"."""
 
 
 class BreakerState(StrEnum):

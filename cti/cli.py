@@ -614,15 +614,16 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
     import codecs
     from pathlib import Path
 
-    from crm_bridge import transfer
     from cti import audit
+    from cti.clients import import_export
 
     mapping: dict[str, str] = {}
     for item in args.map:
         name, sep, column = item.partition("=")
-        if not sep or name.strip() not in transfer.FIELDS or not column.strip():
+        if not sep or name.strip() not in import_export.FIELDS or not column.strip():
             print(
-                f"cti: --map {item}: give FIELD=COLUMN, FIELD one of {', '.join(transfer.FIELDS)}",
+                f"cti: --map {item}: give FIELD=COLUMN, "
+                f"FIELD one of {', '.join(import_export.FIELDS)}",
                 file=sys.stderr,
             )
             return 2
@@ -646,7 +647,7 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
     async def work(session: Any) -> int:
         try:
             if vcard:
-                report = await transfer.import_vcard(
+                report = await import_export.import_vcard(
                     session,
                     source,
                     region=config.phone.default_region,
@@ -655,7 +656,7 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
                     progress=progress,
                 )
             else:
-                report = await transfer.import_csv(
+                report = await import_export.import_csv(
                     session,
                     source,
                     region=config.phone.default_region,
@@ -673,7 +674,7 @@ def _import_contacts(args: argparse.Namespace, config: Config) -> int:
                     {"rows": report.rows, "clients": report.clients},
                 )
             await session.commit()
-        except transfer.MappingError as e:
+        except import_export.MappingError as e:
             await session.rollback()
             print(f"cti: {e}", file=sys.stderr)
             return 2
@@ -738,15 +739,15 @@ class _ProgressBar:
 
 
 def _export_contacts(args: argparse.Namespace, config: Config) -> int:
-    from crm_bridge import transfer
+    from cti.clients import import_export
 
     async def work(session: Any) -> int:
         if args.file == "-":
-            rows = await transfer.export_csv(session, sys.stdout.buffer)
+            rows = await import_export.export_csv(session, sys.stdout.buffer)
             sys.stdout.buffer.flush()
         else:
             with open(args.file, "wb") as out:  # noqa: ASYNC230 (a local file, written in batches)
-                rows = await transfer.export_csv(session, out)
+                rows = await import_export.export_csv(session, out)
         print(f"exported {rows} rows to {args.file}", file=sys.stderr)
         return 0
 

@@ -20,9 +20,9 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
-from crm_bridge.demo_data import demo_clients
 from cti import auth
+from cti.clients.builtin import ClientIn, ContactIn, PhoneIn, save_client
+from cti.clients.demo_data import demo_clients
 from cti.config import (
     Config,
     CrmConfig,

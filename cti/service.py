@@ -14,22 +14,22 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, ProcessCollector
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from crm_bridge.builtin import SqlDirectory
 from crm_bridge.connectors import build_call_reporter, build_directory
-from crm_bridge.directory import Directory
-from crm_bridge.history import PopHistory
-from crm_bridge.identify import CallerIdentifier
-from crm_bridge.outbox import CallReportOutbox
-from crm_bridge.writeback import CallWriteBack
 from cti import __version__
 from cti.auth import Principal, TokenAuthenticator
 from cti.bus import InProcessBus
 from cti.callstore import CallStore, calls_in_progress
+from cti.clients.builtin import SqlDirectory
+from cti.clients.history import PopHistory
+from cti.clients.writeback import CallWriteBack
 from cti.config import Config, ModemConfig, PbxConfig
+from cti.crm_outbox import CallReportOutbox
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.health import DatabaseHealth
+from cti.directory import Directory
 from cti.domain import ROLES_SEEING_ALL, Role
+from cti.identify import CallerIdentifier
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_bridge.builtin import lookup_in
+from cti.clients.builtin import lookup_in
 from cti.db.models import SmsInboundPart, SmsMessage, User
 from cti.domain import SmsStatus, utcnow
 from cti.events import DomainEvent, SmsReceived, SmsStatusChanged

@@ -19,8 +19,8 @@ from helpers import eventually
 from lab import EXPECTED, FIXTURES, lab_pbx
 from sqlalchemy import select
 
-from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti import auth
+from cti.clients.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti.config import (
     Config,
     DatabaseConfig,

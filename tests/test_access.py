@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from helpers import bearer
 
-from crm_bridge.models import CallbackTask
 from cti import auth
+from cti.clients.models import CallbackTask
 from gsm_modem.pdu import encode_deliver
 
 CLIENT_NUMBER = "+79161234567"

@@ -18,8 +18,8 @@ from asterisk.agi import AGIHangup
 from helpers import bearer
 from pydantic import SecretStr
 
-from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
 from cti.config import AgiConfig
+from cti.directory import InMemoryDirectory, Match, ResponsibleManager
 from cti.http.api import Api
 from cti.http.app import build_app
 from cti.http.lookup import DIRECTORY_KEY
@@ -677,8 +677,8 @@ async def test_the_service_answers_fastagi_when_configured(tmp_path) -> None:
     """[agi] fastagi_listen starts the FastAGI server with the service's own directory."""
     import socket
 
-    from crm_bridge.directory import Match, ResponsibleManager
     from cti.config import AgiConfig, Config, DatabaseConfig, ServerConfig
+    from cti.directory import Match, ResponsibleManager
     from cti.service import serve
 
     with socket.socket() as probe:

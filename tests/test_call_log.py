@@ -10,11 +10,11 @@ import pytest
 from helpers import bearer, finished_call
 
 import cti.http.calls
-from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn, save_client
-from crm_bridge.models import CallbackTask
 from cti import auth
 from cti.calls import Call, CallTransfer
 from cti.callstore import upsert_calls
+from cti.clients.builtin import ClientIn, ContactIn, PhoneIn, save_client
+from cti.clients.models import CallbackTask
 from cti.db.models import Recording
 from cti.domain import Direction, TransferKind, utcnow
 

@@ -24,11 +24,11 @@ from crm_bridge.bitrix24 import (
     Bitrix24Error,
 )
 from crm_bridge.connectors import build_call_reporter, build_directory
-from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
 from crm_bridge.http_json import HttpJsonDirectory, HttpJsonError, resolve_path
 from crm_bridge.resilience import DirectoryUnavailable, ResilientDirectory
 from cti.calls import Call, CallLeg
 from cti.config import CrmConfig
+from cti.directory import InMemoryDirectory, Match, ResponsibleManager
 from cti.domain import Direction, Outcome
 
 ROMASHKA = "+78125550101"

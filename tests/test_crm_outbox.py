@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from crm_bridge.models import CrmOutbox
 from cti.calls import Call
+from cti.clients.models import CrmOutbox
 from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
 from cti.domain import Direction, Outcome
 from cti.service import Service

@@ -302,8 +302,8 @@ async def test_unknown_callers_go_to_the_default_and_may_become_leads(
 
 
 async def test_follow_ups_a_crash_left_undone_are_caught_up_at_start(db_url, tmp_path) -> None:
-    from crm_bridge.models import CallbackTask
     from cti.callstore import upsert_calls
+    from cti.clients.models import CallbackTask
 
     config = Config(
         server=ServerConfig(data_dir=tmp_path),
@@ -408,8 +408,8 @@ class SlowDirectory:
     async def lookup(self, number: str):
         import asyncio
 
-        from crm_bridge.directory import Match
         from crm_bridge.resilience import DirectoryUnavailable
+        from cti.directory import Match
 
         self.asked += 1
         await asyncio.sleep(self.delay)
@@ -493,7 +493,7 @@ async def test_a_dead_crm_gives_pops_without_a_client(db_url, tmp_path) -> None:
 async def test_a_missed_call_from_an_external_crms_client_goes_to_its_manager(
     db_url, tmp_path, aiohttp_client
 ) -> None:
-    from crm_bridge.directory import InMemoryDirectory, Match, ResponsibleManager
+    from cti.directory import InMemoryDirectory, Match, ResponsibleManager
 
     crm = InMemoryDirectory()
     crm.add(
@@ -506,7 +506,7 @@ async def test_a_missed_call_from_an_external_crms_client_goes_to_its_manager(
         await service.call_store.flush()
         from sqlalchemy import select
 
-        from crm_bridge.models import Activity, CallbackTask
+        from cti.clients.models import Activity, CallbackTask
 
         async with service.sessions() as session:
             tasks = {t.number: t for t in await session.scalars(select(CallbackTask))}

@@ -10,8 +10,8 @@ import pytest
 from helpers import bearer, open_feed, receive
 from sqlalchemy import update
 
-from crm_bridge.builtin import ClientIn, PhoneIn, save_client
-from crm_bridge.models import Client
+from cti.clients.builtin import ClientIn, PhoneIn, save_client
+from cti.clients.models import Client
 from cti.domain import Direction
 from cti.events import CallRinging
 from cti.http.keys import API_KEY

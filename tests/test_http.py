@@ -256,7 +256,7 @@ async def test_a_directory_given_to_the_service_answers_lookups(
     tmp_path,
     aiohttp_client,
 ) -> None:
-    from crm_bridge.directory import InMemoryDirectory, Match
+    from cti.directory import InMemoryDirectory, Match
 
     directory = InMemoryDirectory()
     directory.add("+78125550111", Match("c-1", "ООО «Ромашка»"))

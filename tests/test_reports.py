@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from helpers import bearer
 
-from crm_bridge.models import CallbackTask
 from cti.calls import Call, CallLeg
 from cti.callstore import upsert_calls
+from cti.clients.models import CallbackTask
 from cti.domain import Direction, LegResult, Outcome
 from cti.reports import ReportCall, build_report
 

@@ -7,9 +7,9 @@ import pytest
 from helpers import bearer, eventually, new_token
 from sqlalchemy import select
 
-from crm_bridge.builtin import ClientIn, PhoneIn, save_client
-from crm_bridge.models import CallbackTask
 from cti import auth
+from cti.clients.builtin import ClientIn, PhoneIn, save_client
+from cti.clients.models import CallbackTask
 from cti.config import ModemConfig
 from cti.db.models import SmsMessage
 from cti.http.app import build_app

@@ -58,8 +58,8 @@ from e2e_helpers import (
 from lab import EXPECTED
 from sqlalchemy import select
 
-from crm_bridge.models import CallbackTask
 from cti import auth
+from cti.clients.models import CallbackTask
 from cti.db.models import CallRecord, Recording
 from cti.phone import dialable
 from gsm_modem.emulator import ModemEmulator

@@ -7,9 +7,9 @@ import aiohttp
 import pytest
 from helpers import bearer
 
-from crm_bridge.builtin import ClientIn, PhoneIn, save_client
-from crm_bridge.models import Activity, CallbackTask
 from cti import auth, live
+from cti.clients.builtin import ClientIn, PhoneIn, save_client
+from cti.clients.models import Activity, CallbackTask
 from cti.domain import Direction, LineState, Outcome
 from cti.events import (
     CallAnswered,

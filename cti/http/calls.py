@@ -17,11 +17,11 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_bridge.builtin import clients_by_number
-from crm_bridge.models import Phone
 from cti.auth import Principal
 from cti.calls import Call
 from cti.callstore import CallFilter, find_calls, recording_counts, walk_calls
+from cti.clients.builtin import clients_by_number
+from cti.clients.models import Phone
 from cti.db.models import CallRecord, User
 from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
 from cti.http.api import MAX_ID, Api, json_response, principal, read_body, read_query

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from crm_bridge import builtin
-from crm_bridge.models import Activity, CallbackTask, Client, Contact
-from crm_bridge.writeback import task_event
 from cti import audit
 from cti.auth import Principal
+from cti.clients import builtin
+from cti.clients.models import Activity, CallbackTask, Client, Contact
+from cti.clients.writeback import task_event
 from cti.db.models import User
 from cti.domain import ROLES_SEEING_ALL, Role, utcnow
 from cti.http.api import MAX_ID, Api, json_response, path_id, principal, read_body, read_query

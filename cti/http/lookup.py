@@ -12,8 +12,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from crm_bridge.directory import Directory, SharedNumber
-from crm_bridge.resilience import DirectoryUnavailable
+from cti.directory import Directory, DirectoryUnavailable, SharedNumber
 from cti.domain import Role
 from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError

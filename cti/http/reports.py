@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 
-from crm_bridge.models import CallbackTask
+from cti.clients.models import CallbackTask
 from cti.db.models import CallLegRecord, CallRecord
 from cti.domain import Role
 from cti.http.api import Api, json_response, read_query

@@ -10,9 +10,9 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
-from crm_bridge.builtin import lookup_in
-from crm_bridge.models import Client
 from cti.auth import Principal
+from cti.clients.builtin import lookup_in
+from cti.clients.models import Client
 from cti.db.models import SmsMessage
 from cti.domain import ROLES_SEEING_ALL, Role, SmsStatus, utcnow
 from cti.http.api import Api, json_response, principal, read_body, read_query

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from crm_bridge.directory import Match, ResponsibleManager
+from cti.directory import Match, ResponsibleManager
 from cti.domain import EXTENSION_PATTERN
 from cti.phone import to_e164
 

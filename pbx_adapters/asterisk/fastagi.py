@@ -16,7 +16,7 @@ from typing import Any
 
 from panoramisk.fast_agi import Application, Request
 
-from crm_bridge.directory import Directory, Match
+from cti.directory import Directory, Match
 from pbx_adapters.asterisk.agi import (
     COMMANDS,
     agi_variables,

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import crm_bridge.models  # noqa: F401 (the directory's tables live on the same Base)
+import cti.clients.models  # noqa: F401 (the directory's tables live on the same Base)
 from cti.db.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -12,9 +12,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 
-from crm_bridge.directory import Directory, Found
-from crm_bridge.resilience import DirectoryUnavailable
 from cti.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
+from cti.directory import Directory, DirectoryUnavailable, Found
 from cti.events import CallIdentified, CallRinging, describe
 from cti.tasks import TaskMonitor
 

@@ -19,9 +19,9 @@ from sqlalchemy import Select, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
-from crm_bridge.directory import Found, Match, ResponsibleManager, SharedNumber
-from crm_bridge.models import Client, Contact, Phone
+from cti.clients.models import Client, Contact, Phone
 from cti.db.models import User
+from cti.directory import Found, Match, ResponsibleManager, SharedNumber
 from cti.domain import utcnow
 from cti.phone import NotAPhoneNumber, parse_number, to_e164
 

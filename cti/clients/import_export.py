@@ -23,8 +23,8 @@ from typing import Any, BinaryIO
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_bridge.builtin import search_text, shared_numbers
-from crm_bridge.models import Client, Contact, Phone
+from cti.clients.builtin import search_text, shared_numbers
+from cti.clients.models import Client, Contact, Phone
 from cti.db.models import User
 from cti.domain import utcnow
 from cti.phone import NotAPhoneNumber, parse_number

@@ -75,6 +75,10 @@ async def search_by_number(directory: Directory, text: str, region: str, limit: 
     return [match] if isinstance(match, Match) else []
 
 
+class DirectoryUnavailable(Exception):
+    """The directory could not be asked (breaker open, timeout, CRM error): not "unknown"."""
+
+
 class Directory(Protocol):
     async def lookup(self, number: str) -> Found:
         """The client behind an E.164 number; the clients that share it (no guessing); or

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from crm_bridge.models import Activity, CallbackTask
 from cti.callstore import CallFilter, find_calls
+from cti.clients.models import Activity, CallbackTask
 
 HISTORY_ITEMS = 5
 TASK_ITEMS = 5

@@ -13,8 +13,10 @@ from helpers import run_cti
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crm_bridge import transfer
-from crm_bridge.builtin import (
+from cti import auth
+from cti.cli import _ProgressBar
+from cti.clients import import_export
+from cti.clients.builtin import (
     ClientIn,
     ContactIn,
     PhoneIn,
@@ -23,9 +25,7 @@ from crm_bridge.builtin import (
     save_client,
     search_clients,
 )
-from crm_bridge.models import Client, Contact, Phone
-from cti import auth
-from cti.cli import _ProgressBar
+from cti.clients.models import Client, Contact, Phone
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.models import AuditEntry, User
@@ -38,14 +38,14 @@ REGION = "RU"
 async def import_csv(service: Service, content: str | bytes, **options: Any):
     data = content.encode("utf-8") if isinstance(content, str) else content
     async with service.sessions() as session:
-        report = await transfer.import_csv(session, io.BytesIO(data), region=REGION, **options)
+        report = await import_export.import_csv(session, io.BytesIO(data), region=REGION, **options)
         await session.commit()
     return report
 
 
 async def import_vcard(service: Service, content: bytes):
     async with service.sessions() as session:
-        report = await transfer.import_vcard(session, io.BytesIO(content), region=REGION)
+        report = await import_export.import_vcard(session, io.BytesIO(content), region=REGION)
         await session.commit()
     return report
 
@@ -141,16 +141,16 @@ async def test_headers_by_alias_and_by_mapping(service: Service, make_user) -> N
     beta = await directory.lookup("+74950000002")
     assert beta is not None and beta.client_name == "Бета"
 
-    with pytest.raises(transfer.MappingError, match="no column 'Нет'"):
+    with pytest.raises(import_export.MappingError, match="no column 'Нет'"):
         await import_csv(service, by_mapping, mapping={"name": "Нет"})
-    with pytest.raises(transfer.MappingError, match="unknown field 'foo'"):
+    with pytest.raises(import_export.MappingError, match="unknown field 'foo'"):
         await import_csv(service, by_mapping, mapping={"foo": "Наим."})
-    with pytest.raises(transfer.TransferError, match="no column for the client's name"):
+    with pytest.raises(import_export.TransferError, match="no column for the client's name"):
         await import_csv(service, "Тел1;Тел2\n+74950000003;\n")
 
 
 async def test_rows_with_one_key_make_one_client(service: Service, monkeypatch) -> None:
-    monkeypatch.setattr(transfer, "BATCH_ROWS", 2)  # the key's rows span several batches
+    monkeypatch.setattr(import_export, "BATCH_ROWS", 2)  # the key's rows span several batches
     content = (
         "Client ID,Company,Contact,Position,Phone\n"
         'c1,Гамма,,,"+7 812 111-11-11; +7 812 111-11-12, доб. 5"\n'
@@ -220,10 +220,10 @@ async def test_bad_rows_are_reported_with_their_line_and_reason(
 
 async def test_a_failure_midway_leaves_nothing(service: Service, make_user, monkeypatch) -> None:
     await make_user("sales", "101")
-    monkeypatch.setattr(transfer, "BATCH_ROWS", 3)
+    monkeypatch.setattr(import_export, "BATCH_ROWS", 3)
     rows = [f"Клиент {i};+7 812 000-00-{i:02d};{'101' if i >= 12 else ''}" for i in range(20)]
     content = "Компания;Телефон;Менеджер\n" + "\n".join(rows) + "\n"
-    flush, start, written = transfer._Importer.flush, transfer._Importer.start, []
+    flush, start, written = import_export._Importer.flush, import_export._Importer.start, []
 
     async def counted_flush(self):
         if len(written) == 6:
@@ -231,7 +231,7 @@ async def test_a_failure_midway_leaves_nothing(service: Service, make_user, monk
         await flush(self)
         written.append(self.next_phone - 1)
 
-    monkeypatch.setattr(transfer._Importer, "flush", counted_flush)
+    monkeypatch.setattr(import_export._Importer, "flush", counted_flush)
 
     # A database error after four batches were written: rows 12 on name a manager whose
     # user is gone, and the foreign key fails.
@@ -239,14 +239,14 @@ async def test_a_failure_midway_leaves_nothing(service: Service, make_user, monk
         await start(self, size)
         self.managers = {"101": 10**6}
 
-    monkeypatch.setattr(transfer._Importer, "start", gone_manager)
+    monkeypatch.setattr(import_export._Importer, "start", gone_manager)
     with pytest.raises(IntegrityError):
         await import_csv(service, content)
     assert written == [3, 6, 9, 12]
     assert await counts(service) == [0, 0, 0]
 
     # Any other exception after some batches: the caller does not commit, nothing stays.
-    monkeypatch.setattr(transfer._Importer, "start", start)
+    monkeypatch.setattr(import_export._Importer, "start", start)
     written.clear()
     with pytest.raises(RuntimeError):
         await import_csv(service, content)
@@ -325,12 +325,12 @@ async def test_import_matches_save_client_and_continues_the_ids(service: Service
 
 
 def test_split_numbers_keeps_extensions_with_their_number() -> None:
-    assert transfer.split_numbers(" +7 812 1234567 ") == ["+7 812 1234567"]
-    assert transfer.split_numbers("+7 812 1234567, доб. 12; 8 495 1112233,x7,") == [
+    assert import_export.split_numbers(" +7 812 1234567 ") == ["+7 812 1234567"]
+    assert import_export.split_numbers("+7 812 1234567, доб. 12; 8 495 1112233,x7,") == [
         "+7 812 1234567, доб. 12",
         "8 495 1112233, x7",
     ]
-    assert transfer.split_numbers(" ; ") == []
+    assert import_export.split_numbers(" ; ") == []
 
 
 # -- vCard --------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ async def test_export_then_import_gives_the_same_directory(
     service: Service, make_user, monkeypatch
 ) -> None:
     await make_user("sales", "101")
-    monkeypatch.setattr(transfer, "EXPORT_BATCH", 2)
+    monkeypatch.setattr(import_export, "EXPORT_BATCH", 2)
     clients = [
         ClientIn(
             "ООО Ромашка",
@@ -440,7 +440,7 @@ async def test_export_then_import_gives_the_same_directory(
 
     exported = io.BytesIO()
     async with service.sessions() as session:
-        rows = await transfer.export_csv(session, exported)
+        rows = await import_export.export_csv(session, exported)
     assert rows == 7
     data = exported.getvalue()
     assert data.startswith(b"\xef\xbb\xbf" + b"Client ID;Client;Kind;Manager")

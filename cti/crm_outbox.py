@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_bridge.models import CrmOutbox
+from cti.clients.models import CrmOutbox
 from cti.domain import utcnow
 from cti.tasks import TaskMonitor
 

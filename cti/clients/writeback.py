@@ -23,11 +23,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from crm_bridge.builtin import ClientIn, PhoneIn, lookup_in, save_client
-from crm_bridge.directory import Directory, Match
-from crm_bridge.models import Activity, CallbackTask, CallFollowUp
-from crm_bridge.outbox import CallReportOutbox, enqueue
+from cti.clients.builtin import ClientIn, PhoneIn, lookup_in, save_client
+from cti.clients.models import Activity, CallbackTask, CallFollowUp
+from cti.crm_outbox import CallReportOutbox, enqueue
 from cti.db.models import CallRecord
+from cti.directory import Directory, Match
 from cti.domain import utcnow
 from cti.events import CallbackTaskChanged, DomainEvent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from crm_bridge.builtin import ClientIn, ContactIn, PhoneIn
+from cti.clients.builtin import ClientIn, ContactIn, PhoneIn
 from cti.phone import to_e164
 
 MANAGERS = ["101", "102", "103"]
