@@ -6,8 +6,9 @@ it must reload current state (resync) and then goes on receiving new events. A p
 is therefore never blocked and memory stays bounded, whatever a subscriber does.
 
 ``EventBus`` is the whole interface; ``InProcessBus`` implements it with asyncio for one
-node. A Redis or NATS backend implements the same two methods, carrying events as
-``DomainEvent.to_dict()``.
+node. A Redis or NATS backend implements the same three methods (``publish``,
+``publish_nowait``, ``subscribe``), carrying events as
+``DomainEvent.to_dict()``; everything publishes and subscribes through it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Subscription(Protocol):
 class EventBus(Protocol):
     async def publish(self, event: DomainEvent) -> None:
         """Deliver to every matching subscriber; never waits for one."""
+        ...
+
+    def publish_nowait(self, event: DomainEvent) -> None:
+        """``publish`` for code that runs outside a coroutine (a protocol's callback, a
+        store's hook): the event is on its way when this returns."""
         ...
 
     def subscribe(

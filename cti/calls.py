@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cti.domain import Direction, LegResult, Outcome, TransferKind
 
@@ -67,6 +67,9 @@ class Call:
     # Ended while the PBX link was down: the end time is when we found out.
     ended_while_disconnected: bool = False
     originate_id: str | None = None
+    # The adapter's own references to the call (Asterisk: its Linkedid), opaque to the
+    # core; kept so an adapter that restarts can find the call again.
+    pbx_ref: dict[str, str] = field(default_factory=dict)
 
     @property
     def in_progress(self) -> bool:
@@ -144,6 +147,7 @@ class Call:
             "in_progress": self.in_progress,
             "ended_while_disconnected": self.ended_while_disconnected,
             "originate_id": self.originate_id,
+            "pbx_ref": dict(self.pbx_ref),
         }
 
     @classmethod
@@ -183,6 +187,7 @@ class Call:
             missed=bool(data.get("missed")),
             ended_while_disconnected=bool(data.get("ended_while_disconnected")),
             originate_id=data.get("originate_id"),
+            pbx_ref=dict(data.get("pbx_ref") or {}),
         )
 
 
@@ -192,3 +197,9 @@ def _iso(value: datetime | None) -> str | None:
 
 def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+class CallSink(Protocol):
+    """Where an adapter hands the calls it changed (the call store writes them)."""
+
+    def save(self, calls: list[Call]) -> None: ...

@@ -39,12 +39,18 @@ STOP_FLUSH_SECONDS = 10.0  # at shutdown, the database gets this long to take wh
 
 
 class CallStore:
-    def __init__(self, sessions: async_sessionmaker, tasks: TaskMonitor | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker,
+        tasks: TaskMonitor | None = None,
+        *,
+        after_write: Iterable[AfterWrite] = (),
+    ) -> None:
         self._sessions = sessions
         self.tasks = tasks or TaskMonitor()
         # Run after each batch is committed, with the rows written (e.g. the directory's
         # follow-ups). A failing hook is logged; the calls themselves are already safe.
-        self.after_write: list[AfterWrite] = []
+        self.after_write: list[AfterWrite] = list(after_write)
         # Latest state by call id; serialized when written, so a call changed ten times
         # between two writes costs one row.
         self._pending: dict[str, Call] = {}

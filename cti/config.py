@@ -10,11 +10,10 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -23,20 +22,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from cti.domain import EXTENSION_PATTERN
+from cti.pbx import LinkName, PbxSettings, plugins
 
 ENV_PREFIX = "CTI_"
 # CTI_* variables that are not configuration keys.
 ENV_NOT_CONFIG = {"CTI_CONFIG"}
 ENV_NOT_CONFIG_PREFIXES = ("CTI_TEST_",)
-
-LinkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 def known_time_zone(name: str) -> bool:
@@ -122,61 +120,17 @@ class PhoneConfig(_Section):
         return region
 
 
-DEFAULT_EXTENSION_CHANNELS = [
-    r"^(?:SIP|PJSIP|IAX2)/(?P<ext>[0-9]{2,6})-[0-9a-fA-F]+$",
-    r"^Local/(?P<ext>[0-9]{2,6})@[^;]+-[0-9a-fA-F]+;[12]$",
-]
-DEFAULT_INBOUND_CONTEXTS = ["from-trunk", "from-pstn", "from-external", "from-did", "inbound"]
+def _pbx_entry() -> Any:
+    """One ``[[pbx]]`` entry: the settings of the adapter its ``type`` names."""
+    models = [plugin.settings for plugin in plugins().values()]
+    if not models:
+        return PbxSettings
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
 
 
-class PbxConfig(_Section):
-    name: LinkName = ""  # empty: "pbx<index>"
-    type: Literal["asterisk"]
-    host: str
-    port: int = Field(5038, ge=1, le=65535)
-    username: str
-    secret: SecretStr
-    enabled: bool = True
-    ping_interval: float = Field(10.0, gt=0)
-    reconnect_max_seconds: float = Field(30.0, gt=0)
-    extension_channels: list[str] = DEFAULT_EXTENSION_CHANNELS
-    trunk_channels: list[str] = []
-    inbound_contexts: list[str] = DEFAULT_INBOUND_CONTEXTS
-    originate_channel: str = "PJSIP/{extension}"
-    originate_context: str = "from-internal"
-    transfer_context: str = "from-internal"
-    originate_timeout: int = Field(30, ge=5, le=300)
-    dial_format: Literal["local", "e164"] = "local"
-    dial_prefix: str = Field("", pattern=r"^[0-9*#]{0,4}$")
-    # Calls and channels followed at once on this link; beyond, new ones are skipped and
-    # logged (a PBX or a stream gone wrong cannot exhaust the service).
-    max_calls: int = Field(5000, ge=10)
-    max_channels: int = Field(20000, ge=10)
-
-    @field_validator("extension_channels", "trunk_channels")
-    @classmethod
-    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
-        return patterns
-
-    @field_validator("extension_channels")
-    @classmethod
-    def _patterns_name_the_extension(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            if "ext" not in re.compile(pattern).groupindex:
-                raise ValueError(f"{pattern!r} needs a group (?P<ext>...) for the extension")
-        return patterns
-
-    @field_validator("originate_channel")
-    @classmethod
-    def _has_extension_placeholder(cls, template: str) -> str:
-        if "{extension}" not in template:
-            raise ValueError("must contain {extension}, e.g. PJSIP/{extension}")
-        return template
+PbxEntry = _pbx_entry()
 
 
 class ModemConfig(_Section):
@@ -239,15 +193,6 @@ class CrmConfig(_Section):
         return self
 
 
-class AgiConfig(_Section):
-    # FastAGI server inside the service, "host:port"; empty: off.
-    fastagi_listen: str = Field("", pattern=r"^$|^[^:\s]+:[0-9]{1,5}$")
-    # For the cti-agi script on the Asterisk host: the service's base URL and an API token.
-    service_url: str = "http://127.0.0.1:8080"
-    token: SecretStr | None = None
-    timeout: float = Field(1.0, gt=0, le=10)
-
-
 class RecordingsConfig(_Section):
     dir: str = ""  # empty: <server.data_dir>/recordings
     pbx_dir: str = ""  # where the PBX writes them, as the PBX names it
@@ -266,19 +211,20 @@ class RecordingsConfig(_Section):
         return path
 
 
-class Config(_Section):
+class CoreConfig(_Section):
+    """The core's sections; ``Config`` adds those the PBX adapters own."""
+
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
     phone: PhoneConfig = PhoneConfig()
-    pbx: list[PbxConfig] = []
+    pbx: list[PbxEntry] = []
     modem: list[ModemConfig] = []
     sms: SmsConfig = SmsConfig()
     crm: CrmConfig = CrmConfig()
-    agi: AgiConfig = AgiConfig()
     recordings: RecordingsConfig = RecordingsConfig()
 
     @model_validator(mode="after")
-    def _name_links(self) -> Config:
+    def _name_links(self) -> CoreConfig:
         pbx = [p.model_copy(update={"name": p.name or f"pbx{i}"}) for i, p in enumerate(self.pbx)]
         modems = [
             m.model_copy(update={"name": m.name or f"modem{i}"}) for i, m in enumerate(self.modem)
@@ -305,14 +251,33 @@ class Config(_Section):
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration, for the log redactor."""
-        values = [p.secret.get_secret_value() for p in self.pbx]
+        values = [secret for p in self.pbx for secret in p.secrets()]
         values += [m.pin.get_secret_value() for m in self.modem if m.pin]
-        if self.agi.token:
-            values.append(self.agi.token.get_secret_value())
+        for name in adapter_sections():
+            section = getattr(self, name)
+            values += [
+                v.get_secret_value()
+                for key in type(section).model_fields
+                if isinstance(v := getattr(section, key), SecretStr)
+            ]
         values += [h.get_secret_value() for h in self.crm.http_headers.values()]
         if self.crm.bitrix24_webhook:
             values.append(self.crm.bitrix24_webhook.get_secret_value())
         return [v for v in values if v]
+
+
+def adapter_sections() -> dict[str, type[BaseModel]]:
+    """The sections the installed PBX adapters own (e.g. Asterisk's ``[agi]``)."""
+    return {name: model for p in plugins().values() for name, model in p.sections.items()}
+
+
+# The whole configuration: the core's sections and the adapters'.
+Config = create_model(
+    "Config",
+    __base__=CoreConfig,
+    __module__=__name__,
+    **{name: (model, model()) for name, model in adapter_sections().items()},
+)
 
 
 def load_config(
@@ -340,7 +305,7 @@ def load_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        loc = tuple(str(p) for p in e.errors()[0]["loc"])
+        loc = tuple(_place(e.errors()[0]))
         variable = from_env.get(loc)  # a value from the environment: name the variable
         raise ConfigError(
             f"environment variable {variable}: {_describe(e, key=False)}"
@@ -412,16 +377,18 @@ def _did_you_mean(word: str, choices: Any) -> str:
 def _describe(error: ValidationError, key: bool = True) -> str:
     """The first problem as 'section.key: what is wrong' (without the key: 'what')."""
     first = error.errors()[0]
-    parts = [str(p) for p in first["loc"]]
+    parts = _place(first)
     where = ""
     for p in parts:
         where += f"[{p}]" if p.isdigit() else (f".{p}" if where else p)
     if first["type"] == "extra_forbidden":
-        parent = _model_at(parts[:-1])
+        parent = _adapter_settings(first) or _model_at(parts[:-1])
         hint = _did_you_mean(parts[-1], parent.model_fields) if parent else ""
         message = f"unknown option{hint}"
-    elif first["type"] == "missing":
+    elif first["type"] in ("missing", "union_tag_not_found"):
         message = "is required"
+    elif first["type"] == "union_tag_invalid":
+        message = "Input should be " + first["ctx"]["expected_tags"].replace(", ", " or ")
     else:
         message = first["msg"].removeprefix("Value error, ")
         if "input" in first and not isinstance(first["input"], dict | list):
@@ -431,6 +398,28 @@ def _describe(error: ValidationError, key: bool = True) -> str:
     more = len(error.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{where or 'top level'}: {message}{suffix}" if key else f"{message}{suffix}"
+
+
+def _place(error: Any) -> list[str]:
+    """Where an error is, as the file names it: a ``[[pbx]]`` entry's options without the
+    adapter type pydantic puts in between (``pbx.0.asterisk.port``: ``pbx.0.port``)."""
+    loc = [str(p) for p in error["loc"]]
+    if loc[:1] == ["pbx"] and len(loc) > 2 and loc[2] in plugins():
+        del loc[2]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("type")
+    return loc
+
+
+def _adapter_settings(error: Any) -> type[BaseModel] | None:
+    """The options model of the adapter a ``[[pbx]]`` error is about, when known."""
+    loc = [str(p) for p in error["loc"]]
+    models = {name: plugin.settings for name, plugin in plugins().items()}
+    if loc[:1] == ["pbx"] and len(loc) > 3 and loc[2] in models:
+        return models[loc[2]]
+    if loc[:1] == ["pbx"] and len(models) == 1:
+        return next(iter(models.values()))
+    return None
 
 
 def _model_at(parts: list[str]) -> type[BaseModel] | None:

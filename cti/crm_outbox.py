@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.backoff import delay_for
 from cti.clients.models import CrmOutbox
 from cti.domain import utcnow
 from cti.tasks import TaskMonitor
@@ -119,7 +120,7 @@ class CallReportOutbox:
             entry.done_at, entry.outcome = now, "written"
         except Exception as e:
             if getattr(e, "retryable", True):
-                delay = min(self.retry_base * 2 ** (entry.attempts - 1), MAX_BACKOFF_SECONDS)
+                delay = delay_for(entry.attempts, base=self.retry_base, most=MAX_BACKOFF_SECONDS)
                 entry.next_attempt_at = now + timedelta(seconds=delay)
                 entry.outcome = f"retrying: {e}"[:300]
                 log.warning("writing a call to the CRM failed; retrying in %.0f s: %s", delay, e)

@@ -28,7 +28,6 @@ from cti.config import (
     CrmConfig,
     DatabaseConfig,
     ModemConfig,
-    PbxConfig,
     RecordingsConfig,
     ServerConfig,
 )
@@ -37,6 +36,7 @@ from cti.logs import setup_logging
 from cti.service import Service, serve
 from gsm_modem.emulator import ModemEmulator
 from gsm_modem.pdu import encode_deliver
+from pbx_adapters.asterisk.settings import AsteriskSettings
 from pbx_adapters.asterisk.simulator import (
     DEFAULT_TRANSCRIPTS,
     LAB_MONITOR,
@@ -282,7 +282,7 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
         crm=CrmConfig(default_manager_extension="100"),
         modem=[ModemConfig(name="demo-sim", port=str(modem.path), ring_extensions=["100"])],
         pbx=[
-            PbxConfig(
+            AsteriskSettings(
                 name="demo-pbx",
                 type="asterisk",
                 host="127.0.0.1",

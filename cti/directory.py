@@ -6,6 +6,8 @@ external CRM connectors implement it. ``InMemoryDirectory`` serves tests.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -88,6 +90,46 @@ class Directory(Protocol):
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         """Clients whose name, contact or number contains ``text``."""
         ...
+
+
+async def lookup_many(
+    directory: Directory, numbers: Iterable[str | None], *, seconds_each: float = 2.0
+) -> dict[str, Match]:
+    """The clients behind a page of numbers (a call log page, an SMS list): one answer per
+    distinct E.164 number; shared, unknown and unanswered numbers are left out, so a
+    slow or broken CRM leaves the column empty rather than the page. A directory with a
+    ``lookup_many`` of its own (the built-in one: one query) answers in one go."""
+    wanted = sorted({n for n in numbers if n and n.startswith("+")})
+    if not wanted:
+        return {}
+    batch = getattr(directory, "lookup_many", None)
+    if batch is not None:
+        return await batch(wanted)
+
+    async def one(number: str) -> Found:
+        try:
+            async with asyncio.timeout(seconds_each):
+                return await directory.lookup(number)
+        except (DirectoryUnavailable, TimeoutError):
+            return None
+
+    answers = await asyncio.gather(*(one(n) for n in wanted))
+    return {n: a for n, a in zip(wanted, answers, strict=True) if isinstance(a, Match)}
+
+
+def client_summary(match: Match | None) -> dict[str, Any] | None:
+    """A client as lists show it beside a call or a message: id, name, manager."""
+    if match is None:
+        return None
+    manager = match.manager
+    return {
+        # The built-in directory's ids are integers in its own API (/api/clients/{id}).
+        "id": int(match.client_id) if match.client_id.isdigit() else match.client_id,
+        "name": match.client_name,
+        "manager": None
+        if manager is None
+        else {"name": manager.name, "extension": manager.extension},
+    }
 
 
 @dataclass

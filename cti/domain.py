@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Literal
 
 
 class Role(StrEnum):
@@ -74,3 +75,7 @@ EXTENSION_PATTERN = re.compile(r"^[0-9]{1,10}$")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Where a call's recording stands, as the API shows it.
+RecordingState = Literal["pending", "available", "missing", "deleted"]

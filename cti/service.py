@@ -22,7 +22,7 @@ from cti.callstore import CallStore, calls_in_progress
 from cti.clients.builtin import SqlDirectory
 from cti.clients.history import PopHistory
 from cti.clients.writeback import CallWriteBack
-from cti.config import Config, ModemConfig, PbxConfig
+from cti.config import Config, ModemConfig
 from cti.crm_outbox import CallReportOutbox
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
@@ -33,13 +33,14 @@ from cti.identify import CallerIdentifier
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
 from cti.logs import redactor
+from cti.pbx import PbxAdapter, PbxContext, PbxService, PbxSettings, build_pbx, plugins
 from cti.sms import SenderLookup, SmsInbox, SmsOutbox
 from cti.sockets import SocketGuard
 from cti.tasks import TaskMonitor
 from gsm_modem.link import ModemLink
-from pbx_adapters.asterisk.adapter import AsteriskAdapter
-from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
+from gsm_modem.sms import GSM_CODEC
 from recordings import Recordings
+from recordings.store import RecordingStore
 
 log = logging.getLogger("cti.service")
 
@@ -47,133 +48,157 @@ log = logging.getLogger("cti.service")
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Service:
+    """Everything the running service is made of. ``start`` builds it (this module is the
+    one place that knows every concrete part); the HTTP layer reads it."""
+
     config: Config
     engine: AsyncEngine
     sessions: async_sessionmaker
     bus: InProcessBus
     links: LinkRegistry
     metrics: CollectorRegistry
+    tasks: TaskMonitor
     authenticator: TokenAuthenticator
-    call_store: CallStore
     directory: Directory
-    pbx: dict[str, AsteriskAdapter]
-    identifier: CallerIdentifier
     crm_outbox: CallReportOutbox | None
+    writeback: CallWriteBack
+    call_store: CallStore
+    pbx_context: PbxContext
+    pbx: dict[str, PbxAdapter]
+    pbx_services: list[PbxService]
+    recordings: Recordings
+    identifier: CallerIdentifier
     live: LiveFeed
-    modems: dict[str, ModemLink]
     sms_outbox: SmsOutbox
     sms_inbox: SmsInbox
-    recordings: Recordings
-    tasks: TaskMonitor
+    modems: dict[str, ModemLink]
     sockets: SocketGuard
     database_health: DatabaseHealth
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
-        """Open storage (migrating it only when configured to) and register the links.
+        """Build every part, then start them in order.
 
         Raises DatabaseNotMigrated when the schema is behind and auto_migrate is off.
         """
         for secret in config.secrets():
             redactor.add_secret(secret)
-        engine = create_engine(config.database_url, echo=config.database.echo)
-        try:
-            if config.database.auto_migrate:
-                await migrate.upgrade(engine)
-            await migrate.check_up_to_date(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
-        metrics = CollectorRegistry()
-        ProcessCollector(registry=metrics)
-        Gauge("cti_build_info", "Version of the service", ["version"], registry=metrics).labels(
-            __version__
-        ).set(1)
+        engine = await _open_database(config)
+        region, crm = config.phone.default_region, config.crm
+        metrics = _metrics()
         bus = InProcessBus(metrics)
         links = LinkRegistry(bus, metrics)
-        for pbx in config.pbx:
-            if pbx.enabled:
-                links.register(pbx.name, "pbx")
         sessions = session_factory(engine)
         tasks = TaskMonitor()
-        crm = config.crm
+
+        builtin = SqlDirectory(sessions, crm.suffix_digits)
+        directory = directory or build_directory(crm, builtin, region)
+        reporter = build_call_reporter(crm)
+        crm_outbox = CallReportOutbox(sessions, reporter, tasks=tasks) if reporter else None
         writeback = CallWriteBack(
             sessions,
             bus.publish_nowait,
-            region=config.phone.default_region,
+            region=region,
             suffix_digits=crm.suffix_digits,
             default_extension=crm.default_manager_extension,
             create_leads=crm.create_leads,
+            outbox=crm_outbox,
+            # An external CRM knows who calls when the built-in directory does not.
+            external=None if directory is builtin else directory,
         )
-        reporter = build_call_reporter(crm)
-        outbox = None
-        if reporter is not None:
-            outbox = writeback.outbox = CallReportOutbox(sessions, reporter, tasks=tasks)
-            outbox.start()
-        await writeback.catch_up()
-        call_store = CallStore(sessions, tasks)
-        call_store.after_write.append(writeback.after_write)
-        recordings = Recordings.create(sessions, config, tasks)
-        call_store.after_write.append(recordings.store.after_write)
-        call_store.start()
-        builtin = SqlDirectory(sessions, crm.suffix_digits)
-        resolved = directory or build_directory(crm, builtin, config.phone.default_region)
-        if not isinstance(resolved, SqlDirectory):  # an external CRM knows who calls
-            writeback.external = resolved
-        adapters: dict[str, AsteriskAdapter] = {}
+        recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
+        call_store = CallStore(
+            sessions, tasks, after_write=[writeback.after_write, recording_store.after_write]
+        )
+
+        pbx_context = PbxContext(region, bus, links, call_store, directory, tasks)
+        pbx = {s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled}
+        recordings = Recordings.create(
+            recording_store, config, tasks, calls_named_by=lambda name: calls_named_by(pbx, name)
+        )
         live = LiveFeed(
             bus,
-            lines=lambda: line_states(adapters),
-            line_of=lambda extension: line_state_of(adapters, extension),
+            lines=lambda: line_states(pbx),
+            line_of=lambda extension: line_states(pbx).get(extension),
             links=lambda: [status.to_dict() for status in links.all()],
-            enrich=PopHistory(sessions, builtin=isinstance(resolved, SqlDirectory)),
+            enrich=PopHistory(sessions, builtin=directory is builtin),
             replay_seconds=config.server.ws_replay_seconds,
             replay_frames=config.server.ws_replay_frames,
             send_buffer=config.server.ws_send_buffer,
             tasks=tasks,
         )
-        service = cls(
-            config,
-            engine,
+        sms_outbox = SmsOutbox(
             sessions,
-            bus,
-            links,
-            metrics,
-            TokenAuthenticator(sessions),
-            call_store,
-            resolved,
-            adapters,
-            CallerIdentifier(bus, resolved, crm.lookup_budget_ms / 1000, tasks),
-            outbox,
-            live,
+            bus.publish_nowait,
             {},
-            SmsOutbox(
-                sessions,
-                bus.publish_nowait,
-                {},
-                retry_base_seconds=config.sms.retry_base_seconds,
-                tasks=tasks,
-            ),
-            SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, crm.suffix_digits)),
-            recordings,
-            tasks,
-            SocketGuard(sessions, tasks, config.server.ws_auth_check_seconds),
-            DatabaseHealth(engine, sessions, lambda: call_store.last_error),
+            retry_base_seconds=config.sms.retry_base_seconds,
+            tasks=tasks,
+            codec=GSM_CODEC,  # counts a text's parts even with no modem connected
         )
-        service.sockets.start()
-        recordings.start()
-        live.start()
-        service.identifier.start()
-        for pbx in config.pbx:
-            if pbx.enabled:
-                await service.start_pbx(pbx)
-        for modem in config.modem:
-            if modem.enabled:
-                await service.start_modem(modem)
-        await service.sms_outbox.start()
+        service = cls(
+            config=config,
+            engine=engine,
+            sessions=sessions,
+            bus=bus,
+            links=links,
+            metrics=metrics,
+            tasks=tasks,
+            authenticator=TokenAuthenticator(sessions),
+            directory=directory,
+            crm_outbox=crm_outbox,
+            writeback=writeback,
+            call_store=call_store,
+            pbx_context=pbx_context,
+            pbx=pbx,
+            pbx_services=_pbx_services(config, pbx_context),
+            recordings=recordings,
+            identifier=CallerIdentifier(bus, directory, crm.lookup_budget_ms / 1000, tasks),
+            live=live,
+            sms_outbox=sms_outbox,
+            sms_inbox=SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, directory)),
+            modems={},
+            sockets=SocketGuard(sessions, tasks, config.server.ws_auth_check_seconds),
+            database_health=DatabaseHealth(engine, sessions, lambda: call_store.last_error),
+        )
+        await service._start_parts()
         return service
+
+    async def _start_parts(self) -> None:
+        """Storage and its followers first, then the screens, then the links that feed
+        them: nothing a PBX says finds a part not listening yet."""
+        if self.crm_outbox is not None:
+            self.crm_outbox.start()
+        await self.writeback.catch_up()
+        self.call_store.start()
+        self.sockets.start()
+        self.recordings.start()
+        self.live.start()
+        self.identifier.start()
+        for adapter in self.pbx.values():
+            self.links.register(adapter.name, "pbx")
+            await self._connect(adapter)
+        for modem in self.config.modem:
+            if modem.enabled:
+                await self.start_modem(modem)
+        await self.sms_outbox.start()
+        for part in self.pbx_services:
+            await part.start()
+
+    async def _connect(self, adapter: PbxAdapter) -> None:
+        """Connect to a PBX, picking up the calls it had in progress when we stopped."""
+        async with self.sessions() as session:
+            in_progress = await calls_in_progress(session, adapter.name)
+        await adapter.start(restore=in_progress)
+
+    async def start_pbx(self, settings: PbxSettings) -> PbxAdapter:
+        """Add a PBX link while running (the configured ones start with the service);
+        its link must be registered."""
+        adapter = build_pbx(settings, self.pbx_context)
+        await self._connect(adapter)
+        self.pbx[adapter.name] = adapter
+        return adapter
 
     async def start_modem(self, modem: ModemConfig, **driver_options: float) -> ModemLink:
         """Open a GSM modem; it re-opens by itself after being unplugged."""
@@ -194,21 +219,6 @@ class Service:
         self.sms_outbox.add_modem(modem.name, link.modem)
         return link
 
-    async def start_pbx(self, pbx: PbxConfig) -> AsteriskAdapter:
-        """Connect to a PBX, picking up the calls it had in progress when we stopped."""
-        adapter = AsteriskAdapter(
-            pbx,
-            region=self.config.phone.default_region,
-            bus=self.bus,
-            links=self.links,
-            store=self.call_store,
-        )
-        async with self.sessions() as session:
-            in_progress = await calls_in_progress(session, pbx.name)
-        await adapter.start(restore=in_progress)
-        self.pbx[pbx.name] = adapter
-        return adapter
-
     def features(self, who: Principal) -> dict[str, bool]:
         """What the desktop may offer ``who``: dialling needs a PBX and a phone of one's
         own; transferring a PBX and a call one may move; SMS a modem."""
@@ -221,6 +231,8 @@ class Service:
         }
 
     async def close(self) -> None:
+        for part in self.pbx_services:
+            await part.stop()
         for adapter in self.pbx.values():
             await adapter.stop()
         await self.sms_outbox.stop()
@@ -242,16 +254,44 @@ class Service:
         await self.engine.dispose()
 
 
-def line_state_of(adapters: dict[str, AsteriskAdapter], extension: str) -> str | None:
-    for adapter in adapters.values():
-        state = adapter.tracker.lines.get(extension)
-        if state is not None:
-            return state.value
-    return None
+async def _open_database(config: Config) -> AsyncEngine:
+    """The engine, on a schema that is up to date (migrated here only when configured)."""
+    engine = create_engine(config.database_url, echo=config.database.echo)
+    try:
+        if config.database.auto_migrate:
+            await migrate.upgrade(engine)
+        await migrate.check_up_to_date(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
 
 
-def line_states(adapters: dict[str, AsteriskAdapter]) -> dict[str, str]:
+def _metrics() -> CollectorRegistry:
+    metrics = CollectorRegistry()
+    ProcessCollector(registry=metrics)
+    Gauge("cti_build_info", "Version of the service", ["version"], registry=metrics).labels(
+        __version__
+    ).set(1)
+    return metrics
+
+
+def _pbx_services(config: Config, context: PbxContext) -> list[PbxService]:
+    """What the adapter packages run from their own sections (Asterisk's FastAGI)."""
+    parts: list[PbxService] = []
+    for plugin in plugins().values():
+        if plugin.services is not None:
+            sections = {name: getattr(config, name) for name in plugin.sections}
+            parts += plugin.services(sections, context)
+    return parts
+
+
+def line_states(adapters: dict[str, PbxAdapter]) -> dict[str, str]:
     return {ext: state.value for pbx in adapters.values() for ext, state in pbx.lines().items()}
+
+
+def calls_named_by(adapters: dict[str, PbxAdapter], file_name: str) -> list[str]:
+    return [call_id for pbx in adapters.values() for call_id in pbx.calls_named_by(file_name)]
 
 
 async def serve(
@@ -278,19 +318,9 @@ async def serve(
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )
     await runner.setup()
-    fastagi: FastAgiServer | None = None
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port)
         await site.start()
-        if config.agi.fastagi_listen:
-            agi_host, agi_port = parse_listen(config.agi.fastagi_listen)
-            fastagi = await start_fastagi(
-                service.directory,
-                config.phone.default_region,
-                agi_host,
-                agi_port,
-                lookup_timeout=config.agi.timeout,
-            )
         host, port = runner.addresses[0][:2]  # the real port when 0 was asked
         url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         log.info("listening", extra={"fields": {"url": url, "version": __version__}})
@@ -306,7 +336,5 @@ async def serve(
         await stop.wait()
         log.info("stopping")
     finally:
-        if fastagi is not None:
-            await fastagi.stop()
         await runner.cleanup()
         await service.close()

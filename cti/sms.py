@@ -17,11 +17,15 @@ not yet sent. When a part was being handed over, the modem may have sent it befo
 confirmation was lost; sending it again could deliver it twice, so the message fails
 with a reason saying so, and a person decides (``POST /api/sms`` sends it again).
 
-Receiving. A PDU the modem announces is read, stored as a part, and only then deleted
-from the SIM; at start-up, what arrived while the service was down is read the same way.
-Parts of a long message wait in ``sms_inbound_parts`` until the last arrives (or a day
-has passed: then what arrived is kept as an incomplete message), so a restart between
-parts loses nothing.
+Receiving. A message the modem announces is read, stored as a part, and only then
+deleted from the SIM; at start-up, what arrived while the service was down is read the
+same way. Parts of a long message wait in ``sms_inbound_parts`` until the last arrives (or
+a day has passed: then what arrived is kept as an incomplete message), so a restart
+between parts loses nothing.
+
+The modems are met at the text level (``cti.modem``): the outbox hands a modem a number
+and a text and keeps each part's index and reference; the inbox gets parts as text. How
+texts become PDUs is the modem package's alone.
 """
 
 from __future__ import annotations
@@ -30,30 +34,30 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cti.clients.builtin import lookup_in
+from cti.backoff import delay_for
 from cti.db.models import SmsInboundPart, SmsMessage, User
+from cti.directory import Directory, DirectoryUnavailable, Match
 from cti.domain import SmsStatus, utcnow
 from cti.events import DomainEvent, SmsReceived, SmsStatusChanged
-from cti.tasks import TaskMonitor
-from gsm_modem.errors import ModemError
-from gsm_modem.modem import ModemUnavailable
-from gsm_modem.pdu import (
-    CompleteMessage,
-    Deliver,
-    PduError,
-    Reassembler,
-    StatusReport,
-    decode,
-    encode_submit,
+from cti.modem import (
+    DeliveryReport,
+    ModemNoAnswer,
+    ModemRefused,
+    ModemUnavailable,
+    ReceivedPart,
+    SmsCodec,
+    SmsModem,
+    SmsTextError,
 )
+from cti.tasks import TaskMonitor
 
 log = logging.getLogger("cti.sms")
 
@@ -62,15 +66,6 @@ MAX_BACKOFF = timedelta(minutes=10)
 IDLE_SECONDS = 5.0  # look for due retries this often even when nothing new arrives
 INCOMPLETE_AFTER = timedelta(hours=24)
 STATUS_REPORT_WINDOW = timedelta(days=3)
-
-
-class SmsModem(Protocol):
-    """What the outbox needs from a modem driver (gsm_modem.modem.GsmModem)."""
-
-    @property
-    def ready(self) -> bool: ...
-
-    async def send_pdu(self, pdu: str, tpdu_length: int) -> int: ...
 
 
 Publish = Callable[[DomainEvent], None]
@@ -88,15 +83,15 @@ class SenderLookup:
     """Who wrote: the client behind the number, and whose screen it goes to: the client's
     responsible manager, or else whoever last texted that number."""
 
-    def __init__(self, sessions: async_sessionmaker, suffix_digits: int) -> None:
+    def __init__(self, sessions: async_sessionmaker, directory: Directory) -> None:
         self.sessions = sessions
-        self.suffix_digits = suffix_digits
+        self.directory = directory
 
     async def __call__(self, number: str) -> Sender:
+        match = await client_of(self.directory, number)
+        if match is not None and match.manager and match.manager.extension:
+            return Sender(builtin_client_id(match), match.manager.extension)
         async with self.sessions() as session:
-            match = await lookup_in(session, number, self.suffix_digits)
-            if match is not None and match.manager and match.manager.extension:
-                return Sender(int(match.client_id), match.manager.extension)
             last_writer = await session.scalar(
                 select(User.extension)
                 .join(SmsMessage, SmsMessage.user_id == User.id)
@@ -104,7 +99,23 @@ class SenderLookup:
                 .order_by(SmsMessage.created_at.desc())
                 .limit(1)
             )
-        return Sender(int(match.client_id) if match else None, last_writer)
+        return Sender(builtin_client_id(match), last_writer)
+
+
+async def client_of(directory: Directory, number: str) -> Match | None:
+    """The one client behind a number, as the directory knows it (shared: nobody)."""
+    try:
+        found = await directory.lookup(number)
+    except DirectoryUnavailable:
+        return None  # the message is stored all the same; its client is unknown
+    return found if isinstance(found, Match) else None
+
+
+def builtin_client_id(match: Match | None) -> int | None:
+    """The built-in client's id (an external CRM's clients are not in our tables)."""
+    if match is None or not match.client_id.isdigit():
+        return None
+    return int(match.client_id)
 
 
 def new_sms(
@@ -148,10 +159,12 @@ class SmsOutbox:
         retry_base_seconds: float = 5.0,
         clock: Callable[[], datetime] = utcnow,
         tasks: TaskMonitor | None = None,
+        codec: SmsCodec | None = None,  # counts parts when no modem is there to ask
     ) -> None:
         self.sessions = sessions
         self.publish = publish
         self.modems = modems
+        self.codec = codec
         self.tasks = tasks or TaskMonitor()
         self.retry_base = retry_base_seconds
         self.clock = clock
@@ -177,6 +190,14 @@ class SmsOutbox:
     def _start_worker(self, name: str, modem: SmsModem) -> None:
         self._wakeup[name] = asyncio.Event()
         self._tasks.append(self.tasks.spawn(self._work(name, modem), f"sms-outbox-{name}"))
+
+    def parts_needed(self, text: str, modem: str | None = None) -> tuple[str, int] | None:
+        """(encoding, parts) of ``text`` as ``modem`` would split it, or (any modem may
+        take it) the first one; with no modem, the codec given; None without either.
+        SmsTextError for a text no SMS can carry."""
+        counter = self.modems.get(modem) if modem is not None else None
+        counter = counter or next(iter(self.modems.values()), None) or self.codec
+        return None if counter is None else counter.parts_needed(text)
 
     def wake(self) -> None:
         for event in self._wakeup.values():
@@ -261,35 +282,38 @@ class SmsOutbox:
             message = await session.get(SmsMessage, message_id)
             assert message is not None
             await self._announce(session, message)  # sending
-            parts = encode_submit(
-                message.number,
-                message.text,
-                reference=message.concat_ref,
-                status_report=message.status_report,
-            )
+            try:
+                parts = modem.split(
+                    message.number,
+                    message.text,
+                    concat_ref=message.concat_ref,
+                    status_report=message.status_report,
+                )
+            except SmsTextError as e:  # it never will go out: say why, do not loop
+                self._fail(message, str(e))
+                return await self._finish(session, message)
             for index in range(len(message.part_refs), len(parts)):
-                part = parts[index]
                 message.submitting_part = index
                 message.updated_at = self.clock()
                 await session.commit()
                 try:
-                    reference = await modem.send_pdu(part.hex, part.tpdu_length)
+                    reference = await modem.send_part(parts[index])
                 except ModemUnavailable as e:
                     # Refused before anything was written: nothing can have gone out.
                     message.submitting_part = None
                     self._requeue(message, count_attempt=True, reason=str(e))
                     return await self._finish(session, message)
-                except ModemError as e:
-                    if e.kind == "timeout":  # written, never confirmed: the restart rule
-                        await session.commit()
-                        await self.recover(name)
-                        await session.refresh(message)
-                        return await self._announce(session, message)
+                except ModemNoAnswer:  # handed over, never confirmed: the restart rule
+                    await session.commit()
+                    await self.recover(name)
+                    await session.refresh(message)
+                    return await self._announce(session, message)
+                except ModemRefused as e:
                     message.submitting_part = None
                     if e.transient and message.attempts + 1 < MAX_ATTEMPTS:
-                        self._requeue(message, count_attempt=True, reason=e.message)
+                        self._requeue(message, count_attempt=True, reason=e.reason)
                     else:
-                        self._fail(message, e.message)
+                        self._fail(message, e.reason)
                     return await self._finish(session, message)
                 message.part_refs = [*message.part_refs, reference]
                 message.submitting_part = None
@@ -333,9 +357,10 @@ class SmsOutbox:
         now = self.clock()
         if count_attempt:
             message.attempts += 1
-        delay = timedelta(seconds=self.retry_base * 2 ** max(message.attempts - 1, 0))
+        most = MAX_BACKOFF.total_seconds()
+        delay = timedelta(seconds=delay_for(message.attempts, base=self.retry_base, most=most))
         message.status = SmsStatus.QUEUED.value
-        message.next_attempt_at = now + min(delay, MAX_BACKOFF) if count_attempt else now
+        message.next_attempt_at = now + delay if count_attempt else now
         message.reason = reason
         message.updated_at = now
         if not message.part_refs:
@@ -349,7 +374,7 @@ class SmsOutbox:
 
     # -- status reports ----------------------------------------------------------------
 
-    async def status_report(self, modem: str, report: StatusReport) -> None:
+    async def status_report(self, modem: str, report: DeliveryReport) -> None:
         """A part's fate from the network: delivered, failed for good, or still trying."""
         if not report.final:
             return
@@ -397,33 +422,69 @@ class SmsInbox:
         self.identify = identify
         self.clock = clock
 
-    async def store_part(self, modem: str, pdu: str) -> None:
-        await self._collect(modem, pdu)
+    async def store_part(self, modem: str, part: ReceivedPart) -> None:
+        """Store a part (before the modem deletes its copy), then keep what is whole."""
+        row = SmsInboundPart(modem=modem, received_at=self.clock())
+        _fill(row, part)
+        await self._collect(modem, row)
+
+    async def keep_unread(self, modem: str, raw: str) -> None:
+        """Keep what the modem could not read, as it gave it, before its copy is deleted:
+        ``reread`` tries it again (a later version may read it)."""
+        await self._collect(modem, SmsInboundPart(modem=modem, raw=raw, received_at=self.clock()))
+
+    async def reread(self, modem: str, read: Callable[[str], ReceivedPart | None]) -> None:
+        """Read again what was kept as the modem gave it: what it could not read, and the
+        parts stored before migration 0011 (PDUs). ``read`` gives the part, None for what
+        is no received part (dropped), or raises ValueError (kept). Then ``sweep``."""
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(SmsInboundPart).where(
+                    SmsInboundPart.modem == modem, SmsInboundPart.raw.is_not(None)
+                )
+            )
+            for row in rows.all():
+                try:
+                    part = read(row.raw or "")
+                except ValueError as e:
+                    log.warning("a stored SMS part is still unreadable, kept as it came: %s", e)
+                    continue
+                if part is None:
+                    await session.delete(row)
+                else:
+                    _fill(row, part)
+                    row.raw = None
+            await session.commit()
 
     async def sweep(self, modem: str) -> None:
         """Keep messages whose missing parts never came (run now and then)."""
         await self._collect(modem, None)
 
-    async def _collect(self, modem: str, pdu: str | None) -> None:
+    async def _collect(self, modem: str, row: SmsInboundPart | None) -> None:
         now = self.clock()
         async with self.sessions() as session:
-            if pdu is not None:
-                session.add(SmsInboundPart(modem=modem, pdu=pdu, received_at=now))
+            if row is not None:
+                session.add(row)
                 await session.flush()
+            rows = await session.scalars(
+                select(SmsInboundPart)
+                .where(SmsInboundPart.modem == modem, SmsInboundPart.text.is_not(None))
+                .order_by(SmsInboundPart.id)
+            )
             messages = []
-            for complete, rows in await self._assemble(session, modem, now):
-                sender = await self.identify(complete.address)
+            for received in _assemble(rows, now):
+                sender = await self.identify(received.sender)
                 message = SmsMessage(
                     id=uuid.uuid4().hex,
                     direction="in",
                     modem=modem,
-                    number=complete.address,
-                    text=complete.text or "",
+                    number=received.sender,
+                    text=received.text,
                     status=SmsStatus.RECEIVED.value,
-                    reason=None if complete.complete else "some parts never arrived",
+                    reason=None if received.complete else "some parts never arrived",
                     client_id=sender.client_id,
                     routed_extension=sender.manager_extension,
-                    parts=len(complete.parts),
+                    parts=len(received.parts),
                     part_refs=[],
                     delivered_refs=[],
                     status_report=False,
@@ -431,8 +492,8 @@ class SmsInbox:
                     updated_at=now,
                 )
                 session.add(message)
-                for row in rows:
-                    await session.delete(row)
+                for part in received.rows:
+                    await session.delete(part)
                 messages.append((message, sender))
             await session.commit()
         for message, sender in messages:
@@ -447,27 +508,64 @@ class SmsInbox:
                 )
             )
 
-    async def _assemble(
-        self, session: AsyncSession, modem: str, now: datetime
-    ) -> list[tuple[CompleteMessage, list[SmsInboundPart]]]:
-        """Messages whose parts are all here (or that waited too long), with their rows
-        (a part stored twice included)."""
-        rows = await session.scalars(
-            select(SmsInboundPart).where(SmsInboundPart.modem == modem).order_by(SmsInboundPart.id)
-        )
-        reassembler = Reassembler()
-        parts: list[tuple[Deliver, SmsInboundPart]] = []
-        done: list[CompleteMessage] = []
-        for row in rows:
-            try:
-                part = decode(row.pdu)
-            except PduError as e:
-                log.warning("an unreadable SMS PDU is kept as it came: %s", e)
-                continue
-            if isinstance(part, Deliver):
-                parts.append((part, row))
-                complete = reassembler.add(part, row.received_at.timestamp())
-                if complete is not None:
-                    done.append(complete)
-        done += reassembler.expire(now.timestamp(), INCOMPLETE_AFTER.total_seconds())
-        return [(c, [row for part, row in parts if part in c.parts]) for c in done]
+
+def _fill(row: SmsInboundPart, part: ReceivedPart) -> None:
+    row.sender, row.text, row.sent_at = part.sender, part.text, part.sent_at
+    row.concat_ref, row.concat_seq, row.concat_total = part.reference, part.seq, part.total
+
+
+@dataclass
+class _Received:
+    """A message stored parts make: whole, or given up on (``INCOMPLETE_AFTER``)."""
+
+    sender: str
+    total: int
+    parts: dict[int, SmsInboundPart]  # by place, 1..total
+    rows: list[SmsInboundPart]  # its parts, and any stored twice
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts[seq].text or "" for seq in sorted(self.parts))
+
+    @property
+    def complete(self) -> bool:
+        return len(self.parts) == self.total
+
+
+def _assemble(rows: Iterable[SmsInboundPart], now: datetime) -> list[_Received]:
+    """The messages the stored parts make, in the order they came: those whose parts are
+    all here, and those that got no part for ``INCOMPLETE_AFTER`` (with what came). The
+    parts of one message share the sender, the reference and the count; a part stored
+    twice (read again after a restart, say) goes with its message."""
+    pending: dict[tuple[str, int, int], _Received] = {}
+    finished: dict[tuple[str, int, int], _Received] = {}
+    done: list[_Received] = []
+    for row in rows:
+        sender, reference = row.sender or "", row.concat_ref
+        total, seq = row.concat_total or 1, row.concat_seq or 1
+        if reference is None or total == 1 or not 1 <= seq <= total:
+            done.append(_Received(sender, 1, {1: row}, [row]))
+            continue
+        key = (sender, reference, total)
+        if (earlier := finished.get(key)) and _same(earlier.parts.get(seq), row):
+            earlier.rows.append(row)
+            continue
+        received = pending.setdefault(key, _Received(sender, total, {}, []))
+        if seq in received.parts:
+            if _same(received.parts[seq], row):
+                received.rows.append(row)
+            continue  # else another message with this reference: a later round takes it
+        received.parts[seq] = row
+        received.rows.append(row)
+        if received.complete:
+            done.append(pending.pop(key))
+            finished[key] = received
+    given_up = now - INCOMPLETE_AFTER
+    for received in pending.values():
+        if max(part.received_at for part in received.parts.values()) <= given_up:
+            done.append(received)
+    return done
+
+
+def _same(part: SmsInboundPart | None, row: SmsInboundPart) -> bool:
+    return part is not None and part.text == row.text

@@ -1,9 +1,11 @@
 """One configured modem wired to the core: SMS in and out, status reports, calls.
 
 The driver (``GsmModem``) reports what the modem says; this routes it: a new message is
-fetched into the inbox, a status report goes to the outbox, a call to the SIM becomes
-call events and a call record, a modem that comes (back) up has its SIM read for what
-arrived meanwhile and its share of the outbox woken.
+fetched, read (``gsm_modem.sms``) and handed to the inbox as text, a status report goes
+to the outbox, a call to the SIM becomes call events and a call record, a modem that
+comes (back) up has its SIM read for what arrived meanwhile and its share of the outbox
+woken. The core gets no PDU: what cannot be read is kept as it came, and read again
+when the modem next comes up.
 """
 
 from __future__ import annotations
@@ -12,24 +14,26 @@ import asyncio
 import logging
 
 from cti.bus import EventBus
-from cti.callstore import CallStore
+from cti.calls import CallSink
 from cti.config import ModemConfig
 from cti.domain import utcnow
 from cti.links import LinkRegistry
+from cti.modem import DeliveryReport, ReceivedPart
 from cti.sms import SmsInbox, SmsOutbox
 from cti.tasks import TaskMonitor
 from gsm_modem.calls import GsmCalls
 from gsm_modem.modem import (
-    CallEnded,
     GsmModem,
     IncomingCall,
+    IncomingCallEnded,
     MessagePdu,
     ModemEvent,
     ModemReady,
     NewMessage,
     StatusReportPdu,
 )
-from gsm_modem.pdu import PduError, StatusReport, decode
+from gsm_modem.pdu import PduError
+from gsm_modem.sms import read, read_part
 
 log = logging.getLogger("cti.modem")
 
@@ -42,7 +46,7 @@ class ModemLink:
         region: str,
         bus: EventBus,
         links: LinkRegistry,
-        store: CallStore,
+        store: CallSink,
         inbox: SmsInbox,
         outbox: SmsOutbox,
         tasks: TaskMonitor | None = None,
@@ -74,7 +78,7 @@ class ModemLink:
     def _on_event(self, event: ModemEvent) -> None:
         if isinstance(event, IncomingCall):
             self._emit(*self.calls.ringing(event.number, utcnow()))
-        elif isinstance(event, CallEnded):
+        elif isinstance(event, IncomingCallEnded):
             self._emit(*self.calls.ended(utcnow()))
         else:
             self._work.put_nowait(event)  # needs the modem or the database: in order, later
@@ -96,6 +100,7 @@ class ModemLink:
 
     async def _handle(self, event: ModemEvent) -> None:
         if isinstance(event, ModemReady):
+            await self.inbox.reread(self.name, read_part)  # kept unread, or from before 0011
             stored = await self.modem.list_messages()  # what arrived while nobody listened
             for index, _status, pdu in stored:
                 await self._take(index, pdu)
@@ -106,25 +111,36 @@ class ModemLink:
         elif isinstance(event, NewMessage):
             await self._take(event.index, await self.modem.read_message(event.index))
         elif isinstance(event, MessagePdu):
-            await self.inbox.store_part(self.name, event.pdu_hex)
+            await self._receive(event.pdu_hex)
         elif isinstance(event, StatusReportPdu):
-            report = self._decode(event.pdu_hex)
-            if isinstance(report, StatusReport):
+            report = self._read(event.pdu_hex)  # not stored anywhere: nothing to keep
+            if isinstance(report, DeliveryReport):
                 await self.outbox.status_report(self.name, report)
 
     async def _take(self, index: int, pdu: str) -> None:
         """Store a message (or apply a status report) from the SIM, then delete it there."""
-        report = self._decode(pdu)
-        if isinstance(report, StatusReport):  # a report kept on the SIM (+CDSI)
-            await self.outbox.status_report(self.name, report)
-        else:
-            await self.inbox.store_part(self.name, pdu)
+        await self._receive(pdu)
         await self.modem.delete_message(index)
 
-    @staticmethod
-    def _decode(pdu: str) -> object:
+    async def _receive(self, pdu: str) -> None:
+        """A PDU to the core as what it says: a part to the inbox, a report to the outbox."""
         try:
-            return decode(pdu)
+            what = read(pdu)
+        except PduError as e:
+            log.warning("an unreadable PDU from the modem is kept as it came: %s", e)
+            await self.inbox.keep_unread(self.name, pdu)
+            return
+        if isinstance(what, ReceivedPart):
+            await self.inbox.store_part(self.name, what)
+        elif isinstance(what, DeliveryReport):  # a report kept on the SIM (+CDSI)
+            await self.outbox.status_report(self.name, what)
+        else:
+            log.info("modem %s: skipped a message stored for sending", self.name)
+
+    @staticmethod
+    def _read(pdu: str) -> ReceivedPart | DeliveryReport | None:
+        try:
+            return read(pdu)
         except PduError as e:
             log.warning("an unreadable PDU from the modem: %s", e)
             return None

@@ -18,7 +18,6 @@ import bisect
 import contextlib
 import itertools
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Coroutine
@@ -26,11 +25,14 @@ from dataclasses import dataclass
 
 import serial_asyncio
 
+from cti.backoff import Backoff
 from cti.config import ModemConfig
 from cti.links import LinkRegistry
+from cti.modem import ModemUnavailable  # raised here, caught by the core
 from cti.tasks import TaskMonitor
 from gsm_modem.at import AtEngine, CommandResult, Event, Urc, Write, split_args
 from gsm_modem.errors import ModemError
+from gsm_modem.sms import SmsOverPdu
 
 log = logging.getLogger("cti.modem")
 
@@ -46,10 +48,6 @@ SIGNAL_BARS = (2, 10, 15, 20)  # rssi where 1, 2, 3 and 4 bars begin
 _PIN_COMMAND = re.compile(r"^(AT\+CPIN=).*", re.IGNORECASE)
 _CMGS = re.compile(r"^\+CMGS:\s*(\d+)")
 _CMGL = re.compile(r"^\+CMGL:\s*(\d+)\s*,\s*(\d+)")
-
-
-class ModemUnavailable(Exception):
-    """The modem is not connected (or not initialised): the command was not sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ class IncomingCall:
 
 
 @dataclass(frozen=True, slots=True)
-class CallEnded:
+class IncomingCallEnded:
     number: str | None
 
 
@@ -102,7 +100,7 @@ ModemEvent = (
     | StatusReportPdu
     | MessagePdu
     | IncomingCall
-    | CallEnded
+    | IncomingCallEnded
     | RegistrationChanged
     | ModemReady
     | ModemGone
@@ -149,9 +147,10 @@ class _Link(asyncio.Protocol):
             self.transport.abort()
 
 
-class GsmModem:
+class GsmModem(SmsOverPdu):
     """``on_event`` is called in the event loop with each ``ModemEvent``; it must not block
-    (``EventBus.publish_nowait``, a queue). Link state goes to ``links`` when given."""
+    (``EventBus.publish_nowait``, a queue). Link state goes to ``links`` when given. As
+    ``SmsOverPdu``, the core's ``SmsModem`` (cti.modem): the outbox sends through it."""
 
     def __init__(
         self,
@@ -234,7 +233,7 @@ class GsmModem:
         return {"ready": self.ready, **self._status}
 
     async def _run(self) -> None:
-        delay = self.reconnect_min
+        backoff = Backoff(first=self.reconnect_min, most=self.reconnect_max)
         while True:
             try:
                 await self._open()
@@ -250,10 +249,9 @@ class GsmModem:
                     reason = f"{type(e).__name__}: {e}"
                 await self._down(reason)
                 # Jitter: several modems on one USB hub do not all retry at once.
-                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))  # noqa: S311
-                delay = min(self.reconnect_max, delay * 2)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            delay = self.reconnect_min
+            backoff.reset()
             assert self._link is not None
             self._ready.set()
             log.info("modem %s ready: %s", self.name, self._identity)
@@ -530,7 +528,7 @@ class GsmModem:
         assert call is not None
         if not call.announced:  # a single RING and no caller id
             self._emit(IncomingCall(call.number))
-        self._emit(CallEnded(call.number))
+        self._emit(IncomingCallEnded(call.number))
 
     async def _poll(self) -> None:
         assert self.poll_interval is not None

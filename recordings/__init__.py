@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.config import Config
 from cti.tasks import TaskMonitor
@@ -30,10 +29,16 @@ class Recordings:
 
     @classmethod
     def create(
-        cls, sessions: async_sessionmaker, config: Config, tasks: TaskMonitor | None = None
+        cls,
+        store: RecordingStore,
+        config: Config,
+        tasks: TaskMonitor | None = None,
+        *,
+        calls_named_by: Callable[[str], list[str]] = lambda _name: [],
     ) -> Recordings:
+        """``calls_named_by``: the calls a file's name refers to, as the PBX adapters
+        read it (the watcher matches dropped files with it)."""
         options = config.recordings
-        store = RecordingStore(sessions, config.recordings_dir, options)
         missing = MissingRecordings(store)
         every = min(MISSING_CHECK_SECONDS, options.missing_after_seconds)
         jobs = [Periodic("recordings-missing", every, missing.run, tasks)]
@@ -44,7 +49,7 @@ class Recordings:
                 every=options.watch_seconds,
                 match_seconds=options.match_seconds,
                 region=config.phone.default_region,
-                pbx_names=[pbx.name for pbx in config.pbx],
+                calls_named_by=calls_named_by,
             )
             jobs.append(Periodic("recordings-watcher", options.watch_seconds, watcher.scan, tasks))
         retention = None

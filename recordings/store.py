@@ -20,14 +20,14 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.config import RecordingsConfig
 from cti.db.models import CallRecord, Recording
-from cti.domain import utcnow
+from cti.domain import RecordingState, utcnow
 
 log = logging.getLogger("cti.recordings")
 
@@ -95,7 +95,7 @@ def has_audio(file: Path) -> bool:
     return size > len(head)  # no data chunk in what was read: audio only if there is more
 
 
-State = Literal["pending", "available", "missing", "deleted"]
+State = RecordingState
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +110,10 @@ def _stem(path: str) -> str:
 
 
 class RecordingStore:
+    @staticmethod
+    def has_audio(file: Path) -> bool:
+        return has_audio(file)
+
     def __init__(self, sessions: async_sessionmaker, root: Path, options: RecordingsConfig) -> None:
         self.sessions = sessions
         self.root = root.resolve()

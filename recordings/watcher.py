@@ -3,7 +3,8 @@
 Every ``watch_seconds`` the folder's top level is listed; an audio file whose size and
 time did not change since the last look is matched to a call:
 
-1. its name holds the call's id (the PBX's Linkedid, e.g. ``1795361335.42``), or
+1. its name holds a reference to the call that the PBX's adapter recognises (Asterisk:
+   the Linkedid, e.g. ``1795361335.42``), or
 2. its name ends in ``-<number>-<YYYYMMDD-HHMMSS>.<ext>`` (local time of this host) or
    ``-<number>.<ext>`` (then the file's modification time counts): the call with that
    outside number that was going on at that time, give or take ``match_seconds``.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +30,6 @@ from recordings.store import CONTENT_TYPES, RecordingStore
 
 log = logging.getLogger("cti.recordings.watcher")
 
-CALL_ID = re.compile(r"\d{6,}\.\d+")  # Asterisk's <epoch>.<counter>
 NUMBER_TIME = re.compile(r"-(?P<number>\+?\d{3,20})(?:-(?P<date>\d{8})-(?P<time>\d{6}))?\.\w+$")
 
 
@@ -41,14 +42,14 @@ class RecordingWatcher:
         every: float,
         match_seconds: float,
         region: str,
-        pbx_names: list[str],
+        calls_named_by: Callable[[str], list[str]],
     ) -> None:
         self.store = store
         self.folder = folder
         self.every = every
         self.window = timedelta(seconds=match_seconds)
         self.region = region
-        self.pbx_names = pbx_names
+        self.calls_named_by = calls_named_by  # the PBX adapters' reading of a file name
         self._last: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the last look
         self._unmatched: set[str] = set()  # logged already
 
@@ -88,15 +89,15 @@ class RecordingWatcher:
     async def match(self, name: str, mtime: datetime) -> tuple[str, datetime] | None:
         """The call (id, start) a file of this name and time belongs to, if any."""
         async with self.store.sessions() as session:
-            for linkedid in CALL_ID.findall(name):
-                ids = [linkedid, *(f"{pbx}:{linkedid}" for pbx in self.pbx_names)]
-                row = (
-                    await session.execute(
-                        select(CallRecord.id, CallRecord.started_at).where(CallRecord.id.in_(ids))
-                    )
-                ).first()
-                if row is not None:
-                    return row.id, row.started_at
+            ids = self.calls_named_by(name)
+            if ids:
+                rows = await session.execute(
+                    select(CallRecord.id, CallRecord.started_at).where(CallRecord.id.in_(ids))
+                )
+                found = {row.id: row for row in rows}
+                for call_id in ids:  # the adapters' likeliest first
+                    if call_id in found:
+                        return call_id, found[call_id].started_at
             found = NUMBER_TIME.search(name)
             number = to_e164(found["number"], self.region) if found else None
             if found is None or number is None:

@@ -214,7 +214,7 @@ async def start_office(
     )
     service = await Service.start(config)
     try:
-        await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
         for link in service.modems.values():
             await eventually(lambda link=link: link.modem.ready)
         async with service.sessions() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cti.config import PbxConfig
+from pbx_adapters.asterisk.settings import AsteriskSettings as PbxConfig
 from pbx_adapters.asterisk.simulator import LAB_PBX_OPTIONS
 
 # The recorded transcripts, as shipped in the package (byte-identical to

@@ -9,6 +9,7 @@ from helpers import bearer
 from cti import auth
 from cti.clients.models import CallbackTask
 from gsm_modem.pdu import encode_deliver
+from gsm_modem.sms import read
 
 CLIENT_NUMBER = "+79161234567"
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
@@ -31,7 +32,7 @@ async def test_making_yourself_the_manager_shows_you_nobody_elses_sms(
 ) -> None:
     romashka = await new_client(client, staff["boss"], manager_extension="101")
     [pdu] = encode_deliver(CLIENT_NUMBER, "Счёт получили, спасибо", reference=1, timestamp=NOW)
-    await service.sms_inbox.store_part("sim1", pdu)
+    await service.sms_inbox.store_part("sim1", read(pdu))
     assert await inbox(client, staff["anna"]) == ["Счёт получили, спасибо"]
     assert await inbox(client, staff["giorgi"]) == []
 
@@ -51,7 +52,7 @@ async def test_making_yourself_the_manager_shows_you_nobody_elses_sms(
     assert await inbox(client, staff["giorgi"]) == []
     assert await inbox(client, staff["anna"]) == ["Счёт получили, спасибо"]
     [later] = encode_deliver(CLIENT_NUMBER, "И ещё вопрос", reference=2, timestamp=NOW)
-    await service.sms_inbox.store_part("sim1", later)
+    await service.sms_inbox.store_part("sim1", read(later))
     assert await inbox(client, staff["giorgi"]) == ["И ещё вопрос"]
 
 
@@ -67,7 +68,7 @@ async def test_an_answer_reaches_whoever_texted_first(client, service, staff) ->
         session.add(message)
         await session.commit()
     [pdu] = encode_deliver(CLIENT_NUMBER, "Здравствуйте", reference=3, timestamp=NOW)
-    await service.sms_inbox.store_part("sim1", pdu)
+    await service.sms_inbox.store_part("sim1", read(pdu))
     assert await inbox(client, staff["giorgi"]) == ["Здравствуйте"]
     assert await inbox(client, staff["anna"]) == []
 

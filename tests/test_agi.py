@@ -18,7 +18,6 @@ from asterisk.agi import AGIHangup
 from helpers import bearer
 from pydantic import SecretStr
 
-from cti.config import AgiConfig
 from cti.directory import InMemoryDirectory, Match, ResponsibleManager
 from cti.http.api import Api
 from cti.http.app import build_app
@@ -38,6 +37,7 @@ from pbx_adapters.asterisk.agi import (
     with_deadline,
 )
 from pbx_adapters.asterisk.fastagi import FastAgiServer, parse_listen, start_fastagi
+from pbx_adapters.asterisk.settings import AgiConfig
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT_TOKEN = "t0ken-s3cret"
@@ -677,9 +677,10 @@ async def test_the_service_answers_fastagi_when_configured(tmp_path) -> None:
     """[agi] fastagi_listen starts the FastAGI server with the service's own directory."""
     import socket
 
-    from cti.config import AgiConfig, Config, DatabaseConfig, ServerConfig
+    from cti.config import Config, DatabaseConfig, ServerConfig
     from cti.directory import Match, ResponsibleManager
     from cti.service import serve
+    from pbx_adapters.asterisk.settings import AgiConfig
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

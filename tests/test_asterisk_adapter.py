@@ -42,7 +42,7 @@ def lab_config(db_url: str, tmp_path, port: int, secret: str = SECRET) -> Config
 @pytest.fixture
 async def lab(db_url, tmp_path, pbx) -> AsyncIterator[Service]:
     service = await Service.start(lab_config(db_url, tmp_path, pbx.port))
-    await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+    await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
     yield service
     await service.close()
 
@@ -135,8 +135,8 @@ async def test_reconnect_mid_call_resumes_without_losing_or_duplicating(pbx, lab
         )
     )
     pbx.drop_clients()
-    await eventually(lambda: not adapter.connected.is_set())
-    await eventually(lambda: adapter.connected.is_set())  # back, state reloaded
+    await eventually(lambda: not adapter.connected)
+    await eventually(lambda: adapter.connected)  # back, state reloaded
     await replay(pbx, lab, frames[cut:])
     [call] = await stored_calls(lab)
     check_call("sip_queue_answered", call)
@@ -156,7 +156,7 @@ async def test_a_call_that_ended_while_the_link_was_down_is_closed_and_marked(pb
     await eventually(lambda: adapter.tracker.active_calls())
     pbx.drop_clients()
     await pbx.play(frames[cut:])  # nobody listening: the call ends unseen
-    await eventually(lambda: adapter.connected.is_set() and not adapter.tracker.calls)
+    await eventually(lambda: adapter.connected and not adapter.tracker.calls)
     [call] = await stored_calls(lab)
     assert call["ended_while_disconnected"] and not call["in_progress"]
     assert call["missed"] and call["external_number"] == "+78125550102"
@@ -175,7 +175,7 @@ async def test_a_call_that_began_ringing_while_the_link_was_down_pops_on_reconne
     )
     pbx.drop_clients()
     await pbx.play(frames[: ringing_at + 1])  # nobody listening: 101 starts ringing unseen
-    await eventually(lambda: adapter.connected.is_set() and adapter.tracker.calls)
+    await eventually(lambda: adapter.connected and adapter.tracker.calls)
     ringing = await asyncio.wait_for(events.get(), 5)
     assert (ringing.extension, ringing.external_number) == ("101", "+78125550102")
     assert ringing.direction == "inbound"
@@ -206,7 +206,7 @@ async def test_a_burst_of_calls_that_never_end_does_not_starve_the_api(
     await pbx.start()
     service = await Service.start(lab_config(db_url, tmp_path, pbx.port))
     try:
-        await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
         api = await aiohttp_client(build_app(service))
         token = await make_user("supervisor")
         upserts, per_transaction = [0], []
@@ -252,13 +252,13 @@ async def test_an_outage_is_logged_once_down_and_once_up_with_its_length(
     service = await Service.start(lab_config(db_url, tmp_path, port))
     try:
         adapter = service.pbx["lab"]
-        await asyncio.wait_for(adapter.connected.wait(), 10)
+        await asyncio.wait_for(adapter.link_up.wait(), 10)
         await pbx.stop()
-        await eventually(lambda: not adapter.connected.is_set())
+        await eventually(lambda: not adapter.connected)
         await asyncio.sleep(2)  # several reconnect attempts, every one refused
         pbx = AmiSimulator(username="cti", secret=SECRET, port=port)
         await pbx.start()
-        await asyncio.wait_for(adapter.connected.wait(), 10)
+        await asyncio.wait_for(adapter.link_up.wait(), 10)
         await eventually(lambda: service.links.all()[0].up)
     finally:
         await service.close()
@@ -277,14 +277,14 @@ async def test_calls_in_progress_survive_a_service_restart(db_url, tmp_path, pbx
     frames = refresh_ids(load_transcript(FIXTURES / "sip_inbound_answered.ami"), seq=70)
     cut = next(i for i, f in enumerate(frames) if f.get("Event") == "BridgeEnter")
     first = await Service.start(lab_config(db_url, tmp_path, pbx.port))
-    await asyncio.wait_for(first.pbx["lab"].connected.wait(), 10)
+    await asyncio.wait_for(first.pbx["lab"].link_up.wait(), 10)
     await pbx.play(frames[:cut])
     await eventually(lambda: first.pbx["lab"].tracker.active_calls())
     await first.close()
     await pbx.play(frames[cut:])  # the call ends while the service is down
     second = await Service.start(lab_config(db_url, tmp_path, pbx.port))
     try:
-        await asyncio.wait_for(second.pbx["lab"].connected.wait(), 10)
+        await asyncio.wait_for(second.pbx["lab"].link_up.wait(), 10)
         [call] = await stored_calls(second)
         assert not call["in_progress"] and call["ended_while_disconnected"]
         assert call["answered_by"] == "101" and call["outcome"] == "answered"
@@ -309,12 +309,12 @@ async def test_an_unanswered_ping_means_a_dead_link(db_url, tmp_path) -> None:
     service = await Service.start(lab_config(db_url, tmp_path, sim.port))
     try:
         adapter = service.pbx["lab"]
-        await asyncio.wait_for(adapter.connected.wait(), 10)
+        await asyncio.wait_for(adapter.link_up.wait(), 10)
         logins = sum(1 for a in sim.actions if a.get("Action") == "Login")
         sim.silent = True
-        await eventually(lambda: not adapter.connected.is_set())  # ping_interval is 0.3 s
+        await eventually(lambda: not adapter.connected)  # ping_interval is 0.3 s
         sim.silent = False
-        await eventually(lambda: adapter.connected.is_set())
+        await eventually(lambda: adapter.connected)
         assert sum(1 for a in sim.actions if a.get("Action") == "Login") == logins + 1
     finally:
         await service.close()
@@ -433,14 +433,14 @@ async def test_operators_dial_only_from_their_own_phone(pbx, lab, api, make_user
 async def test_adapter_refuses_unsafe_fields_itself(pbx, lab) -> None:
     adapter = lab.pbx["lab"]
     with pytest.raises(UnsafeAction):
-        await adapter.originate("101\r\nAction: Hangup", "88125550107")
+        await adapter.dial("101\r\nAction: Hangup", "88125550107")
     assert not any(a.get("Action") == "Originate" for a in pbx.actions)
 
 
 async def test_dial_with_the_link_down_is_503(pbx, lab, api, make_user) -> None:
     token = await make_user("operator", "101")
     await pbx.stop()
-    await eventually(lambda: not lab.pbx["lab"].connected.is_set())
+    await eventually(lambda: not lab.pbx["lab"].connected)
     response = await api.post("/api/calls", json={"number": "88125550107"}, headers=bearer(token))
     assert response.status == 503
 

@@ -11,8 +11,9 @@ import pytest
 from helpers import bearer, eventually
 from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS, lab_pbx
 
+from cti.pbx import PbxCallNotFound as CallNotFound
 from cti.service import Service
-from pbx_adapters.asterisk.adapter import AsteriskAdapter, CallNotFound
+from pbx_adapters.asterisk.adapter import AsteriskAdapter
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import Frame, UnsafeAction
 from pbx_adapters.asterisk.simulator import (
@@ -161,7 +162,7 @@ async def lab(service: Service, pbx: AmiSimulator) -> AsteriskAdapter:
     config = lab_pbx(pbx.port, "lab-secret")
     service.links.register("lab", "pbx")
     adapter = await service.start_pbx(config)
-    await asyncio.wait_for(adapter.connected.wait(), 10)
+    await asyncio.wait_for(adapter.link_up.wait(), 10)
     return adapter
 
 
@@ -298,7 +299,7 @@ async def test_link_down_is_503(pbx, lab, client, make_user) -> None:
     call_id = await live(pbx, lab, ringing_part(frames), lambda c: c.legs)
     token = await make_user("receptionist")
     await pbx.stop()
-    await eventually(lambda: not lab.connected.is_set())
+    await eventually(lambda: not lab.connected)
     response = await post_transfer(client, call_id, token)
     assert response.status == 503, await response.text()
     assert (await response.json())["error"]["code"] == "unavailable"

@@ -6,10 +6,11 @@ import json
 import pytest
 from helpers import bearer, new_token
 
-from cti.config import Config, DatabaseConfig, PbxConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.db.engine import create_engine
 from cti.http.app import build_app
 from cti.service import Service
+from pbx_adapters.asterisk.settings import AsteriskSettings as PbxConfig
 
 
 async def assert_error(response, status: int, code: str) -> dict:

@@ -16,9 +16,9 @@ from cti.links import LinkRegistry
 from gsm_modem.emulator import ModemEmulator
 from gsm_modem.errors import ModemError
 from gsm_modem.modem import (
-    CallEnded,
     GsmModem,
     IncomingCall,
+    IncomingCallEnded,
     ModemGone,
     ModemReady,
     ModemUnavailable,
@@ -253,13 +253,13 @@ async def test_ringing_pops_one_call_then_ends(
     emulator.ring("+79161234567")
     await eventually(lambda: emulator.rings >= 4)
     emulator.hang_up()
-    await eventually(lambda: events.of(CallEnded))
-    assert events[1:] == [IncomingCall("+79161234567"), CallEnded("+79161234567")]
+    await eventually(lambda: events.of(IncomingCallEnded))
+    assert events[1:] == [IncomingCall("+79161234567"), IncomingCallEnded("+79161234567")]
     emulator.ring(None)  # withheld: +CLIP: "",128
     await eventually(lambda: emulator.rings >= 6)
     emulator.hang_up()
-    await eventually(lambda: len(events.of(CallEnded)) == 2)
-    assert events[3:] == [IncomingCall(None), CallEnded(None)]
+    await eventually(lambda: len(events.of(IncomingCallEnded)) == 2)
+    assert events[3:] == [IncomingCall(None), IncomingCallEnded(None)]
 
 
 async def test_unplug_and_replug(

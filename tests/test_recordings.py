@@ -103,7 +103,7 @@ async def test_a_replayed_call_is_served_whole_and_in_ranges_to_those_on_it(
     anna = await make_user("operator", "101", username="anna")  # answered the call
     giorgi = await make_user("operator", "102", username="giorgi")  # was not on it
     reception = await make_user("receptionist", "100")
-    await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+    await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
     frames = load_transcript(FIXTURES / "sip_inbound_answered.ami")
     cut = next(i for i, f in enumerate(frames) if f.get("Event") == "BridgeEnter")
     await pbx.play(frames[:cut])  # MixMonitor has started; the call goes on
@@ -543,7 +543,7 @@ async def test_the_api_never_shows_the_pbx_file_paths(pbx, service, client, make
         recordings=[f"{LAB_MONITOR}/1795362700.1.wav"],
     )
     service.call_store.save([fax_call])
-    await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+    await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
     async with client.ws_connect("/ws?events=calls", headers=bearer(boss)) as ws:
         await pbx.play(load_transcript(FIXTURES / "sip_inbound_answered.ami"))
         frames = []

@@ -7,13 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from helpers import eventually
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 
+from cti.db import migrate
+from cti.db.engine import create_engine, session_factory
 from cti.db.models import SmsInboundPart, SmsMessage, User
 from cti.domain import SmsStatus
+from cti.modem import DeliveryReport, SmsTextError
 from cti.sms import INCOMPLETE_AFTER, Sender, SenderLookup, SmsInbox, SmsOutbox, new_sms
 from gsm_modem.errors import ModemError
 from gsm_modem.modem import ModemUnavailable
 from gsm_modem.pdu import StatusReport, decode, encode_deliver, encode_submit
+from gsm_modem.sms import GSM_CODEC, SmsOverPdu, delivery_report, read, read_part
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 LONG_TEXT = "Здравствуйте! " * 10  # UCS-2, 140 characters: 3 parts of 67
@@ -27,7 +32,7 @@ class Clock:
         return self.now
 
 
-class ScriptedModem:
+class ScriptedModem(SmsOverPdu):
     """Answers AT+CMGS with references, or with the errors it is given, part by part."""
 
     def __init__(self, failures: list[Exception] | None = None) -> None:
@@ -239,7 +244,8 @@ async def test_received_parts_are_kept_until_the_message_is_whole(service, event
         return Sender(None, "101")
 
     inbox = SmsInbox(service.sessions, events.append, identify, clock=clock)
-    parts = encode_deliver("+79161234567", LONG_TEXT, reference=9, timestamp=NOW)
+    pdus = encode_deliver("+79161234567", LONG_TEXT, reference=9, timestamp=NOW)
+    parts = [read(pdu) for pdu in pdus]
     await inbox.store_part("sim1", parts[2])
     await inbox.store_part("sim1", parts[0])
     await inbox.store_part("sim1", parts[0])  # read twice (after a restart, say)
@@ -260,7 +266,8 @@ async def test_a_message_whose_parts_never_all_come_is_kept_after_a_day(
         return Sender(None, None)
 
     inbox = SmsInbox(service.sessions, events.append, identify, clock=clock)
-    parts = encode_deliver("+79161234567", LONG_TEXT, reference=3, timestamp=NOW)
+    pdus = encode_deliver("+79161234567", LONG_TEXT, reference=3, timestamp=NOW)
+    parts = [read(pdu) for pdu in pdus]
     await inbox.store_part("sim1", parts[0])
     await inbox.sweep("sim1")
     assert events == []
@@ -282,14 +289,16 @@ async def _count(service, model) -> int:
         return await session.scalar(select(func.count()).select_from(model))
 
 
-def report(reference: int, status: int) -> StatusReport:
-    return StatusReport(
-        smsc=None,
-        reference=reference,
-        recipient="+79161234567",
-        timestamp=NOW,
-        discharge_time=NOW,
-        status=status,
+def report(reference: int, status: int) -> DeliveryReport:
+    return delivery_report(
+        StatusReport(
+            smsc=None,
+            reference=reference,
+            recipient="+79161234567",
+            timestamp=NOW,
+            discharge_time=NOW,
+            status=status,
+        )
     )
 
 
@@ -344,6 +353,77 @@ async def test_a_reply_from_a_stranger_goes_to_whoever_texted_that_number(
         )
         session.add(message)
         await session.commit()
-    lookup = SenderLookup(service.sessions, suffix_digits=7)
+    lookup = SenderLookup(service.sessions, service.directory)
     assert await lookup("+79990001122") == Sender(None, "105")
     assert await lookup("+79990009999") == Sender(None, None)
+
+
+async def test_parts_kept_as_they_came_are_read_again_when_the_modem_comes_up(
+    service, events, clock
+) -> None:
+    """What the modem could not read, and parts stored as PDUs before migration 0011,
+    wait as they came; read again, they join the parts that came as text."""
+
+    async def identify(number: str) -> Sender:
+        return Sender(None, None)
+
+    inbox = SmsInbox(service.sessions, events.append, identify, clock=clock)
+    pdus = encode_deliver("+79161234567", LONG_TEXT, reference=5, timestamp=NOW)
+    async with service.sessions() as session:  # as 0011 leaves a part stored before it
+        session.add(SmsInboundPart(modem="sim1", raw=pdus[0], received_at=NOW))
+        await session.commit()
+    await inbox.keep_unread("sim1", "NOT A PDU")
+    for pdu in pdus[1:]:
+        await inbox.store_part("sim1", read(pdu))
+    assert events == [] and await _count(service, SmsInboundPart) == 4
+    await inbox.reread("sim1", read_part)
+    await inbox.sweep("sim1")
+    [received] = events
+    assert received.text == LONG_TEXT
+    async with service.sessions() as session:
+        [kept] = (await session.scalars(select(SmsInboundPart))).all()
+    assert (kept.raw, kept.text) == ("NOT A PDU", None)
+
+
+async def test_counting_parts_asks_the_modem_else_the_codec_given(service, events, clock) -> None:
+    assert outbox(service, events, clock).parts_needed("hi") is None
+    with_codec = SmsOutbox(service.sessions, events.append, {}, codec=GSM_CODEC)
+    assert with_codec.parts_needed(LONG_TEXT) == ("ucs2", 3)
+    assert outbox(service, events, clock, sim1=ScriptedModem()).parts_needed("hi") == ("gsm7", 1)
+    with pytest.raises(SmsTextError):
+        with_codec.parts_needed("lone \ud83d")
+
+
+async def test_a_text_no_sms_can_carry_fails_instead_of_looping(service, events, clock) -> None:
+    box = outbox(service, events, clock, sim1=ScriptedModem())
+    sms_id = await queue(service, clock, "ok", number="not a number")
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.FAILED))
+    finally:
+        await box.stop()
+    assert "recipient" in (await stored(service, sms_id)).reason
+
+
+async def test_migration_0011_keeps_stored_pdus_for_the_modem_to_read(db_url) -> None:
+    engine = create_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0010")
+        async with engine.begin() as conn:
+            await conn.execute(
+                sql("INSERT INTO sms_inbound_parts (modem, pdu, received_at) VALUES (:m, :p, :t)"),
+                {"m": "sim1", "p": "0011AA", "t": NOW},
+            )
+        await migrate.upgrade(engine)
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            [old] = (await session.scalars(select(SmsInboundPart))).all()
+            assert (old.raw, old.text, old.received_at) == ("0011AA", None, NOW)
+            session.add(SmsInboundPart(modem="sim1", received_at=NOW, sender="+7", text="x"))
+            await session.commit()
+        await migrate.downgrade(engine, "0010")  # the text-only part cannot go back
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sql("SELECT pdu FROM sms_inbound_parts"))).all()
+        assert [tuple(row) for row in rows] == [("0011AA",)]
+    finally:
+        await engine.dispose()

@@ -213,7 +213,7 @@ async def test_a_lost_pbx_link_is_shown_until_it_is_back(new_page: NewPage, offi
         await shot(page, "0-pbx-link-down")
     finally:
         office.pbx.secret = secret
-    await eventually(lambda: office.adapter.connected.is_set())
+    await eventually(lambda: office.adapter.connected)
     await expect(banner).to_be_hidden()
 
 

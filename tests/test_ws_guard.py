@@ -133,7 +133,7 @@ async def test_shutdown_closes_sockets_and_lets_go_of_pbx_and_modem_quickly(tmp_
         started: asyncio.Future = asyncio.get_running_loop().create_future()
 
         async def on_started(service, url: str) -> None:
-            await asyncio.wait_for(service.pbx["lab"].connected.wait(), 10)
+            await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
             await eventually(lambda: service.modems["sim1"].modem.ready)
             started.set_result((service, url))
 

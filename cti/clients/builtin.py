@@ -230,6 +230,21 @@ class SqlDirectory:
             clients = await search_clients(session, text, limit=limit)
             return [client_match(client) for client in clients]
 
+    async def lookup_many(self, numbers: Iterable[str | None]) -> dict[str, Match]:
+        """The exact-number answers for a page of calls, in one query."""
+        async with self.sessions() as session:
+            found = await clients_by_number(session, numbers)
+        return {
+            number: Match(
+                str(client["id"]),
+                client["name"],
+                manager=None
+                if client["manager"] is None
+                else ResponsibleManager(client["manager"]["name"], client["manager"]["extension"]),
+            )
+            for number, client in found.items()
+        }
+
     async def close(self) -> None:
         await self._reader.close()
 

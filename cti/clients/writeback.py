@@ -101,10 +101,10 @@ class CallWriteBack:
         number = call.get("external_number")
         if not number or call["direction"] == "internal":
             return []
-        match = await lookup_in(session, number, self.suffix_digits)
-        builtin_match = match is not None
-        if match is None and self.external is not None:
-            match = await self._ask_external(number)
+        builtin = await lookup_in(session, number, self.suffix_digits)
+        # The configured CRM says whose client this is (and who calls back); the built-in
+        # tables keep the history of their own clients, and answer when the CRM cannot.
+        match = (await self._ask_external(number) if self.external else None) or builtin
         ended = datetime.fromisoformat(call["ended_at"])
         if match is None and self.create_leads and call["direction"] == "inbound":
             if number.startswith("+"):
@@ -118,10 +118,9 @@ class CallWriteBack:
                     ),
                     self.region,
                 )
-                match = await lookup_in(session, number, self.suffix_digits)
-                builtin_match = True
+                match = builtin = await lookup_in(session, number, self.suffix_digits)
                 log.info("new lead from an unknown caller", extra={"fields": {"client": lead.id}})
-        client_id = int(match.client_id) if match is not None and builtin_match else None
+        client_id = int(builtin.client_id) if builtin is not None else None
         if client_id is not None:  # history lives with built-in clients
             session.add(
                 Activity(

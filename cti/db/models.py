@@ -238,15 +238,25 @@ class SmsMessage(Base):
 
 
 class SmsInboundPart(Base):
-    """A received PDU kept until its message is complete: stored before the SIM copy is
-    deleted, so neither a restart nor a lost part in flight loses what arrived."""
+    """A received part (cti.modem.ReceivedPart) kept until its message is complete: stored
+    before the SIM copy is deleted, so neither a restart nor a lost part in flight loses
+    what arrived."""
 
     __tablename__ = "sms_inbound_parts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     modem: Mapped[str] = mapped_column(String(64))
-    pdu: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The part as text; all None while only ``raw`` is known.
+    sender: Mapped[str | None] = mapped_column(String(40))
+    text: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the service centre's
+    concat_ref: Mapped[int | None] = mapped_column()  # None: a whole message
+    concat_seq: Mapped[int | None] = mapped_column()
+    concat_total: Mapped[int | None] = mapped_column()
+    # What the modem gave and could not read as a part (and every part stored before
+    # migration 0011, a PDU): read again when the modem comes up (SmsInbox.reread).
+    raw: Mapped[str | None] = mapped_column("pdu", Text)
 
 
 class Recording(Base):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,15 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cti.auth import Principal
 from cti.calls import Call
 from cti.callstore import CallFilter, find_calls, recording_counts, walk_calls
-from cti.clients.builtin import clients_by_number
 from cti.clients.models import Phone
 from cti.db.models import CallRecord, User
+from cti.directory import Directory, client_summary, lookup_many
 from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
 from cti.http.api import MAX_ID, Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
+from cti.pbx import PbxAdapter, PbxCallNotFound, PbxLinkDown, PbxRefused, PbxUnsupported
 from cti.phone import NotAPhoneNumber, dialable, to_e164
-from pbx_adapters.asterisk.adapter import AsteriskAdapter, CallNotFound, LinkDown, TransferRefused
 
 log = logging.getLogger("cti.http.calls")
 
@@ -105,6 +106,19 @@ class TransferRequest(BaseModel):
     pbx: str | None = Field(None, max_length=64, description="Default: the one with the call")
 
 
+class CallCommand(BaseModel):
+    pbx: str | None = Field(None, max_length=64, description="Default: the one with the call")
+
+
+class RecordingCommand(CallCommand):
+    record: bool = Field(description="true: start recording; false: stop")
+
+
+class CommandAccepted(BaseModel):
+    call_id: str
+    status: Literal["requested"] = "requested"
+
+
 class TransferAccepted(BaseModel):
     call_id: str
     extension: str
@@ -160,22 +174,25 @@ async def _call_filter(session: AsyncSession, query: CallFilters, region: str) -
 
 def _public(call: dict[str, Any]) -> dict[str, Any]:
     """A stored call as the API shows it: without the PBX's own file paths (its
-    recordings, a fax's file). Recordings are listed by id: /api/calls/{id}/recordings."""
-    shown = {key: value for key, value in call.items() if key != "recordings"}
+    recordings, a fax's file, its own references). Recordings are listed by id:
+    /api/calls/{id}/recordings."""
+    shown = {key: value for key, value in call.items() if key not in ("recordings", "pbx_ref")}
     if shown.get("fax"):
         shown["fax"] = {"pages": shown["fax"].get("pages")}
     return shown
 
 
-async def _enrich(session: AsyncSession, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The page's calls as the API shows them, with their built-in client (and its
-    manager) and how many recordings each has: two queries per page, nothing stored."""
-    clients = await clients_by_number(session, (c.get("external_number") for c in calls))
+async def _enrich(
+    session: AsyncSession, directory: Directory, calls: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The page's calls as the API shows them, with their client (and its manager) as
+    the directory knows it and how many recordings each has; nothing stored."""
+    clients = await lookup_many(directory, (c.get("external_number") for c in calls))
     counts = await recording_counts(session, (c["id"] for c in calls))
     return [
         {
             **_public(call),
-            "client": clients.get(call.get("external_number") or ""),
+            "client": client_summary(clients.get(call.get("external_number") or "")),
             "recording_count": counts.get(call["id"], 0),
         }
         for call in calls
@@ -270,7 +287,7 @@ def add_routes(api: Api) -> None:
                 before=before,
             )
             page, more = calls[: query.limit], len(calls) > query.limit
-            page = await _enrich(session, page)
+            page = await _enrich(session, service.directory, page)
         return json_response(
             CallPage(calls=page, next_cursor=_encode_cursor(page[-1]) if more else None)
         )
@@ -311,7 +328,7 @@ def add_routes(api: Api) -> None:
                 page=EXPORT_PAGE,
             ):
                 async with service.sessions() as session:
-                    calls = await _enrich(session, calls)
+                    calls = await _enrich(session, service.directory, calls)
                 await response.write(_csv_lines(_export_row(call, tz) for call in calls))
                 written += len(calls)
         except ConnectionResetError:
@@ -343,7 +360,7 @@ def add_routes(api: Api) -> None:
             ):
                 # The same answer whether or not it exists.
                 raise ApiError(404, f"no call {call_id!r}")
-            [call] = await _enrich(session, [record.details])
+            [call] = await _enrich(session, service.directory, [record.details])
         return json_response(call)
 
     @api.operation(
@@ -362,8 +379,8 @@ def add_routes(api: Api) -> None:
             names = {extension: name for extension, name in rows}
         found = [
             Line(extension=ext, state=state, pbx=name, user=names.get(ext))
-            for name, adapter in service.pbx.items()
-            for ext, state in sorted(adapter.lines().items())
+            for name, pbx in service.pbx.items()
+            for ext, state in sorted(pbx.lines().items())
         ]
         # Users' phones the PBX has not mentioned yet still belong on the colleagues panel.
         reported = {line.extension for line in found}
@@ -383,7 +400,7 @@ def add_routes(api: Api) -> None:
         response=DialAccepted,
         status=202,
         roles=(Role.OPERATOR, Role.SALES, Role.RECEPTIONIST, Role.SUPERVISOR),
-        errors=(503,),
+        errors=(502, 503),
     )
     async def dial(request: web.Request) -> web.Response:
         body = await read_body(request, DialRequest)
@@ -398,8 +415,8 @@ def add_routes(api: Api) -> None:
                 403, "you may only dial from your own extension", reason="not_your_phone"
             )
         service = request.app[SERVICE_KEY]
-        adapter = service.pbx.get(body.pbx) if body.pbx else next(iter(service.pbx.values()), None)
-        if adapter is None:
+        pbx = service.pbx.get(body.pbx) if body.pbx else next(iter(service.pbx.values()), None)
+        if pbx is None:
             raise ApiError(
                 503,
                 "no PBX is configured" if not body.pbx else f"no PBX {body.pbx!r}",
@@ -407,11 +424,13 @@ def add_routes(api: Api) -> None:
             )
         try:
             dialable(body.number, service.config.phone.default_region)
-            placed = await adapter.originate(extension, body.number)
+            placed = await pbx.dial(extension, body.number)
         except NotAPhoneNumber as e:
             raise ApiError(422, f"number: {e}", reason="not_a_phone_number") from None
-        except LinkDown as e:
+        except PbxLinkDown as e:
             raise ApiError(503, str(e), reason="pbx_down") from None
+        except PbxRefused as e:
+            raise ApiError(502, f"the PBX refused the call: {e}", reason="dial_refused") from None
         return json_response(
             DialAccepted(request_id=placed.request_id, extension=extension, number=placed.number),
             status=202,
@@ -431,42 +450,92 @@ def add_routes(api: Api) -> None:
     async def transfer(request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]
         body = await read_body(request, TransferRequest)
-        service = request.app[SERVICE_KEY]
-        who = principal(request)
-        adapters: list[AsteriskAdapter] = list(service.pbx.values())
-        if body.pbx is not None:
-            if body.pbx not in service.pbx:
-                raise ApiError(422, f"pbx: no PBX {body.pbx!r}")
-            adapters = [service.pbx[body.pbx]]
-        adapter: AsteriskAdapter | None = None
-        call: Call | None = None
-        for candidate in adapters:  # the PBX whose tracker follows the call
-            call = candidate.live_call(call_id)
-            if call is not None:
-                adapter = candidate
-                break
-        if adapter is None or call is None:
-            # Not in progress: a 409 for a call the user may see, else the same 404 as
-            # get_call, whether or not it exists.
-            async with service.sessions() as session:
-                record = await session.get(CallRecord, call_id)
-            if record is not None and _sees(who, Call.from_dict(record.details).extensions()):
-                raise ApiError(409, f"call {call_id!r} is not in progress", reason="call_over")
-            raise ApiError(404, f"no call {call_id!r}")
-        if not _sees(who, call.extensions()):
-            raise ApiError(404, f"no call {call_id!r}")
-        try:
-            await adapter.transfer(call_id, body.extension)
-        except LinkDown as e:
-            raise ApiError(503, str(e), reason="pbx_down") from None
-        except CallNotFound:
-            raise ApiError(
-                409, f"call {call_id!r} has no party to transfer now", reason="call_over"
-            ) from None
-        except TransferRefused as e:
-            raise ApiError(
-                502, f"the PBX refused the transfer: {e}", reason="transfer_refused"
-            ) from None
+        pbx = await _pbx_with_live_call(request, call_id, body.pbx)
+        with _pbx_errors(call_id, "transfer"):
+            await pbx.transfer(call_id, body.extension)
         return json_response(
             TransferAccepted(call_id=call_id, extension=body.extension), status=202
         )
+
+    @api.operation(
+        "POST",
+        "/api/calls/{call_id}/hangup",
+        summary="End a live call",
+        tag="calls",
+        body=CallCommand,
+        response=CommandAccepted,
+        status=202,
+        roles=(Role.OPERATOR, Role.SALES, Role.RECEPTIONIST, Role.SUPERVISOR),
+        errors=(404, 409, 502, 503),
+    )
+    async def hang_up(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        body = await read_body(request, CallCommand)
+        pbx = await _pbx_with_live_call(request, call_id, body.pbx)
+        with _pbx_errors(call_id, "hang-up"):
+            await pbx.hang_up(call_id)
+        return json_response(CommandAccepted(call_id=call_id), status=202)
+
+    @api.operation(
+        "POST",
+        "/api/calls/{call_id}/recording",
+        summary="Start or stop recording a live call (the file is attached as usual)",
+        tag="calls",
+        body=RecordingCommand,
+        response=CommandAccepted,
+        status=202,
+        roles=(Role.OPERATOR, Role.SALES, Role.RECEPTIONIST, Role.SUPERVISOR),
+        errors=(404, 409, 502, 503),
+    )
+    async def record(request: web.Request) -> web.Response:
+        call_id = request.match_info["call_id"]
+        body = await read_body(request, RecordingCommand)
+        pbx = await _pbx_with_live_call(request, call_id, body.pbx)
+        with _pbx_errors(call_id, "recording"):
+            if body.record:
+                await pbx.start_recording(call_id)
+            else:
+                await pbx.stop_recording(call_id)
+        return json_response(CommandAccepted(call_id=call_id), status=202)
+
+
+async def _pbx_with_live_call(request: web.Request, call_id: str, name: str | None) -> PbxAdapter:
+    """The PBX that follows ``call_id`` now, for a command on it by this user: 404 for a
+    call they may not see (whether or not it exists), 409 for one that is over."""
+    service = request.app[SERVICE_KEY]
+    who = principal(request)
+    candidates: list[PbxAdapter] = list(service.pbx.values())
+    if name is not None:
+        if name not in service.pbx:
+            raise ApiError(422, f"pbx: no PBX {name!r}")
+        candidates = [service.pbx[name]]
+    for pbx in candidates:
+        call = pbx.live_call(call_id)
+        if call is not None:
+            if not _sees(who, call.extensions()):
+                break
+            return pbx
+    else:
+        async with service.sessions() as session:
+            record = await session.get(CallRecord, call_id)
+        if record is not None and _sees(who, Call.from_dict(record.details).extensions()):
+            raise ApiError(409, f"call {call_id!r} is not in progress", reason="call_over")
+    raise ApiError(404, f"no call {call_id!r}")
+
+
+@contextlib.contextmanager
+def _pbx_errors(call_id: str, what: str) -> Iterator[None]:
+    """A PBX's failure to carry out a command, as the API answers it."""
+    try:
+        yield
+    except PbxLinkDown as e:
+        raise ApiError(503, str(e), reason="pbx_down") from None
+    except PbxCallNotFound:
+        raise ApiError(
+            409, f"call {call_id!r} has no party to {what} now", reason="call_over"
+        ) from None
+    except PbxUnsupported as e:
+        raise ApiError(409, str(e), reason="not_supported") from None
+    except PbxRefused as e:
+        reason = what.replace("-", "_") + "_refused"
+        raise ApiError(502, f"the PBX refused the {what}: {e}", reason=reason) from None

@@ -32,13 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cti.auth import Principal
 from cti.calls import Call
 from cti.db.models import CallRecord, Recording, RecordingListen
-from cti.domain import Role
+from cti.domain import RecordingState, Role
 from cti.http.api import Api, CookieAuth, json_response, path_id, principal
 from cti.http.calls import _sees
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.http.ws import bearer_token
-from recordings.store import State, has_audio
 
 log = logging.getLogger("cti.http.recordings")
 
@@ -91,7 +90,7 @@ class RecordingOut(BaseModel):
     size: int | None = Field(description="Bytes; None while not available")
     content_type: str
     source: str = Field(description='"pbx" (the PBX announced it) or "watched" (dropped)')
-    state: State = Field(
+    state: RecordingState = Field(
         description='"pending": not there yet (the call goes on, or ended less than '
         '[recordings] missing_after_seconds ago); "available"; "missing": never came, or '
         'holds no audio (an empty file, a WAV with only its header); "deleted": retention'
@@ -268,7 +267,7 @@ def add_routes(api: Api) -> None:
                     extra={"fields": {"recording": recording_id}},
                 )
                 raise ApiError(404, "this recording's file is not available")
-            if not has_audio(file):
+            if not service.recordings.store.has_audio(file):
                 call = await session.get_one(CallRecord, recording.call_id)
                 if service.recordings.store.state_of(recording, call).state == "missing":
                     raise ApiError(404, "this recording never arrived (no file, or no audio)")

@@ -11,16 +11,15 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from cti.auth import Principal
-from cti.clients.builtin import lookup_in
 from cti.clients.models import Client
 from cti.db.models import SmsMessage
 from cti.domain import ROLES_SEEING_ALL, Role, SmsStatus, utcnow
 from cti.http.api import Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
+from cti.modem import SmsTextError
 from cti.phone import to_e164
-from cti.sms import new_sms
-from gsm_modem.pdu import PduError, sms_parts_needed
+from cti.sms import SmsOutbox, builtin_client_id, client_of, new_sms
 
 
 class SmsRequest(BaseModel):
@@ -56,7 +55,7 @@ class SmsList(BaseModel):
     messages: list[dict[str, Any]]
 
 
-def sms_dict(message: SmsMessage, client_name: str | None) -> dict[str, Any]:
+def sms_dict(message: SmsMessage, client_name: str | None, outbox: SmsOutbox) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -69,7 +68,7 @@ def sms_dict(message: SmsMessage, client_name: str | None) -> dict[str, Any]:
         "status": message.status,
         "reason": message.reason,
         "parts": message.parts,
-        "encoding": _encoding(message.text),
+        "encoding": _encoding(outbox, message.text),
         "client": None
         if message.client_id is None
         else {"id": str(message.client_id), "name": client_name},
@@ -79,11 +78,13 @@ def sms_dict(message: SmsMessage, client_name: str | None) -> dict[str, Any]:
     }
 
 
-def _encoding(text: str) -> str | None:
+def _encoding(outbox: SmsOutbox, text: str) -> str | None:
+    """How the text goes (or would go) out: as the modems split texts (cti.modem)."""
     try:
-        return sms_parts_needed(text)[0]
-    except PduError:
+        counted = outbox.parts_needed(text)
+    except SmsTextError:
         return None
+    return None if counted is None else counted[0]
 
 
 def _visible(who: Principal) -> Any:
@@ -167,9 +168,12 @@ def add_routes(api: Api) -> None:
         if number is None:
             raise ApiError(422, "to: not a valid phone number", reason="not_a_phone_number")
         try:
-            encoding, parts = sms_parts_needed(body.text)
-        except PduError as e:
+            counted = service.sms_outbox.parts_needed(body.text, body.modem)
+        except SmsTextError as e:
             raise ApiError(422, f"text: {e}") from None
+        if counted is None:  # no modem to ask, and the outbox was given no codec
+            raise ApiError(503, "no GSM modem is configured", reason="no_modem")
+        encoding, parts = counted
         if parts > settings.max_parts:
             raise ApiError(
                 422,
@@ -179,6 +183,7 @@ def add_routes(api: Api) -> None:
             )
         who = principal(request)
         now = utcnow()
+        match = await client_of(service.directory, number)
         async with service.sessions() as session:
             sent_lately = await session.scalar(
                 select(func.count())
@@ -196,12 +201,11 @@ def add_routes(api: Api) -> None:
                     reason="sms_rate_limited",
                     details={"max": settings.per_user_per_hour},
                 )
-            match = await lookup_in(session, number, service.config.crm.suffix_digits)
             message = new_sms(
                 number,
                 body.text,
                 user_id=who.user_id,
-                client_id=int(match.client_id) if match is not None else None,
+                client_id=builtin_client_id(match),
                 requested_modem=body.modem,
                 parts=parts,
                 now=now,
@@ -217,13 +221,14 @@ def add_routes(api: Api) -> None:
     @api.operation("GET", "/api/sms/{sms_id}", summary="One SMS", tag="sms", errors=(404,))
     async def get_one(request: web.Request) -> web.Response:
         sms_id = request.match_info["sms_id"]
-        async with request.app[SERVICE_KEY].sessions() as session:
+        service = request.app[SERVICE_KEY]
+        async with service.sessions() as session:
             row = (
                 await session.execute(_select(principal(request)).where(SmsMessage.id == sms_id))
             ).first()
         if row is None:
             raise ApiError(404, f"no SMS {sms_id!r}")
-        return json_response(sms_dict(*row))
+        return json_response(sms_dict(*row, service.sms_outbox))
 
     @api.operation(
         "GET",
@@ -249,4 +254,5 @@ def add_routes(api: Api) -> None:
         statement = statement.order_by(SmsMessage.created_at.desc(), SmsMessage.id.desc())
         async with service.sessions() as session:
             rows = (await session.execute(statement.limit(query.limit))).all()
-        return json_response(SmsList(messages=[sms_dict(*row) for row in rows]))
+        messages = [sms_dict(*row, service.sms_outbox) for row in rows]
+        return json_response(SmsList(messages=messages))

@@ -13,28 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
-from cti.bus import EventBus
+from cti.backoff import Backoff
 from cti.calls import Call
-from cti.callstore import CallStore
-from cti.config import PbxConfig
-from cti.domain import LineState, utcnow
+from cti.domain import LineState
 from cti.events import DomainEvent, OriginateResult
-from cti.links import LinkRegistry
+from cti.pbx import (
+    DialPlaced,
+    PbxCallNotFound,
+    PbxContext,
+    PbxLinkDown,
+    PbxRefused,
+    PbxUnsupported,
+)
 from cti.phone import dialable, to_e164
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import AmiParser, Frame, encode_action
-from pbx_adapters.asterisk.tracker import CallTracker
+from pbx_adapters.asterisk.settings import AsteriskSettings
+from pbx_adapters.asterisk.tracker import CallTracker, linkedids_in
 
 log = logging.getLogger("cti.asterisk")
 
@@ -73,25 +76,6 @@ KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
 }
 
 
-class LinkDown(Exception):
-    """The PBX is not connected: the action was not sent (or its answer never came)."""
-
-
-class CallNotFound(Exception):
-    """The PBX has no live call by that id, or no channel of it to act on."""
-
-
-class TransferRefused(Exception):
-    """The PBX answered a transfer with an error (its message is the exception's)."""
-
-
-@dataclass(frozen=True)
-class OriginateRequest:
-    request_id: str
-    extension: str
-    number: str  # as dialled
-
-
 class _Protocol(AMIProtocol):
     """panoramisk's protocol with our parser in front."""
 
@@ -126,7 +110,7 @@ class _Protocol(AMIProtocol):
 class AmiManager(Manager):
     """panoramisk's Manager with backoff, a checked keep-alive and no silent re-sends."""
 
-    def __init__(self, adapter: AsteriskAdapter, config: PbxConfig) -> None:
+    def __init__(self, adapter: AsteriskAdapter, config: AsteriskSettings) -> None:
         super().__init__(
             host=config.host,
             port=config.port,
@@ -142,6 +126,9 @@ class AmiManager(Manager):
                 "login",
                 "originate",
                 "redirect",
+                "hangup",
+                "mixmonitor",
+                "stopmixmonitor",
                 "coreshowchannels",
                 "devicestatelist",
                 "extensionstatelist",
@@ -151,9 +138,9 @@ class AmiManager(Manager):
             log=_panoramisk_log,
         )
         self.ping_delay = self.ping_interval = config.ping_interval  # panoramisk int()s them
-        self.reconnect_timeout = 0.5
+        self.backoff = Backoff(first=1.0, most=config.reconnect_max_seconds)
+        self.reconnect_timeout = self.backoff.first / 2
         self.adapter = adapter
-        self.max_backoff = config.reconnect_max_seconds
         self.stopping = False
         self._ping_future: asyncio.Future | None = None
 
@@ -179,7 +166,8 @@ class AmiManager(Manager):
     def login(self, future: asyncio.Future) -> bool:
         ok = super().login(future)
         if ok:
-            self.reconnect_timeout = 0.5
+            self.backoff.reset()
+            self.reconnect_timeout = self.backoff.first / 2
             self.loop.create_task(self.adapter.logged_in())
         else:
             self.adapter.down_reason = "authentication failed"
@@ -208,10 +196,7 @@ class AmiManager(Manager):
         super().connection_lost(exc)
 
     def _back_off(self) -> None:
-        # Exponential with jitter, so a PBX restart is not met by every client at once.
-        self.reconnect_timeout = min(self.max_backoff, self.reconnect_timeout * 2) * (
-            0.8 + 0.4 * random.random()  # noqa: S311 (jitter, not security)
-        )
+        self.reconnect_timeout = self.backoff.next_delay()
 
     def close(self) -> None:
         self.stopping = True
@@ -221,40 +206,35 @@ class AmiManager(Manager):
 class AsteriskAdapter:
     """One configured Asterisk: its link, its calls and its commands."""
 
-    def __init__(
-        self,
-        config: PbxConfig,
-        *,
-        region: str,
-        bus: EventBus,
-        links: LinkRegistry,
-        store: CallStore,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
+    def __init__(self, config: AsteriskSettings, context: PbxContext) -> None:
         self.config = config
         self.name = config.name
-        self.region = region
-        self.bus = bus
-        self.links = links
-        self.store = store
-        self.clock = clock
+        self.region = context.region
+        self.bus = context.bus
+        self.links = context.links
+        self.store = context.store
+        self.clock = context.clock
         self.tracker = CallTracker(
             config.name,
             ChannelMap(config.extension_channels, config.trunk_channels),
-            region=region,
+            region=context.region,
             inbound_contexts=config.inbound_contexts,
             max_calls=config.max_calls,
             max_channels=config.max_channels,
         )
         self.manager: AmiManager | None = None
-        self.connected = asyncio.Event()
+        self.link_up = asyncio.Event()
         self._resyncing: list[Frame] | None = None  # frames held back during a state load
         self.down_reason = ""  # why the link last failed, when we know better than "lost"
-        self._originates: dict[str, OriginateRequest] = {}
+        self._originates: dict[str, DialPlaced] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self, restore: list | None = None) -> None:
+    @property
+    def connected(self) -> bool:
+        return self.link_up.is_set()
+
+    async def start(self, restore: list[Call] | None = None) -> None:
         if restore:
             self.tracker.restore(restore)
         self.manager = AmiManager(self, self.config)
@@ -263,14 +243,14 @@ class AsteriskAdapter:
     async def stop(self) -> None:
         if self.manager is not None:
             self.manager.close()
-        self.connected.clear()
+        self.link_up.clear()
         self.store.save(self.tracker.take_changed())
 
     async def link_state(self, up: bool, detail: str) -> None:
         await self.links.report(self.name, up, detail)
 
     def connection_lost(self) -> None:
-        self.connected.clear()
+        self.link_up.clear()
         self._resyncing = None
         reason = self.down_reason or "connection lost"
         asyncio.get_running_loop().create_task(self.link_state(False, reason))
@@ -284,7 +264,7 @@ class AsteriskAdapter:
                 channels = await self._list("CoreShowChannels", "CoreShowChannel")
                 devices = await self._list("DeviceStateList", "DeviceStateChange")
                 hints = await self._list("ExtensionStateList", "ExtensionStatus")
-        except (TimeoutError, LinkDown, ConnectionError) as e:
+        except (TimeoutError, PbxLinkDown, ConnectionError) as e:
             log.warning("AMI state load failed: %r; reconnecting", e)
             self._resyncing = None
             if self.manager.protocol is not None:
@@ -298,7 +278,7 @@ class AsteriskAdapter:
         self._emit(events)
         for frame in held:
             self.frame_received(frame)
-        self.connected.set()
+        self.link_up.set()
         self.down_reason = ""
         await self.link_state(True, f"connected to Asterisk {self._version()}".strip())
         log.debug(
@@ -344,17 +324,30 @@ class AsteriskAdapter:
         state = self.tracker.calls.get(call_id)
         return state.call if state is not None else None
 
+    def calls_named_by(self, file_name: str) -> list[str]:
+        """MixMonitor and ReceiveFAX name files after a Uniqueid; the root channel's is
+        the call's Linkedid. (Ids without the PBX's name: calls stored before 0.4.)"""
+        return [
+            call_id
+            for linkedid in linkedids_in(file_name)
+            for call_id in (self.tracker.call_id(linkedid), linkedid)
+        ]
+
     # -- commands --------------------------------------------------------------------
 
-    async def originate(self, extension: str, number: str) -> OriginateRequest:
+    def _require_link(self) -> AmiManager:
+        if not self.connected or self.manager is None:
+            raise PbxLinkDown(f"PBX {self.name} is not connected")
+        return self.manager
+
+    async def dial(self, extension: str, number: str) -> DialPlaced:
         """Ring the operator's own phone, then dial ``number`` from it. Returns at once;
         the result arrives as an ``OriginateResult`` event."""
-        if not self.connected.is_set() or self.manager is None:
-            raise LinkDown(f"PBX {self.name} is not connected")
+        manager = self._require_link()
         digits = dialable(
             number, self.region, dial_format=self.config.dial_format, prefix=self.config.dial_prefix
         )
-        request = OriginateRequest(uuid.uuid4().hex, extension, digits)
+        request = DialPlaced(uuid.uuid4().hex, extension, digits)
         action = {
             "Action": "Originate",
             "ActionID": f"cti-originate-{request.request_id}",
@@ -372,40 +365,73 @@ class AsteriskAdapter:
             extension, to_e164(number, self.region) or number, request.request_id
         )
         self._originates[action["ActionID"]] = request
-        future = self.manager.send_action(action)
+        future = manager.send_action(action)
         future.add_done_callback(lambda f: self._originate_done(action["ActionID"], f))
         return request
 
-    async def transfer(self, call_id: str, extension: str) -> None:
+    async def transfer(self, call_id: str, extension: str, *, attended: bool = False) -> None:
         """Blind transfer: send the outside party of a live call to ``extension`` (AMI
         ``Redirect``). Returns once the PBX accepted it; the move itself shows up as the
-        tracker's ``call.transferred``."""
-        if not self.connected.is_set() or self.manager is None:
-            raise LinkDown(f"PBX {self.name} is not connected")
+        tracker's ``call.transferred``. (An attended transfer is the phone's to start:
+        AMI's ``Atxfer`` needs the operator's channel to be the one that dials.)"""
+        if attended:
+            raise PbxUnsupported("attended transfer is started from the phone on Asterisk")
+        self._require_link()
         channel = self.tracker.transfer_target(call_id)
         if channel is None:
-            raise CallNotFound(f"no live call {call_id!r} on PBX {self.name}")
+            raise PbxCallNotFound(f"no live call {call_id!r} on PBX {self.name}")
         action = {
             "Action": "Redirect",
-            "ActionID": f"cti-redirect-{uuid.uuid4().hex}",
             "Channel": channel,
             "Exten": extension,
             "Context": self.config.transfer_context,
             "Priority": "1",
         }
-        encode_action(action)  # raises UnsafeAction before anything is sent
         log.info(
             "blind transfer",
             extra={"fields": {"pbx": self.name, "call": call_id, "extension": extension}},
         )
+        await self._command(action, "the transfer")
+
+    async def hang_up(self, call_id: str) -> None:
+        """End a live call: hang up its first channel (the PBX ends the bridge)."""
+        await self._command(
+            {"Action": "Hangup", "Channel": self._channel_of(call_id)}, "the hang-up"
+        )
+
+    async def start_recording(self, call_id: str) -> None:
+        """MixMonitor on the call's channel; the file is announced as usual
+        (``MixMonitorStart``) and attached to the call like any other recording."""
+        channel = self._channel_of(call_id)
+        await self._command({"Action": "MixMonitor", "Channel": channel}, "the recording")
+
+    async def stop_recording(self, call_id: str) -> None:
+        channel = self._channel_of(call_id)
+        await self._command({"Action": "StopMixMonitor", "Channel": channel}, "the recording")
+
+    async def send_fax(self, extension: str, number: str, document: Path) -> DialPlaced:
+        raise PbxUnsupported("sending faxes through Asterisk is not built yet")
+
+    def _channel_of(self, call_id: str) -> str:
+        self._require_link()
+        channel = self.tracker.any_channel(call_id)
+        if channel is None:
+            raise PbxCallNotFound(f"no live call {call_id!r} on PBX {self.name}")
+        return channel
+
+    async def _command(self, action: dict[str, str], what: str) -> None:
+        """Send one action and wait for its answer; PbxRefused with the PBX's message."""
+        manager = self._require_link()
+        action = {**action, "ActionID": f"cti-{action['Action'].lower()}-{uuid.uuid4().hex}"}
+        encode_action(action)  # raises UnsafeAction before anything is sent
         try:
-            # A Redirect is never re-sent after a reconnect, so its answer may never come.
+            # Actions are never re-sent after a reconnect, so an answer may never come.
             async with asyncio.timeout(ACTION_TIMEOUT):
-                reply = await self.manager.send_action(action)
+                reply = await manager.send_action(action)
         except TimeoutError:
-            raise LinkDown(f"PBX {self.name} did not answer the transfer") from None
+            raise PbxLinkDown(f"PBX {self.name} did not answer {what}") from None
         if reply.get("Response") != "Success":
-            raise TransferRefused(reply.get("Message") or "the PBX refused the transfer")
+            raise PbxRefused(reply.get("Message") or f"the PBX refused {what}")
 
     def _originate_done(self, action_id: str, future: asyncio.Future) -> None:
         """panoramisk resolves an async Originate with [response, OriginateResponse]."""

@@ -30,7 +30,7 @@ from cti.domain import EXTENSION_PATTERN
 from cti.phone import to_e164
 
 if TYPE_CHECKING:
-    from cti.config import AgiConfig
+    from pbx_adapters.asterisk.settings import AgiConfig
 
 COMMANDS = ("lookup", "route")
 CALLER_NAME = "CALLERID(name)"

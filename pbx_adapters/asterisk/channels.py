@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from cti.config import DEFAULT_EXTENSION_CHANNELS
+from pbx_adapters.asterisk.settings import DEFAULT_EXTENSION_CHANNELS
 
 # Device names (DeviceStateChange, hints) carry no "-0000001a" suffix.
 _DEVICE = re.compile(r"^(?:SIP|PJSIP|IAX2|Local)/(?P<ext>[0-9]{2,6})(?:@[^/]*)?$")

@@ -17,6 +17,7 @@ from typing import Any
 from panoramisk.fast_agi import Application, Request
 
 from cti.directory import Directory, Match
+from cti.pbx import PbxContext
 from pbx_adapters.asterisk.agi import (
     COMMANDS,
     agi_variables,
@@ -42,14 +43,36 @@ def parse_listen(value: str) -> tuple[str, int]:
 class FastAgiServer:
     """Answers FastAGI ``lookup`` and ``route`` requests; ``start`` then ``stop``."""
 
-    def __init__(self, directory: Directory, region: str, *, lookup_timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        region: str,
+        *,
+        lookup_timeout: float = 1.0,
+        listen: tuple[str, int] = ("127.0.0.1", 4573),
+    ) -> None:
         self.directory = directory
         self.region = region
         self.lookup_timeout = lookup_timeout  # on expiry the caller is unknown
+        self.listen = listen
         self._server: asyncio.Server | None = None
         self._conversations: set[asyncio.Task[Any]] = set()
 
-    async def start(self, host: str, port: int) -> None:
+    @classmethod
+    def listening_on(
+        cls, listen: str, context: PbxContext, *, lookup_timeout: float
+    ) -> FastAgiServer:
+        """The server ``[agi] fastagi_listen`` asks for, on the service's directory."""
+        return cls(
+            context.directory,
+            context.region,
+            lookup_timeout=lookup_timeout,
+            listen=parse_listen(listen),
+        )
+
+    async def start(self, host: str | None = None, port: int | None = None) -> None:
+        host = self.listen[0] if host is None else host
+        port = self.listen[1] if port is None else port
         app = _Application(self._conversations)
         for command in COMMANDS:
             app.add_route(command, self._answer)

@@ -13,6 +13,7 @@ Asterisk sends one (``timestampevents = yes``).
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,14 @@ class _CallState:
 class PendingOriginate:
     request_id: str
     number: str  # E.164 or as dialled
+
+
+LINKEDID = re.compile(r"\d{6,}\.\d+")  # <epoch>.<counter>, as Uniqueid and Linkedid are
+
+
+def linkedids_in(text: str) -> list[str]:
+    """The Asterisk call ids a text (a file name) holds."""
+    return LINKEDID.findall(text)
 
 
 class CallTracker:
@@ -176,6 +185,20 @@ class CallTracker:
     def active_calls(self) -> list[Call]:
         return [state.call for state in self.calls.values()]
 
+    def call_id(self, linkedid: str) -> str:
+        """The core's id of the call whose root channel is ``linkedid``."""
+        return f"{self.pbx}:{linkedid}"
+
+    def any_channel(self, call_id: str) -> str | None:
+        """A live channel of the call (its root first): what a hang-up or a recording
+        acts on. None for an unknown or ended call."""
+        state = self.calls.get(call_id)
+        if state is None:
+            return None
+        live = [self.channels[uid] for uid in sorted(state.channels) if uid in self.channels]
+        live.sort(key=lambda c: not c.is_root)
+        return live[0].name if live else None
+
     def transfer_target(self, call_id: str) -> str | None:
         """The channel a blind transfer (AMI ``Redirect``) of a live call moves: the party
         facing the operators. Inbound: the caller's trunk channel, the call's root, which
@@ -199,7 +222,8 @@ class CallTracker:
         """Calls that were in progress when we last knew (e.g. from storage at start-up)."""
         for call in calls:
             if call.id not in self.calls and call.in_progress:
-                linkedid = call.id.split(":", 1)[1]
+                # Calls stored before pbx_ref existed: the Linkedid is in the id.
+                linkedid = call.pbx_ref.get("linkedid") or call.id.split(":", 1)[1]
                 self.calls[call.id] = _CallState(call, linkedid)
 
     def resync(self, live_channels: list[Frame], now: datetime) -> list[DomainEvent]:
@@ -275,7 +299,7 @@ class CallTracker:
     # -- call and channel bookkeeping ------------------------------------------------
 
     def _call_for(self, linkedid: str, now: datetime) -> _CallState | None:
-        call_id = f"{self.pbx}:{linkedid}"
+        call_id = self.call_id(linkedid)
         state = self.calls.get(call_id)
         if state is None:
             if call_id in self._ended:
@@ -283,7 +307,9 @@ class CallTracker:
             if len(self.calls) >= self.max_calls:
                 self._refuse("calls")
                 return None
-            state = self.calls[call_id] = _CallState(Call(call_id, self.pbx, now), linkedid)
+            state = self.calls[call_id] = _CallState(
+                Call(call_id, self.pbx, now, pbx_ref={"linkedid": linkedid}), linkedid
+            )
             self._touch(state)
         return state
 

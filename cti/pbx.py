@@ -1,0 +1,174 @@
+"""The one thing the core knows about a phone system: the ``PbxAdapter`` interface.
+
+An adapter turns its PBX's protocol into the core's call events (published on the bus,
+the calls handed to the call store) and the core's commands into the PBX's actions.
+The core asks it for its lines and live calls, and commands it: dial, transfer, hang
+up, record, fax. Failures come back as the exceptions below, whatever the PBX said.
+
+Adapters are plugins. Each package under ``pbx_adapters/`` offers a ``PbxPlugin`` (its
+``[[pbx]]`` options and how to build it) under the ``cti.pbx_adapters`` entry point,
+named by its ``type``; ``build_pbx`` picks one by that name. Adding a PBX is adding a
+package and one line to ``[project.entry-points."cti.pbx_adapters"]`` in pyproject.toml:
+nothing in the core changes, and the core imports no adapter.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints
+
+from cti.domain import LineState, utcnow
+
+if TYPE_CHECKING:
+    from cti.bus import EventBus
+    from cti.calls import Call, CallSink
+    from cti.directory import Directory
+    from cti.links import LinkRegistry
+    from cti.tasks import TaskMonitor
+
+ENTRY_POINT_GROUP = "cti.pbx_adapters"
+
+LinkName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class PbxError(Exception):
+    """A command the PBX did not carry out; the message is worded for the user."""
+
+
+class PbxLinkDown(PbxError):
+    """The PBX is not connected: the command was not sent (or its answer never came)."""
+
+
+class PbxCallNotFound(PbxError):
+    """The PBX has no live call by that id, or no party of it to act on."""
+
+
+class PbxRefused(PbxError):
+    """The PBX answered the command with an error (its reason is the message)."""
+
+
+class PbxUnsupported(PbxError):
+    """This PBX (or its adapter) cannot do that."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialPlaced:
+    """A click-to-dial the PBX took; its outcome follows as an ``OriginateResult``."""
+
+    request_id: str
+    extension: str
+    number: str  # the digits sent to the PBX
+
+
+class PbxSettings(BaseModel):
+    """What every ``[[pbx]]`` entry has; each adapter's settings add its own options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: LinkName = ""  # empty: "pbx<index>"
+    type: str
+    enabled: bool = True
+
+    def secrets(self) -> list[str]:
+        """Every secret option's value, for the log redactor."""
+        values = [getattr(self, key) for key in type(self).model_fields]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+
+@dataclass(frozen=True)
+class PbxContext:
+    """What the core gives every adapter it builds."""
+
+    region: str  # for numbers written without a country code
+    bus: EventBus  # where call events go
+    links: LinkRegistry  # where the link's state goes (registered under the adapter's name)
+    store: CallSink
+    directory: Directory  # for the PBX's own questions (caller name, routing)
+    tasks: TaskMonitor | None = None
+    clock: Callable[[], datetime] = utcnow
+
+
+class PbxAdapter(Protocol):
+    """One configured PBX: its link, its calls and its commands."""
+
+    name: str
+
+    async def start(self, restore: list[Call]) -> None:
+        """Connect (and keep reconnecting); ``restore``: the calls stored as in progress."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    def lines(self) -> dict[str, LineState]:
+        """Every extension's line state the PBX has told of."""
+        ...
+
+    def live_call(self, call_id: str) -> Call | None:
+        """The call as the adapter follows it now, if it is in progress on this PBX."""
+        ...
+
+    async def dial(self, extension: str, number: str) -> DialPlaced:
+        """Click-to-dial: ring ``extension``, then dial ``number`` from it."""
+        ...
+
+    async def transfer(self, call_id: str, extension: str, *, attended: bool = False) -> None:
+        """Send the outside party of a live call to ``extension``; returns once the PBX
+        took the command (the move itself arrives as a ``call.transferred``)."""
+        ...
+
+    async def hang_up(self, call_id: str) -> None: ...
+
+    async def start_recording(self, call_id: str) -> None: ...
+
+    async def stop_recording(self, call_id: str) -> None: ...
+
+    async def send_fax(self, extension: str, number: str, document: Path) -> DialPlaced:
+        """Send a TIFF to ``number`` from ``extension``'s line."""
+        ...
+
+    def calls_named_by(self, file_name: str) -> list[str]:
+        """Ids of calls this PBX's references in a file name point at (a recording the
+        PBX named after its own call id), most likely first; [] when none."""
+        ...
+
+
+class PbxService(Protocol):
+    """Something an adapter package runs beside its links (a server the PBX calls)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PbxPlugin:
+    """An adapter package's offer: its ``[[pbx]]`` options and how to build it."""
+
+    settings: type[PbxSettings]
+    build: Callable[[Any, PbxContext], PbxAdapter]
+    # Top-level configuration sections the package owns besides its [[pbx]] options
+    # (e.g. for a server the PBX calls, or a script that runs on the PBX's host)...
+    sections: dict[str, type[BaseModel]] = field(default_factory=dict)
+    # ...and what it runs from them with the service, given {section name: its values}.
+    services: Callable[[dict[str, Any], PbxContext], list[PbxService]] | None = None
+
+
+@functools.cache
+def plugins() -> dict[str, PbxPlugin]:
+    """The installed adapters by ``type``."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def build_pbx(settings: PbxSettings, context: PbxContext) -> PbxAdapter:
+    """The adapter ``settings.type`` names (the configuration has checked it exists)."""
+    return plugins()[settings.type].build(settings, context)

@@ -1,0 +1,82 @@
+"""The Asterisk adapter's options: a ``[[pbx]]`` entry with ``type = "asterisk"``, and
+the ``[agi]`` section (the FastAGI server and the ``cti-agi`` script).
+
+Imported when the configuration is read, so it imports nothing but the core's
+``cti.pbx`` and pydantic.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from cti.pbx import PbxSettings
+
+DEFAULT_EXTENSION_CHANNELS = [
+    r"^(?:SIP|PJSIP|IAX2)/(?P<ext>[0-9]{2,6})-[0-9a-fA-F]+$",
+    r"^Local/(?P<ext>[0-9]{2,6})@[^;]+-[0-9a-fA-F]+;[12]$",
+]
+DEFAULT_INBOUND_CONTEXTS = ["from-trunk", "from-pstn", "from-external", "from-did", "inbound"]
+
+
+class AsteriskSettings(PbxSettings):
+    type: Literal["asterisk"]
+    host: str
+    port: int = Field(5038, ge=1, le=65535)
+    username: str
+    secret: SecretStr
+    ping_interval: float = Field(10.0, gt=0)
+    reconnect_max_seconds: float = Field(30.0, gt=0)
+    extension_channels: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSION_CHANNELS))
+    trunk_channels: list[str] = Field(default_factory=list)
+    inbound_contexts: list[str] = Field(default_factory=lambda: list(DEFAULT_INBOUND_CONTEXTS))
+    originate_channel: str = "PJSIP/{extension}"
+    originate_context: str = "from-internal"
+    transfer_context: str = "from-internal"
+    originate_timeout: int = Field(30, ge=5, le=300)
+    dial_format: Literal["local", "e164"] = "local"
+    dial_prefix: str = Field("", pattern=r"^[0-9*#]{0,4}$")
+    # Calls and channels followed at once on this link; beyond, new ones are skipped and
+    # logged (a PBX or a stream gone wrong cannot exhaust the service).
+    max_calls: int = Field(5000, ge=10)
+    max_channels: int = Field(20000, ge=10)
+
+    @field_validator("extension_channels", "trunk_channels")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+        return patterns
+
+    @field_validator("extension_channels")
+    @classmethod
+    def _patterns_name_the_extension(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if "ext" not in re.compile(pattern).groupindex:
+                raise ValueError(f"{pattern!r} needs a group (?P<ext>...) for the extension")
+        return patterns
+
+    @field_validator("originate_channel")
+    @classmethod
+    def _has_extension_placeholder(cls, template: str) -> str:
+        if "{extension}" not in template:
+            raise ValueError("must contain {extension}, e.g. PJSIP/{extension}")
+        return template
+
+
+class AgiConfig(BaseModel):
+    """``[agi]``: Asterisk's AGI, for routing a call to the caller's manager."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # FastAGI server inside the service, "host:port"; empty: off.
+    fastagi_listen: str = Field("", pattern=r"^$|^[^:\s]+:[0-9]{1,5}$")
+    # For the cti-agi script on the Asterisk host: the service's base URL and an API token.
+    service_url: str = "http://127.0.0.1:8080"
+    token: SecretStr | None = None
+    timeout: float = Field(1.0, gt=0, le=10)
