@@ -58,10 +58,27 @@ class Principal:
         """Admins pass every role check; others must hold one of ``roles``."""
         return self.role is Role.ADMIN or self.role in roles
 
-    def sees_event(self, event: DomainEvent) -> bool:
-        if self.role in ROLES_SEEING_ALL:
+    # -- the one visibility rule: who may see (and act on) a call, a task, a pop ------
+
+    @property
+    def sees_everything(self) -> bool:
+        """Receptionists, supervisors and admins see every call, message and task."""
+        return self.role in ROLES_SEEING_ALL
+
+    def sees(self, extensions: Iterable[str | None]) -> bool:
+        """Whether this user may see something that involved ``extensions``: everything,
+        or what involved their own phone (a user without one sees nobody's)."""
+        if self.sees_everything:
             return True
-        return self.extension is not None and self.extension in event.extensions()
+        return self.extension is not None and self.extension in extensions
+
+    @property
+    def call_scope(self) -> str | bool | None:
+        """The rule as a query filter: True (all), their extension, or None (nothing)."""
+        return True if self.sees_everything else self.extension
+
+    def sees_event(self, event: DomainEvent) -> bool:
+        return self.sees(event.extensions())
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -28,7 +28,7 @@ from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.health import DatabaseHealth
 from cti.directory import Directory
-from cti.domain import ROLES_SEEING_ALL, Role
+from cti.domain import Role
 from cti.identify import CallerIdentifier
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
@@ -223,10 +223,9 @@ class Service:
         """What the desktop may offer ``who``: dialling needs a PBX and a phone of one's
         own; transferring a PBX and a call one may move; SMS a modem."""
         has_pbx = bool(self.pbx)
-        sees_all = who.role in ROLES_SEEING_ALL
         return {
             "dial": has_pbx and who.extension is not None,
-            "transfer": has_pbx and (sees_all or who.extension is not None),
+            "transfer": has_pbx and (who.sees_everything or who.extension is not None),
             "sms": bool(self.modems) and who.has_role(Role.SALES, Role.OPERATOR, Role.SUPERVISOR),
         }
 

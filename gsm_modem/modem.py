@@ -115,7 +115,7 @@ class _Ringing:
     announced: bool = False
 
 
-class _Link(asyncio.Protocol):
+class _PortSession(asyncio.Protocol):
     """One opening of the port: its transport, its engine, the command in flight."""
 
     def __init__(self, modem: GsmModem) -> None:
@@ -187,7 +187,7 @@ class GsmModem(SmsOverPdu):
             "registration": "unknown",
             "operator": None,
         }
-        self._link: _Link | None = None
+        self._port: _PortSession | None = None
         self._ready = asyncio.Event()
         self._down_reason = "not connected yet"
         self._lock = asyncio.Lock()
@@ -210,10 +210,10 @@ class GsmModem(SmsOverPdu):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._ready.clear()
-        link, self._link = self._link, None
-        if link is not None:
-            link.end("stopped")
-            await link.closed
+        port, self._port = self._port, None
+        if port is not None:
+            port.end("stopped")
+            await port.closed
 
     @property
     def ready(self) -> bool:
@@ -252,37 +252,37 @@ class GsmModem(SmsOverPdu):
                 await asyncio.sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            assert self._link is not None
+            assert self._port is not None
             self._ready.set()
             log.info("modem %s ready: %s", self.name, self._identity)
             self._emit(ModemReady(self.identity))
             await self._report(True, self._describe())
             poller = self._spawn(self._poll()) if self.poll_interval else None
-            reason = await self._link.lost
+            reason = await self._port.lost
             if poller is not None:
                 poller.cancel()
             await self._down(reason)
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
-        transport, link = await serial_asyncio.create_serial_connection(
+        transport, port = await serial_asyncio.create_serial_connection(
             loop,
-            lambda: _Link(self),
+            lambda: _PortSession(self),
             self.config.port,
             baudrate=self.config.baudrate,
             exclusive=True,  # a second cti (a probe while the service runs) is refused
         )
-        link.transport = transport  # now: connection_made comes a loop turn later
-        self._link = link
+        port.transport = transport  # now: connection_made comes a loop turn later
+        self._port = port
         self._timeouts = 0
 
     async def _down(self, reason: str) -> None:
         was_ready = self._ready.is_set()
         self._ready.clear()
         self._down_reason = reason
-        link, self._link = self._link, None
-        if link is not None:
-            link.end(reason)
+        port, self._port = self._port, None
+        if port is not None:
+            port.end(reason)
         if was_ready:
             log.warning("modem %s gone: %s", self.name, reason)
             self._emit(ModemGone(reason))
@@ -306,8 +306,8 @@ class GsmModem(SmsOverPdu):
     # -- init ------------------------------------------------------------------------
 
     async def _initialise(self) -> None:
-        assert self._link is not None
-        self._link.write(b"\x1b")  # ends a PDU prompt a previous run left open
+        assert self._port is not None
+        self._port.write(b"\x1b")  # ends a PDU prompt a previous run left open
         for command in ("ATZ", "ATE0", "AT+CMEE=1"):
             await self._command(command)
         await self._unlock_sim()
@@ -427,18 +427,18 @@ class GsmModem(SmsOverPdu):
         # must drop the command when it lapses, or the next one could not be sent.
         shown = self._last_command = _PIN_COMMAND.sub(r"\1***", text)
         async with self._lock:
-            link = self._link
-            if link is None or link.lost.done():
+            port = self._port
+            if port is None or port.lost.done():
                 raise ModemUnavailable(f"modem {self.name} is not available: {self._down_reason}")
-            if link.result is not None and not link.result.done():
+            if port.result is not None and not port.result.done():
                 # A cancelled caller's command is still with the modem: let it end first.
                 with contextlib.suppress(ModemError):
-                    await self._answer(link)
-            link.result = asyncio.get_running_loop().create_future()
+                    await self._answer(port)
+            port.result = asyncio.get_running_loop().create_future()
             log.debug("modem %s <- %s", self.name, shown)
             timeout = timeout or self.command_timeout
-            link.write(link.engine.command(text, timeout=timeout, now=self._clock(), pdu=pdu))
-            answer = await self._answer(link)
+            port.write(port.engine.command(text, timeout=timeout, now=self._clock(), pdu=pdu))
+            answer = await self._answer(port)
         if answer.error is None:
             self._timeouts = 0
             return answer
@@ -447,32 +447,32 @@ class GsmModem(SmsOverPdu):
             self._timeouts += 1
             log.warning("modem %s: no answer to %s", self.name, shown)
             if self._timeouts >= self.max_timeouts:
-                link.end(f"no answer to {self._timeouts} commands in a row")
+                port.end(f"no answer to {self._timeouts} commands in a row")
         raise answer.error
 
-    async def _answer(self, link: _Link) -> CommandResult:
+    async def _answer(self, port: _PortSession) -> CommandResult:
         """Wait for the engine's result, telling it the time when its deadline passes."""
-        result = link.result
+        result = port.result
         assert result is not None
         while not result.done():
-            deadline = link.engine.deadline
+            deadline = port.engine.deadline
             wait = None if deadline is None else max(0.0, deadline - self._clock())
             await asyncio.wait([result], timeout=wait)
             if not result.done():
-                self._handle(link, link.engine.check_timeouts(self._clock()))
+                self._handle(port, port.engine.check_timeouts(self._clock()))
         if result.cancelled():
-            raise ModemUnavailable(f"modem {self.name}: {link.lost.result()}")
+            raise ModemUnavailable(f"modem {self.name}: {port.lost.result()}")
         return result.result()
 
     # -- events ----------------------------------------------------------------------
 
-    def _handle(self, link: _Link, events: list[Event]) -> None:
+    def _handle(self, port: _PortSession, events: list[Event]) -> None:
         for event in events:
             if isinstance(event, Write):
-                link.write(event.data)
+                port.write(event.data)
             elif isinstance(event, CommandResult):
-                if link.result is not None and not link.result.done():
-                    link.result.set_result(event)
+                if port.result is not None and not port.result.done():
+                    port.result.set_result(event)
             elif isinstance(event, Urc):
                 self._unsolicited(event)
             else:

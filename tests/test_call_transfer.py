@@ -336,3 +336,24 @@ async def test_no_live_channel_is_call_not_found(pbx, lab, client, make_user) ->
     response = await post_transfer(client, call_id, await make_user("receptionist"))
     assert response.status == 409, await response.text()
     assert not redirects(pbx)
+
+
+async def test_hang_up_and_recording_act_on_the_calls_channel(pbx, lab, client, make_user) -> None:
+    """The core's other commands reach Asterisk as AMI actions on the call's own channel:
+    Hangup, MixMonitor and StopMixMonitor, with the same access rule as a transfer."""
+    frames = frames_of("sip_inbound_answered", 160)
+    call_id = await live(pbx, lab, ringing_part(frames), lambda c: c.legs)
+    root = lab.tracker.transfer_target(call_id)  # inbound: the caller's (root) channel
+    boris = await make_user("operator", "102")
+    response = await client.post(f"/api/calls/{call_id}/hangup", json={}, headers=bearer(boris))
+    assert response.status == 404
+    token = await make_user("operator", "101")
+    for record in (True, False):
+        response = await client.post(
+            f"/api/calls/{call_id}/recording", json={"record": record}, headers=bearer(token)
+        )
+        assert response.status == 202, await response.text()
+    response = await client.post(f"/api/calls/{call_id}/hangup", json={}, headers=bearer(token))
+    assert response.status == 202, await response.text()
+    sent = [(a["Action"], a.get("Channel")) for a in pbx.actions]
+    assert sent[-3:] == [("MixMonitor", root), ("StopMixMonitor", root), ("Hangup", root)]

@@ -1,9 +1,11 @@
+import re
 from pathlib import Path
 
 import pytest
 from helpers import run_cti
 
 from cti.config import ConfigError, load_config
+from cti.pbx import plugins
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -31,6 +33,20 @@ def test_example_file_is_valid_and_documents_every_option() -> None:
         model = type(value[0] if isinstance(value, list) else value)
         for key in model.model_fields:
             assert f"\n{key} =" in text, f"cti.example.toml does not document {section}.{key}"
+
+
+def test_example_file_documents_every_option_of_every_pbx_type() -> None:
+    """Each adapter owns its [[pbx]] options; the example shows each type's, the first
+    as the entry in use, the others commented out."""
+    text = (Path(__file__).parents[1] / "cti.example.toml").read_text(encoding="utf-8")
+    for name, plugin in plugins().items():
+        assert f'type = "{name}"' in text, f"cti.example.toml shows no [[pbx]] of type {name}"
+        for key in plugin.settings.model_fields:
+            assert re.search(rf"^(# )?{key} =", text, re.M), f"[[pbx]] {name}: {key}"
+        for section, model in plugin.sections.items():
+            assert f"\n[{section}]\n" in text
+            for key in model.model_fields:
+                assert f"\n{key} =" in text, f"cti.example.toml does not document {section}.{key}"
 
 
 def test_file_values_and_names(tmp_path: Path) -> None:

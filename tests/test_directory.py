@@ -554,3 +554,46 @@ async def test_a_number_two_clients_have_is_shown_as_shared_never_picked(
     )
     card = service.live.board.cards["c1"].to_dict()
     assert card["client"] is None and [c["name"] for c in card["shared_by"]] == ["Питер", "Москва"]
+
+
+async def test_the_configured_crm_decides_who_calls_back_and_our_tables_keep_history(
+    db_url, tmp_path, aiohttp_client
+) -> None:
+    """With an external CRM configured, its answer assigns the missed call even when the
+    built-in tables know the number too (they once said otherwise); the built-in client
+    still gets the call in its history. The call log shows the CRM's client."""
+    from sqlalchemy import select
+
+    from cti.clients.builtin import ClientIn, PhoneIn, save_client
+    from cti.clients.models import Activity, CallbackTask
+    from cti.directory import InMemoryDirectory, Match, ResponsibleManager
+
+    number = "+78125550104"
+    crm = InMemoryDirectory()
+    crm.add(number, Match("b24-9", "ООО «Ромашка» (CRM)", manager=ResponsibleManager("Б", "102")))
+    service = await make_service(db_url, tmp_path, crm)
+    try:
+        async with service.sessions() as session:
+            local = await save_client(
+                session,
+                ClientIn("ООО «Ромашка»", manager_extension="", phones=[PhoneIn(number)]),
+                "RU",
+            )
+            await session.commit()
+        service.call_store.save([a_call(1, number)])
+        await service.call_store.flush()
+        async with service.sessions() as session:
+            [task] = await session.scalars(select(CallbackTask))
+            [activity] = await session.scalars(select(Activity))
+        assert (task.assignee_extension, activity.client_id) == ("102", local.id)
+        token = await new_token(service, "supervisor")
+        api = await aiohttp_client(build_app(service))
+        response = await api.get("/api/calls", headers=bearer(token))
+        [call] = (await response.json())["calls"]
+        assert call["client"] == {
+            "id": "b24-9",
+            "name": "ООО «Ромашка» (CRM)",
+            "manager": {"name": "Б", "extension": "102"},
+        }
+    finally:
+        await service.close()

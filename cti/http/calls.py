@@ -18,13 +18,12 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cti.auth import Principal
 from cti.calls import Call
 from cti.callstore import CallFilter, find_calls, recording_counts, walk_calls
 from cti.clients.models import Phone
 from cti.db.models import CallRecord, User
 from cti.directory import Directory, client_summary, lookup_many
-from cti.domain import ROLES_SEEING_ALL, Direction, LineState, Outcome, Role
+from cti.domain import Direction, LineState, Outcome, Role
 from cti.http.api import MAX_ID, Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
@@ -123,16 +122,6 @@ class TransferAccepted(BaseModel):
     call_id: str
     extension: str
     status: Literal["requested"] = "requested"
-
-
-def _visibility(who: Principal) -> str | bool | None:
-    return True if who.role in ROLES_SEEING_ALL else who.extension
-
-
-def _sees(who: Principal, extensions: tuple[str, ...]) -> bool:
-    """Whether ``who`` may see (and act on) a call that involved ``extensions``."""
-    visible = _visibility(who)
-    return visible is True or (visible is not None and visible in extensions)
 
 
 def _encode_cursor(call: dict[str, Any]) -> str:
@@ -282,7 +271,7 @@ def add_routes(api: Api) -> None:
             calls = await find_calls(
                 session,
                 flt,
-                visible_to_extension=_visibility(principal(request)),
+                visible_to_extension=principal(request).call_scope,
                 limit=query.limit + 1,
                 before=before,
             )
@@ -324,7 +313,7 @@ def add_routes(api: Api) -> None:
             async for calls in walk_calls(
                 service.sessions,
                 flt,
-                visible_to_extension=_visibility(principal(request)),
+                visible_to_extension=principal(request).call_scope,
                 page=EXPORT_PAGE,
             ):
                 async with service.sessions() as session:
@@ -355,8 +344,8 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         async with service.sessions() as session:
             record = await session.get(CallRecord, call_id)
-            if record is None or not _sees(
-                principal(request), Call.from_dict(record.details).extensions()
+            if record is None or not principal(request).sees(
+                Call.from_dict(record.details).extensions()
             ):
                 # The same answer whether or not it exists.
                 raise ApiError(404, f"no call {call_id!r}")
@@ -512,13 +501,13 @@ async def _pbx_with_live_call(request: web.Request, call_id: str, name: str | No
     for pbx in candidates:
         call = pbx.live_call(call_id)
         if call is not None:
-            if not _sees(who, call.extensions()):
+            if not who.sees(call.extensions()):
                 break
             return pbx
     else:
         async with service.sessions() as session:
             record = await session.get(CallRecord, call_id)
-        if record is not None and _sees(who, Call.from_dict(record.details).extensions()):
+        if record is not None and who.sees(Call.from_dict(record.details).extensions()):
             raise ApiError(409, f"call {call_id!r} is not in progress", reason="call_over")
     raise ApiError(404, f"no call {call_id!r}")
 

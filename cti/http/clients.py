@@ -18,7 +18,7 @@ from cti.clients import builtin
 from cti.clients.models import Activity, CallbackTask, Client, Contact
 from cti.clients.writeback import task_event
 from cti.db.models import User
-from cti.domain import ROLES_SEEING_ALL, Role, utcnow
+from cti.domain import Role, utcnow
 from cti.http.api import MAX_ID, Api, json_response, path_id, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
@@ -372,7 +372,7 @@ def add_routes(api: Api) -> None:
         query = read_query(request, TaskQuery)
         who = principal(request)
         assignee = query.assignee
-        if who.role not in ROLES_SEEING_ALL:
+        if not who.sees_everything:
             if assignee not in (None, who.extension) or who.extension is None:
                 raise ApiError(403, "you see your own callback tasks only")
             assignee = who.extension
@@ -421,9 +421,7 @@ def add_routes(api: Api) -> None:
 def _owns(who: Principal, task: CallbackTask) -> bool:
     """Whether ``who`` may act on the task: theirs, or they see everyone's. A user without
     an extension owns none, not the unassigned ones."""
-    if who.role in ROLES_SEEING_ALL:
-        return True
-    return who.extension is not None and task.assignee_extension == who.extension
+    return who.sees((task.assignee_extension,))
 
 
 async def _change_contact(request: web.Request, body: ContactBody | None) -> web.Response:

@@ -34,7 +34,6 @@ from cti.calls import Call
 from cti.db.models import CallRecord, Recording, RecordingListen
 from cti.domain import RecordingState, Role
 from cti.http.api import Api, CookieAuth, json_response, path_id, principal
-from cti.http.calls import _sees
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.http.ws import bearer_token
@@ -132,7 +131,7 @@ async def _listenable(session: AsyncSession, who: Principal, recording_id: int) 
     if recording is None:
         raise ApiError(404, f"no recording {recording_id}")
     call = Call.from_dict((await session.get_one(CallRecord, recording.call_id)).details)
-    if not _sees(who, call.participants()):  # ringing is not being on the call
+    if not who.sees(call.participants()):  # ringing is not being on the call
         raise ApiError(403, "this recording is of a call you were not on")
     if recording.deleted_at is not None:
         raise ApiError(404, "this recording was deleted (retention)")
@@ -177,7 +176,7 @@ def add_routes(api: Api) -> None:
         async with service.sessions() as session:
             call = await session.get(CallRecord, call_id)
             extensions = Call.from_dict(call.details).extensions() if call else ()
-            if call is None or not _sees(principal(request), extensions):
+            if call is None or not principal(request).sees(extensions):
                 raise ApiError(404, f"no call {call_id!r}")  # as GET /api/calls/{call_id}
             rows = (
                 await session.scalars(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 from cti.auth import Principal
 from cti.clients.models import Client
 from cti.db.models import SmsMessage
-from cti.domain import ROLES_SEEING_ALL, Role, SmsStatus, utcnow
+from cti.domain import Role, SmsStatus, utcnow
 from cti.http.api import Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
@@ -91,7 +91,7 @@ def _visible(who: Principal) -> Any:
     """Everyone sees what they sent, the answers to it (received after it), and what was
     routed to their phone when it arrived; supervisors everything. Never by a field an
     editor can change later (a client's manager)."""
-    if who.role in ROLES_SEEING_ALL:
+    if who.sees_everything:
         return True
     mine = aliased(SmsMessage)
     answers = and_(

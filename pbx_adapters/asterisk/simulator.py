@@ -79,6 +79,13 @@ _EXTENSION_STATUS = {
 _UNSAFE = re.compile(r"[\r\n\x00]")
 _HINT_DEVICE = re.compile(r"^(?:SIP|PJSIP|IAX2)/(\w+)$")
 
+# Actions on one live channel, and manager.c's answer when it is live.
+_CHANNEL_ACTIONS = {
+    "redirect": "Redirect successful",
+    "hangup": "Channel Hungup",
+    "mixmonitor": "",
+    "stopmixmonitor": "Stopped monitoring channel",
+}
 _SIMPLE_ACKS = {
     "setvar": "Variable Set",
     "hangup": "Channel Hungup",
@@ -442,9 +449,10 @@ class AmiSimulator:
             task = asyncio.create_task(self._originate_response(fields, reply_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        elif action == "redirect":
-            # As manager.c's action_redirect: only a live channel (its name matched without
-            # regard to case) can be sent elsewhere. The move itself is the transcript's.
+        elif action in _CHANNEL_ACTIONS:
+            # As manager.c's action_redirect (and Hangup, MixMonitor): only a live channel
+            # (its name matched without regard to case) can be acted on. What follows (the
+            # move, the hang-up) is the transcript's.
             channel = fields.get("channel", "")
             live = {c.get("Channel", "").lower() for c in self.channels.values()}
             if not channel:
@@ -453,7 +461,7 @@ class AmiSimulator:
                 missing = f"Channel does not exist: {channel}"
                 await self._reply(client, response("Error", Message=missing))
             else:
-                await self._reply(client, response("Success", Message="Redirect successful"))
+                await self._reply(client, response("Success", Message=_CHANNEL_ACTIONS[action]))
         elif action in _SIMPLE_ACKS:
             await self._reply(client, response("Success", Message=_SIMPLE_ACKS[action]))
         else:
