@@ -1,5 +1,5 @@
-// How many SMS parts a text needs: the same rule as the server (gsm_modem/pdu.py
-// sms_parts_needed), so the counter under the form agrees with it. The server's answer
+// How many SMS parts a text needs: the same rule as the server (the modem package's
+// codec, sms_parts_needed), so the counter under the form agrees with it. The server's answer
 // to POST /api/sms stays the one that counts.
 //
 // GSM 7-bit when every character is in the GSM 03.38 default alphabet or its extension

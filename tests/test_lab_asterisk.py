@@ -1,0 +1,105 @@
+"""Against the real lab Asterisk 20 with its real SIP phones: calls the service sees
+live, click-to-dial through the API, and a MixMonitor recording served as it was
+written. (Run ../shared/lab/asterisk/start.sh first; .ci/run does.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from helpers import bearer, eventually, new_token
+from lab_pbx import MONITOR, call_in, lab_marks, lab_settings, phone
+
+from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
+from cti.http.app import build_app
+from cti.service import Service
+
+pytestmark = lab_marks()
+
+
+@pytest.fixture
+async def service(tmp_path) -> AsyncIterator[Service]:
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[lab_settings()],
+        recordings=RecordingsConfig(dir=str(MONITOR), pbx_dir=str(MONITOR)),
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        yield service
+    finally:
+        await service.close()
+
+
+async def logged(client, token: str, **filters: str) -> list[dict]:
+    response = await client.get("/api/calls", params=filters, headers=bearer(token))
+    assert response.status == 200
+    return [c for c in (await response.json())["calls"] if not c["in_progress"]]
+
+
+async def test_an_inbound_call_answered_on_a_real_phone(service, aiohttp_client) -> None:
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "supervisor")
+    number = "+78125550191"
+    await call_in("4952000", number, "Лаборатория", hold_seconds=6)
+    lab = service.pbx["lab"]
+    await eventually(lambda: any(c.external_number == number for c in lab.tracker.active_calls()))
+    await eventually(lambda: lab.lines().get("101") == "ringing")
+    await asyncio.sleep(0.5)
+    await phone("101", "accept")
+    [call] = await _finished(client, token, number)
+    assert (call["direction"], call["answered_by"], call["outcome"]) == (
+        "inbound",
+        "101",
+        "answered",
+    )
+    assert call["external_name"] == "Лаборатория" and not call["missed"]
+    assert call["talk_seconds"] > 1 and call["recording_count"] == 1
+    # The MixMonitor file, served byte for byte.
+    response = await client.get(f"/api/calls/{call['id']}/recordings", headers=bearer(token))
+    [recording] = (await response.json())["recordings"]
+    await eventually(lambda: _available(client, token, call["id"]))
+    response = await client.get(f"/api/recordings/{recording['id']}", headers=bearer(token))
+    assert response.status == 200
+    body = await response.read()
+    files = sorted(MONITOR.glob("*.wav"), key=lambda f: f.stat().st_mtime)
+    assert any(f.read_bytes() == body for f in files[-3:])
+
+
+async def test_click_to_dial_rings_the_operators_phone_first(service, aiohttp_client) -> None:
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "operator", extension="101")
+    response = await client.post(
+        "/api/calls", json={"number": "8 812 555-01-92"}, headers=bearer(token)
+    )
+    assert response.status == 202, await response.text()
+    lab = service.pbx["lab"]
+    await eventually(lambda: lab.lines().get("101") == "ringing")
+    await asyncio.sleep(0.5)
+    await phone("101", "accept")  # then the lab's "remote" answers after 1 s, talks 5 s
+    [call] = await _finished(client, token, "+78125550192")
+    assert (call["direction"], call["caller_extension"], call["outcome"]) == (
+        "outbound",
+        "101",
+        "answered",
+    )
+
+
+async def _finished(client, token: str, number: str) -> list[dict]:
+    found: list[dict] = []
+
+    async def ended() -> bool:
+        found[:] = await logged(client, token, number=number)
+        return bool(found)
+
+    await eventually(ended, seconds=40)
+    return found
+
+
+async def _available(client, token: str, call_id: str) -> bool:
+    response = await client.get(f"/api/calls/{call_id}/recordings", headers=bearer(token))
+    [recording] = (await response.json())["recordings"]
+    return recording["state"] == "available"
