@@ -1,11 +1,13 @@
 """The live feed without sockets: numbering, audiences, replay window, slow viewers."""
 
 import asyncio
+import json
 
-from cti import live
+from cti import cards
 from cti.bus import InProcessBus
 from cti.domain import Direction, LineState
 from cti.events import CallRinging, LineStateChanged
+from cti.feed import WRITE_BUFFER_LIMIT, Feed, Viewer, websocket_frame
 from cti.live import LiveFeed
 
 
@@ -27,7 +29,7 @@ def ringing(call_id: str, extension: str) -> CallRinging:
     )
 
 
-def drain(viewer: live.Viewer) -> list[tuple[str, int]]:
+def drain(viewer: Viewer) -> list[tuple[str, int]]:
     found = []
     while viewer.pending:
         frame = viewer.pending.popleft()
@@ -84,7 +86,7 @@ async def test_idle_viewers_get_frames_straight_on_their_socket_in_order() -> No
     viewer.transport = transport = FakeTransport()
     f.handle(ringing("c1", "101"))
     assert not viewer.pending and viewer.seq == 2
-    assert transport.written[0] == live.websocket_frame(f._journal[0].text)
+    assert transport.written[0] == websocket_frame(f._journal[0].text)
     viewer.sending = True  # its task is mid-send: what comes now must wait behind
     f.handle(ringing("c2", "101"))
     viewer.sending = False
@@ -92,15 +94,15 @@ async def test_idle_viewers_get_frames_straight_on_their_socket_in_order() -> No
     assert [frame.seq for frame in viewer.pending] == [3, 4, 5, 6]
     assert len(transport.written) == 2
     viewer.pending.clear()
-    transport.buffered = live.WRITE_BUFFER_LIMIT  # a slow socket: queue instead
+    transport.buffered = WRITE_BUFFER_LIMIT  # a slow socket: queue instead
     f.handle(ringing("c4", "101"))
     assert len(viewer.pending) == 2 and len(transport.written) == 2
 
 
 def test_websocket_frame_lengths() -> None:
-    assert live.websocket_frame("hi") == b"\x81\x02hi"
-    assert live.websocket_frame("x" * 200)[:4] == b"\x81\x7e\x00\xc8"
-    assert live.websocket_frame("x" * 70_000)[:10] == b"\x81\x7f" + (70_000).to_bytes(8, "big")
+    assert websocket_frame("hi") == b"\x81\x02hi"
+    assert websocket_frame("x" * 200)[:4] == b"\x81\x7e\x00\xc8"
+    assert websocket_frame("x" * 70_000)[:10] == b"\x81\x7f" + (70_000).to_bytes(8, "big")
 
 
 async def test_resume_within_the_window_and_not_beyond() -> None:
@@ -133,7 +135,7 @@ async def test_resume_within_the_window_and_not_beyond() -> None:
 
 
 async def test_line_states_are_coalesced_and_go_to_everyone(monkeypatch) -> None:
-    monkeypatch.setattr(live, "LINES_INTERVAL", 0.01)
+    monkeypatch.setattr(cards, "LINES_INTERVAL", 0.01)
     f = feed()
     anna, _ = f.attach(sees_all=False, extension="101", call_events=True)
     for state in (LineState.RINGING, LineState.IN_USE):
@@ -151,3 +153,18 @@ async def test_detached_viewers_get_nothing_more() -> None:
     f.detach(anna)
     f.handle(ringing("c1", "101"))
     assert not anna.pending and f.viewers() == 0
+
+
+def test_the_feed_alone_knows_frames_and_viewers_the_state_is_the_callers() -> None:
+    f = Feed(state=lambda viewer: {"extension": viewer.extension})
+    anna, _ = f.attach(sees_all=False, extension="101")
+    f.append("note", frozenset({"101"}), {"n": 1})
+    f.append("note", frozenset({"102"}), {"n": 2})
+    f.append("note", frozenset({"101"}), {"n": 3}, call_event=True)  # anna did not ask
+    assert drain(anna) == [("note", 1)]
+    f.append("note", None, {"n": 4})
+    f.lag_everyone()  # frames were lost upstream: what waits is dropped, a resync comes
+    assert anna.lagged and not anna.pending
+    resync = json.loads(f.resync_frame(anna, "lagged"))
+    assert resync == {"type": "resync", "seq": 4, "reason": "lagged", "state": {"extension": "101"}}
+    assert not anna.lagged and anna.seq == 4

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from helpers import bearer
 
-from cti import auth, live
+from cti import auth, feed
 from cti.clients.builtin import ClientIn, PhoneIn, save_client
 from cti.clients.models import Activity, CallbackTask
 from cti.domain import Direction, LineState, Outcome
@@ -321,7 +321,7 @@ async def test_client_that_falls_behind_gets_a_resync_and_loses_nothing(
     client, service, make_user, monkeypatch
 ) -> None:
     # Every frame queues (as when the socket's buffer is full), and the queue overflows.
-    monkeypatch.setattr(live, "WRITE_BUFFER_LIMIT", 0)
+    monkeypatch.setattr(feed, "WRITE_BUFFER_LIMIT", 0)
     service.live.send_buffer = 3
     ws, *_ = await connect(client, await make_user("supervisor"))
     async with ws:

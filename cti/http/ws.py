@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from cti.auth import Principal
-from cti.domain import ROLES_SEEING_ALL
+from cti.feed import Viewer, json_dumps
 from cti.http.keys import SERVICE_KEY
-from cti.live import LiveFeed, Viewer, json_dumps
+from cti.live import LiveFeed
 from cti.sockets import CLOSE_UNAUTHORIZED
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ async def _stream(
     heartbeat = service.config.server.ws_heartbeat_seconds
     feed: LiveFeed = service.live
     viewer, resumed = feed.attach(
-        sees_all=who.role in ROLES_SEEING_ALL,
+        sees_all=who.sees_everything,
         extension=who.extension,
         stream=stream,
         last_seq=last_seq,
