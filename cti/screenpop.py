@@ -3,7 +3,8 @@
 ``PopBoard.feed`` takes domain events and returns the card they changed, if any. A card
 holds everything the pop shows: the number, who it is, who is ringing, who answered, the
 directory's answer, recent history and open tasks. The cards (cti.cards) send the whole
-card through the feed (cti.feed) each time it changes, so a client only ever replaces a card by its call id.
+card through the feed (cti.feed) each time it changes, so a client only ever replaces a
+card by its call id.
 """
 
 from __future__ import annotations
