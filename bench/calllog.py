@@ -82,6 +82,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
 from cti.callstore import CallFilter, _row, find_calls, upsert_calls
+from cti.clients.builtin import SqlDirectory
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.models import Base, CallExtensionRecord, CallLegRecord, CallRecord, Recording
@@ -382,10 +383,23 @@ def directory(data: Data, rng: random.Random) -> None:
     created = END - timedelta(days=400)
     roles = {**dict.fromkeys(RECEPTION, "receptionist"), **dict.fromkeys(SUPPORT, "operator")}
     users = [
-        (i + 1, f"user{ext}", f"Сотрудник {ext}", roles.get(ext, "sales"), ext, None, True, created)
+        # (id, username, display_name, role, extension, password_hash, is_active,
+        # time_zone, created_at): the columns of users, in order.
+        (
+            i + 1,
+            f"user{ext}",
+            f"Сотрудник {ext}",
+            roles.get(ext, "sales"),
+            ext,
+            None,
+            True,
+            None,
+            created,
+        )
         for i, ext in enumerate(EXTENSIONS)
     ]
-    users.append((len(users) + 1, "boss", "Руководитель", "supervisor", None, None, True, created))
+    boss = (len(users) + 1, "boss", "Руководитель", "supervisor", None, None, True, None, created)
+    users.append(boss)
     managers = [row[0] for row in users if row[3] == "sales"]
     owned = data.numbers[:10_000] + rng.sample(data.numbers[10_000:], 20_000)
     rng.shuffle(owned)
@@ -496,8 +510,13 @@ async def prepare(label: str, url: str, data: Data, sqlite_path: str | None) -> 
         f"({calls / loaded:,.0f} calls/s){analyzed}; {await database_size(engine)}"
     )
     await check_stored_forms(engine, data)
-    async with session_factory(engine)() as session:
-        page = await _enrich(session, await find_calls(session, CallFilter(), limit=MAX_PAGE))
+    sessions = session_factory(engine)
+    clients = SqlDirectory(sessions)  # what the API's call log asks for the client column
+    async with sessions() as session:
+        page = await _enrich(
+            session, clients, await find_calls(session, CallFilter(), limit=MAX_PAGE)
+        )
+    await clients.close()
     extra = ", ".join(f"{len(rows):,} {table}" for table, rows in data.directory.items())
     print(
         f"  with {extra} and {len(data.recordings):,} recordings: _enrich finds a client for "
@@ -880,6 +899,7 @@ async def measure(
     """Every shape's requests, then the month walks. A list page is find_calls (timed per
     shape) and then, in the same session as list_calls does, _enrich (timed apart)."""
     sessions = session_factory(engine)
+    clients = SqlDirectory(sessions)
     finder = variant.finder
     out: dict[str, Stats] = {}
     enrich = out[ENRICH] = Stats()
@@ -891,7 +911,7 @@ async def measure(
             took = time.perf_counter() - started
             if enriched:
                 started = time.perf_counter()
-                await _enrich(session, rows[: request.limit - 1])
+                await _enrich(session, clients, rows[: request.limit - 1])
                 enrich.samples.append(time.perf_counter() - started)
             return took, rows
 
@@ -910,12 +930,13 @@ async def measure(
             check.see(variant.key, shape, index, digest(rows))
 
     for shape, page in ((WALK, MAX_PAGE), (CSV, CSV_PAGE)):
-        out[shape] = await walk_months(sessions, variant, walks, shape, page, check)
+        out[shape] = await walk_months(sessions, clients, variant, walks, shape, page, check)
     return out
 
 
 async def walk_months(
     sessions: Any,
+    clients: SqlDirectory,
     variant: Variant,
     walks: list[tuple[datetime, datetime]],
     shape: str,
@@ -953,7 +974,7 @@ async def walk_months(
             if not api and chunk:
                 started = time.perf_counter()
                 async with sessions() as session:
-                    await _enrich(session, chunk)
+                    await _enrich(session, clients, chunk)
                 total += time.perf_counter() - started
             if (len(rows) <= page) if api else (len(rows) < page):
                 stats.walk_totals.append(total)
