@@ -153,6 +153,8 @@ class RecordingStore:
                 return FileState("available", file.stat().st_size)
             except OSError:  # gone just now
                 pass
+        if recording.size:  # it had arrived, with audio: its file was removed since
+            return FileState("deleted", None)
         if call.in_progress or (now or utcnow()) < self.given_up_at(call):
             return FileState("pending", None)
         return FileState("missing", None)

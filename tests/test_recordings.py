@@ -582,3 +582,31 @@ async def test_the_api_never_shows_the_pbx_file_paths(pbx, service, client, make
     assert response.status == 200 and CALL_ID in text and not leaks(text)
     response = await client.get(f"/api/calls/{CALL_ID}/recordings", headers=bearer(boss))
     assert response.status == 200 and not leaks(await response.text())
+
+
+async def test_a_recording_whose_file_was_removed_says_it_was_deleted(
+    pbx, service, client, make_user
+) -> None:
+    """Issue 15, D10: not "never arrived" for a file that was there and was removed."""
+    supervisor = await make_user("supervisor", username="boss")
+    await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+    frames = load_transcript(FIXTURES / "sip_inbound_answered.ami")
+    shutil.copy(WAV, recs(service) / WAV.name)
+    await pbx.play(frames)
+    await eventually(lambda: not service.pbx["lab"].tracker.calls)
+    await service.call_store.flush()
+
+    async def listed() -> list[dict]:
+        response = await client.get(f"/api/calls/{CALL_ID}/recordings", headers=bearer(supervisor))
+        return (await response.json())["recordings"] if response.status == 200 else []
+
+    await eventually(listed)
+    [recording] = await listed()
+    url = f"/api/recordings/{recording['id']}"
+    assert (await client.get(url, headers=bearer(supervisor))).status == 200
+    (recs(service) / WAV.name).unlink()
+    response = await client.get(url, headers=bearer(supervisor))
+    assert response.status == 404
+    assert "was deleted" in (await response.json())["error"]["message"]
+    [recording] = await listed()
+    assert (recording["state"], recording["deleted"]) == ("deleted", True)

@@ -92,10 +92,11 @@ class RecordingOut(BaseModel):
     state: RecordingState = Field(
         description='"pending": not there yet (the call goes on, or ended less than '
         '[recordings] missing_after_seconds ago); "available"; "missing": never came, or '
-        'holds no audio (an empty file, a WAV with only its header); "deleted": retention'
+        'holds no audio (an empty file, a WAV with only its header); "deleted": retention '
+        "removed it, or its file, once there, has gone from the folder"
     )
     available: bool = Field(description='The file is there to fetch: state "available"')
-    deleted: bool = Field(description='Deleted by retention: state "deleted"')
+    deleted: bool = Field(description='Deleted (by retention, or from the folder): "deleted"')
 
 
 class RecordingList(BaseModel):
@@ -268,9 +269,22 @@ def add_routes(api: Api) -> None:
                 raise ApiError(404, "this recording's file is not available")
             if not service.recordings.store.has_audio(file):
                 call = await session.get_one(CallRecord, recording.call_id)
-                if service.recordings.store.state_of(recording, call).state == "missing":
+                state = service.recordings.store.state_of(recording, call).state
+                if state == "deleted":
+                    # Not retention (that sets deleted_at and is refused before): someone
+                    # or something removed the file from the recordings folder.
+                    log.warning(
+                        "a recording's file was removed from the recordings folder",
+                        extra={"fields": {"recording": recording_id, "path": recording.path}},
+                    )
+                    raise ApiError(
+                        404, "this recording was deleted: its file is no longer in the folder"
+                    )
+                if state == "missing":
                     raise ApiError(404, "this recording never arrived (no file, or no audio)")
                 raise ApiError(404, "this recording is not available yet")
+            if not recording.size:  # it has arrived: remembered, so a removal shows as such
+                recording.size = file.stat().st_size
             session.add(
                 RecordingListen(
                     recording_id=recording_id,
