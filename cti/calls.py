@@ -64,8 +64,11 @@ class Call:
     fax: FaxInfo | None = None
     outcome: Outcome | None = None
     missed: bool = False
-    # Ended while the PBX link was down: the end time is when we found out.
+    # Ended while the PBX link was down (or the service was)...
     ended_while_disconnected: bool = False
+    # ...so its end was not seen: ended_at is only the last moment it was known to go
+    # on, and no talk (or, unanswered, wait) time is made of it.
+    end_unknown: bool = False
     originate_id: str | None = None
     # The adapter's own references to the call (Asterisk: its Linkedid), opaque to the
     # core; kept so an adapter that restarts can find the call again.
@@ -77,12 +80,12 @@ class Call:
 
     @property
     def wait_seconds(self) -> float | None:
-        until = self.answered_at or self.ended_at
+        until = self.answered_at or (None if self.end_unknown else self.ended_at)
         return None if until is None else round((until - self.started_at).total_seconds(), 3)
 
     @property
     def talk_seconds(self) -> float | None:
-        if self.answered_at is None or self.ended_at is None:
+        if self.answered_at is None or self.ended_at is None or self.end_unknown:
             return None
         return round((self.ended_at - self.answered_at).total_seconds(), 3)
 
@@ -146,6 +149,7 @@ class Call:
             "missed": self.missed,
             "in_progress": self.in_progress,
             "ended_while_disconnected": self.ended_while_disconnected,
+            "end_unknown": self.end_unknown,
             "originate_id": self.originate_id,
             "pbx_ref": dict(self.pbx_ref),
         }
@@ -186,6 +190,7 @@ class Call:
             outcome=Outcome(data["outcome"]) if data.get("outcome") else None,
             missed=bool(data.get("missed")),
             ended_while_disconnected=bool(data.get("ended_while_disconnected")),
+            end_unknown=bool(data.get("end_unknown")),
             originate_id=data.get("originate_id"),
             pbx_ref=dict(data.get("pbx_ref") or {}),
         )

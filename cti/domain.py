@@ -36,6 +36,9 @@ class Outcome(StrEnum):
     ABANDONED = "abandoned"  # the caller hung up while ringing or queued
     BUSY = "busy"
     FAILED = "failed"
+    # The PBX link was down when the call ended and nothing the PBX said since tells
+    # whether anyone answered: not missed, no callback task (docs: "unknown outcome").
+    UNKNOWN = "unknown"
 
 
 class LegResult(StrEnum):

@@ -8,7 +8,9 @@ the client calling again and being answered) within N minutes of the missed call
 Each row's calls add up: ``calls`` = ``answered`` (by this operator; per day or hour: by
 anyone) + ``answered_elsewhere`` (a colleague took it: a ring group, a queue, a transfer)
 + ``missed`` (inbound, nobody answered: no answer, busy, the caller gave up) +
-``not_answered`` (an internal call to this operator nobody took) + ``outgoing`` (calls
+``not_answered`` (an internal call to this operator nobody took) + ``unknown`` (an
+incoming call that ended while the PBX link was down, before anyone was seen to answer
+it: nobody knows whether it was missed) + ``outgoing`` (calls
 placed: outbound, and per day or hour internal ones, answered or not; ``outgoing_answered``
 of them were).
 
@@ -36,6 +38,7 @@ COLUMNS = (  # of each row, in order
     "answered_elsewhere",
     "missed",
     "not_answered",
+    "unknown",
     "outgoing",
     "outgoing_answered",
     "missed_rate",
@@ -55,6 +58,7 @@ class ReportCall:
     talk_seconds: float | None
     rang: tuple[str, ...]  # extensions the call rang
     callback_after: timedelta | None = None  # missed calls: how long until someone talked
+    unknown: bool = False  # its end was not seen and nobody was seen to answer it
     answered: bool | None = None  # anyone (an outside party too); None: answered_by says
     caller: str | None = None  # the extension that placed it
 
@@ -70,6 +74,7 @@ class _Totals:
     answered_elsewhere: int = 0
     missed: int = 0
     not_answered: int = 0
+    unknown: int = 0
     outgoing: int = 0
     outgoing_answered: int = 0
     waits: list[float] = field(default_factory=list)
@@ -126,6 +131,8 @@ def _kind(call: ReportCall, operator: str | None) -> str:
         return "answered"
     if call.was_answered:
         return "answered_elsewhere"
+    if call.unknown:
+        return "unknown"
     return "missed" if call.missed else "not_answered"
 
 
@@ -176,6 +183,7 @@ def _row(key: str, totals: _Totals) -> dict[str, object]:
         totals.answered_elsewhere,
         totals.missed,
         totals.not_answered,
+        totals.unknown,
         totals.outgoing,
         totals.outgoing_answered,
         round(totals.missed / totals.calls, 3) if totals.calls else None,

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 from helpers import bearer, eventually
 from lab import EXPECTED, FIXTURES, check_call, lab_pbx
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from cti.callstore import WRITE_BATCH
+from cti.clients.models import CallbackTask
 from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
@@ -159,7 +160,17 @@ async def test_a_call_that_ended_while_the_link_was_down_is_closed_and_marked(pb
     await eventually(lambda: adapter.connected and not adapter.tracker.calls)
     [call] = await stored_calls(lab)
     assert call["ended_while_disconnected"] and not call["in_progress"]
-    assert call["missed"] and call["external_number"] == "+78125550102"
+    assert call["external_number"] == "+78125550102"
+    # Nobody saw whether it was answered (issue 15, D1): not missed, and no callback task;
+    # its end is unknown, not the reconnect.
+    assert (call["outcome"], call["missed"], call["end_unknown"]) == (
+        "unknown",
+        False,
+        True,
+    )
+    assert call["talk_seconds"] is None and call["wait_seconds"] is None
+    async with lab.sessions() as session:
+        assert (await session.scalars(select(CallbackTask))).all() == []
 
 
 async def test_a_call_that_began_ringing_while_the_link_was_down_pops_on_reconnect(

@@ -357,6 +357,25 @@ def test_resync_closes_calls_that_ended_while_disconnected() -> None:
     assert call.ended_while_disconnected and call.outcome is Outcome.ANSWERED
     assert [e.type for e in events if e.type.startswith("call.")] == ["call.ended"]
     assert set(t.lines.values()) == {LineState.IDLE}
+    # Its end is unknown (issue 15, D5): not the reconnect, and no talk time made up.
+    assert call.end_unknown and call.talk_seconds is None
+    assert call.ended_at == t.last_frame_at < START + timedelta(minutes=1)  # the last we heard
+
+
+def test_a_ringing_call_whose_end_was_not_seen_is_not_called_missed() -> None:
+    """Issue 15, D1: the link went silent while the call rang; whether someone answered
+    is unknown, so it is neither missed nor abandoned, and gets no callback task."""
+    t = tracker()
+    frames = frames_of("sip_inbound_missed")
+    dials = [i for i, f in enumerate(frames) if f.get("Event") == "DialBegin"]
+    run(t, frames[: dials[1] + 1])  # the caller's Local leg dials, then 101 rings
+    [ringing] = t.active_calls()
+    assert ringing.legs and ringing.answered_at is None
+    [ended] = [e for e in t.resync([], START + timedelta(minutes=5)) if e.type == "call.ended"]
+    [call] = t.take_changed()
+    assert (call.outcome, call.missed, ended.missed) == (Outcome.UNKNOWN, False, False)
+    assert call.end_unknown and (call.wait_seconds, call.talk_seconds) == (None, None)
+    assert call.to_dict()["outcome"] == "unknown"
 
 
 def test_resync_adopts_live_calls_without_a_second_pop() -> None:

@@ -88,6 +88,34 @@ async def test_click_to_dial_rings_the_operators_phone_first(service, aiohttp_cl
     )
 
 
+async def test_click_to_dial_the_operator_never_answers_is_no_answer(tmp_path, aiohttp_client):
+    """Issue 15, D4: the operator's phone rings out (the originate's timeout): the call is
+    "no answer", not "abandoned", and nobody missed anything."""
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[lab_settings(originate_timeout=5)],
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "operator", extension="102")
+        response = await client.post(
+            "/api/calls", json={"number": "8 812 555-01-93"}, headers=bearer(token)
+        )
+        assert response.status == 202, await response.text()
+        [call] = await _finished(client, token, "+78125550193")
+        assert (call["direction"], call["outcome"], call["missed"]) == (
+            "outbound",
+            "no_answer",
+            False,
+        )
+        assert call["answered_by"] is None and call["caller_extension"] == "102"
+    finally:
+        await service.close()
+
+
 async def _finished(client, token: str, number: str) -> list[dict]:
     found: list[dict] = []
 

@@ -66,7 +66,7 @@ def test_per_operator_and_callbacks_in_time() -> None:
     assert build_report([], "operator", MOSCOW, 60) == []
 
 
-ADDING_UP = ("answered", "answered_elsewhere", "missed", "not_answered", "outgoing")
+ADDING_UP = ("answered", "answered_elsewhere", "missed", "not_answered", "unknown", "outgoing")
 
 
 def test_every_rows_calls_add_up_and_say_where_each_call_went() -> None:
@@ -89,6 +89,7 @@ def test_every_rows_calls_add_up_and_say_where_each_call_went() -> None:
         "answered_elsewhere": 2,
         "missed": 3,
         "not_answered": 1,
+        "unknown": 0,
         "outgoing": 3,
     }
     assert anna["outgoing_answered"] == 2
@@ -97,6 +98,19 @@ def test_every_rows_calls_add_up_and_say_where_each_call_went() -> None:
             assert sum(row[col] for col in ADDING_UP) == row["calls"], row
     [day] = build_report(calls, "day", MOSCOW, 60)
     assert (day["answered"], day["outgoing"], day["missed"]) == (8, 4, 3)
+
+
+def test_a_call_whose_end_nobody_saw_counts_as_unknown_not_missed() -> None:
+    """Issue 15, D1: it rang while the PBX link was down and ended unseen."""
+    calls = [
+        report_call(T0, missed=True, rang=("101",)),
+        report_call(T0, unknown=True, rang=("101",)),
+    ]
+    for grouping in ("operator", "day"):
+        [row] = build_report(calls, grouping, MOSCOW, 60)
+        assert (row["calls"], row["missed"], row["unknown"]) == (2, 1, 1)
+        assert row["missed_rate"] == 0.5
+        assert sum(row[col] for col in ADDING_UP) == row["calls"]
 
 
 def stored_call(call_id: str, at: datetime, *, answered_by: str | None, missed: bool) -> dict:
@@ -332,7 +346,7 @@ async def test_report_api_has_every_day_and_the_csv_is_the_table(
         headers=bearer(boss),
     )
     assert (await empty.text()).splitlines() == [
-        "key,calls,answered,answered_elsewhere,missed,not_answered,outgoing,"
+        "key,calls,answered,answered_elsewhere,missed,not_answered,unknown,outgoing,"
         "outgoing_answered,missed_rate,average_wait_seconds,average_talk_seconds,"
         "called_back_in_time"
     ]

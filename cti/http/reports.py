@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from cti.clients.models import CallbackTask
 from cti.db.models import CallLegRecord, CallRecord
-from cti.domain import Role
+from cti.domain import Outcome, Role
 from cti.http.api import Api, json_response, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
@@ -88,8 +88,9 @@ async def _calls(session, query: ReportQuery) -> list[ReportCall]:
             CallRecord.missed,
             CallRecord.wait_seconds,
             CallRecord.talk_seconds,
-            CallRecord.answered_at.is_not(None),
+            CallRecord.answered_at.is_not(None).label("answered"),
             CallRecord.caller_extension,
+            (CallRecord.outcome == Outcome.UNKNOWN.value).label("unknown"),
         ).where(*period)
     )
     rang: dict[str, set[str]] = {}
@@ -110,18 +111,19 @@ async def _calls(session, query: ReportQuery) -> list[ReportCall]:
     }
     return [
         ReportCall(
-            started_at=started,
-            direction=direction,
-            answered_by=answered_by,
-            missed=missed,
-            wait_seconds=wait,
-            talk_seconds=talk,
-            rang=tuple(sorted(rang.get(call_id, ()))),
-            callback_after=callbacks.get(call_id),
-            answered=answered,
-            caller=caller,
+            started_at=row.started_at,
+            direction=row.direction,
+            answered_by=row.answered_by,
+            missed=row.missed,
+            wait_seconds=row.wait_seconds,
+            talk_seconds=row.talk_seconds,
+            rang=tuple(sorted(rang.get(row.id, ()))),
+            callback_after=callbacks.get(row.id),
+            answered=row.answered,
+            caller=row.caller_extension,
+            unknown=bool(row.unknown),
         )
-        for call_id, started, direction, answered_by, missed, wait, talk, answered, caller in rows
+        for row in rows
     ]
 
 

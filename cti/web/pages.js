@@ -1028,6 +1028,7 @@ export function createPages(ctx) {
       ...(perOperator ? ["answered_elsewhere"] : []),
       "missed",
       ...(perOperator ? ["not_answered"] : []),
+      "unknown",
       "outgoing",
     ];
     const columns = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,17 @@ KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
 }
 
 
+def keep_alive(sock: socket.socket | None, idle: float) -> None:
+    """TCP keepalive on the AMI socket, so the kernel too notices a peer that vanished
+    (the ping covers the application; this, a NAT that dropped the connection)."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", idle), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):  # Linux; elsewhere the system's defaults stay
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), max(1, int(value)))
+
+
 class _Protocol(AMIProtocol):
     """panoramisk's protocol with our parser in front."""
 
@@ -84,6 +96,7 @@ class _Protocol(AMIProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.parser = AmiParser(events=KEPT_EVENTS, needles=CallTracker.NEEDLES)
+        keep_alive(transport.get_extra_info("socket"), self.factory.ping_interval)
 
     def data_received(self, data: bytes) -> None:
         frames = self.parser.feed(data)
@@ -138,6 +151,7 @@ class AmiManager(Manager):
             log=_panoramisk_log,
         )
         self.ping_delay = self.ping_interval = config.ping_interval  # panoramisk int()s them
+        self.ping_timeout = min(config.ping_timeout, config.ping_interval)
         self.backoff = Backoff(first=1.0, most=config.reconnect_max_seconds)
         self.reconnect_timeout = self.backoff.first / 2
         self.adapter = adapter
@@ -177,14 +191,22 @@ class AmiManager(Manager):
         return ok
 
     def ping(self) -> None:
-        """Keep-alive that notices a link that died without a FIN (cable, NAT, firewall)."""
+        """Keep-alive that notices a link that died without a FIN (cable, NAT, firewall):
+        a Ping unanswered within ``ping_timeout`` drops the connection, and the state
+        reload after the reconnect says what happened meanwhile."""
         if self._ping_future is not None and not self._ping_future.done():
-            log.warning("AMI ping unanswered: reconnecting")
-            self.protocol.transport.abort()
+            self._ping_overdue(self._ping_future)
             return
         self.pinger = self.loop.call_later(self.ping_interval, self.ping)
         if self.authenticated:
-            self._ping_future = self.protocol.send({"Action": "Ping"})
+            future = self._ping_future = self.protocol.send({"Action": "Ping"})
+            self.loop.call_later(self.ping_timeout, self._ping_overdue, future)
+
+    def _ping_overdue(self, future: asyncio.Future) -> None:
+        if future is self._ping_future and not future.done() and self.protocol is not None:
+            log.warning("AMI ping unanswered for %.1f s: reconnecting", self.ping_timeout)
+            self._ping_future = None
+            self.protocol.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.authenticated = False

@@ -27,7 +27,10 @@ class AsteriskSettings(PbxSettings):
     port: int = Field(5038, ge=1, le=65535)
     username: str
     secret: SecretStr
-    ping_interval: float = Field(10.0, gt=0)
+    # A Ping every ping_interval seconds; one unanswered for ping_timeout means the link
+    # is dead (a NAT or firewall that drops it sends no FIN), and it is reconnected.
+    ping_interval: float = Field(5.0, gt=0)
+    ping_timeout: float = Field(3.0, gt=0)
     reconnect_max_seconds: float = Field(30.0, gt=0)
     extension_channels: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSION_CHANNELS))
     trunk_channels: list[str] = Field(default_factory=list)

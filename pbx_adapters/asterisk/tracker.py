@@ -121,6 +121,8 @@ class CallTracker:
         self.problems = 0
         self.refused = 0  # calls and channels not followed because a bound was reached
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # When the PBX last told us something: a call that ended unseen went on until then.
+        self.last_frame_at: datetime | None = None
         self._dirty: dict[str, Call] = {}
         self._originates: dict[str, PendingOriginate] = {}  # by extension
         self._handlers: dict[str, Callable[[Frame, datetime, list[DomainEvent]], None]] = {
@@ -156,6 +158,7 @@ class CallTracker:
             stamp = frame.get("Timestamp")
             if stamp:
                 now = datetime.fromtimestamp(float(stamp), UTC)
+            self.last_frame_at = now
             handler(frame, now, events)
         except Exception as e:  # a frame we cannot use must never stop the stream
             self.problems += 1
@@ -255,8 +258,7 @@ class CallTracker:
                 state.channels.discard(uid)
         for state in list(self.calls.values()):
             if not state.channels:
-                state.call.ended_while_disconnected = True
-                self._end_call(state, now, events)
+                self._end_unseen(state, events)
         for state, leg in ringing:  # now that every channel is known, so is its direction
             call = state.call
             if leg.ringing and call.id in self.calls:
@@ -748,7 +750,14 @@ class CallTracker:
     def _leg_has_channels(self, state: _CallState, leg: CallLeg) -> bool:
         return any(self.channels[uid].leg is leg for uid in state.channels)
 
-    def _end_call(self, state: _CallState, now: datetime, events: list[DomainEvent]) -> None:
+    def _end_call(
+        self,
+        state: _CallState,
+        now: datetime,
+        events: list[DomainEvent],
+        *,
+        unknown_outcome: bool = False,
+    ) -> None:
         call = state.call
         del self.calls[call.id]
         if call.direction is None:
@@ -757,9 +766,12 @@ class CallTracker:
         for leg in call.legs:
             if leg.active:
                 leg.ended_at = now
-                leg.result = leg.result or LegResult.CANCELLED
-        call.outcome = self._outcome(state)
-        call.missed = call.direction is Direction.INBOUND and call.outcome is not Outcome.ANSWERED
+                leg.result = leg.result or (None if unknown_outcome else LegResult.CANCELLED)
+        call.outcome = Outcome.UNKNOWN if unknown_outcome else self._outcome(state)
+        call.missed = call.direction is Direction.INBOUND and call.outcome not in (
+            Outcome.ANSWERED,
+            Outcome.UNKNOWN,
+        )
         self._ended[call.id] = None
         if len(self._ended) > RECENTLY_ENDED:
             self._ended.popitem(last=False)
@@ -774,12 +786,32 @@ class CallTracker:
             )
         )
 
+    def _end_unseen(self, state: _CallState, events: list[DomainEvent]) -> None:
+        """Close a call that ended while nobody listened. What is known stays (who
+        answered, if we saw it); what is not is not made up: its end is the last moment
+        it was known to go on, and an unanswered one's outcome is unknown, not missed."""
+        call = state.call
+        call.ended_while_disconnected = call.end_unknown = True
+        known = [call.started_at, call.answered_at, self.last_frame_at]
+        known += [t.at for t in call.transfers]
+        known += [
+            x for leg in call.legs for x in (leg.ring_started_at, leg.answered_at, leg.ended_at)
+        ]
+        last_known = max(t for t in known if t is not None)
+        unknown = call.answered_at is None
+        self._end_call(state, last_known, events, unknown_outcome=unknown)
+
     def _outcome(self, state: _CallState) -> Outcome:
         call = state.call
         if call.answered_at is not None:
             return Outcome.ANSWERED
         if state.abandoned_in_queue:
             return Outcome.ABANDONED
+        if call.legs and all(leg.originate for leg in call.legs):
+            # Click-to-dial whose operator never took their own phone: nobody hung up on
+            # anybody; the phone was not answered (or was busy).
+            first = call.legs[0].result
+            return Outcome.BUSY if first is LegResult.BUSY else Outcome.NO_ANSWER
         results = [leg.result for leg in call.legs if not leg.originate]
         if state.outside_result is not None:
             results.append(state.outside_result)
