@@ -89,6 +89,15 @@ class Call:
             return None
         return round((self.ended_at - self.answered_at).total_seconds(), 3)
 
+    @property
+    def first_answered_by(self) -> str | None:
+        """The extension that took the call first; ``answered_by`` is the last one (after
+        transfers, whoever had it at the end)."""
+        answered = [leg for leg in self.legs if leg.answered_at is not None and not leg.originate]
+        if not answered:
+            return None
+        return min(answered, key=lambda leg: leg.answered_at or self.started_at).extension
+
     def extensions(self) -> tuple[str, ...]:
         """Every extension that took part: rung, answered, transferred or placed it."""
         found = dict.fromkeys(leg.extension for leg in self.legs)
@@ -134,6 +143,7 @@ class Call:
                 for leg in self.legs
             ],
             "answered_by": self.answered_by,
+            "first_answered_by": self.first_answered_by,
             "transfers": [
                 {"kind": t.kind, "from": t.from_extension, "to": t.to, "at": _iso(t.at)}
                 for t in self.transfers

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import phonenumbers
 
+from cti.domain import Direction
 from cti.events import (
     CallAnswered,
     CallEnded,
@@ -129,7 +130,13 @@ class PopBoard:
             return self._identified(card, event)
         if isinstance(event, CallAnswered):
             if event.extension is None:  # the outside party or a fax machine answered
-                return None
+                if card.direction != Direction.OUTBOUND:
+                    return None
+                # Click-to-dial: the number called answered; the operator is talking now.
+                card.state = "answered"
+                card.answered_at = event.at.isoformat()
+                card.ringing.clear()
+                return card
             card.state, card.answered_by = "answered", event.extension
             card.answered_at = event.at.isoformat()
             card.ringing.clear()

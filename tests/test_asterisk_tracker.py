@@ -346,6 +346,14 @@ def test_operator_dials_out_and_nobody_answers() -> None:
     assert [e.state for e in events if e.type == "line.state"] == [LineState.IN_USE, LineState.IDLE]
 
 
+def test_a_transferred_call_says_who_took_it_first_and_who_had_it_last() -> None:
+    calls, _ = run(tracker(), frames_of("sip_blind_transfer_refer"))
+    [call] = calls.values()
+    assert (call["first_answered_by"], call["answered_by"]) == ("101", "102")
+    [untransferred] = run(tracker(), frames_of("sip_inbound_answered"))[0].values()
+    assert untransferred["first_answered_by"] == untransferred["answered_by"] == "101"
+
+
 def test_resync_closes_calls_that_ended_while_disconnected() -> None:
     t = tracker()
     frames = frames_of("sip_inbound_answered")

@@ -80,6 +80,9 @@ async def test_click_to_dial_rings_the_operators_phone_first(service, aiohttp_cl
     await eventually(lambda: lab.lines().get("101") == "ringing")
     await asyncio.sleep(0.5)
     await phone("101", "accept")  # then the lab's "remote" answers after 1 s, talks 5 s
+    # The pop follows the conversation (issue 15, D7), rather than ringing throughout.
+    cards = service.live.board.cards
+    await eventually(lambda: any(card.state == "answered" for card in cards.values()))
     [call] = await _finished(client, token, "+78125550192")
     assert (call["direction"], call["caller_extension"], call["outcome"]) == (
         "outbound",

@@ -104,3 +104,18 @@ def test_display_number() -> None:
     assert display_number("+995322123456") == "+995 32 212 34 56"
     assert display_number("anonymous") == "anonymous"
     assert display_number(None) is None
+
+
+def test_a_click_to_dial_card_is_answered_when_the_number_called_answers() -> None:
+    """Issue 15, D7: it stayed "ringing" through the whole conversation."""
+    board = PopBoard()
+    board.feed(
+        CallRinging(
+            call_id="c2d", extension="101", direction=Direction.OUTBOUND, external_number=None
+        )
+    )
+    card = board.feed(CallAnswered(call_id="c2d", extension=None, involved_extensions=("101",)))
+    assert card is not None and card.to_dict()["state"] == "answered"
+    inbound = PopBoard()
+    inbound.feed(ringing("101"))
+    assert inbound.feed(CallAnswered(call_id="c1", extension=None)) is None  # a fax machine
