@@ -119,6 +119,33 @@ async def test_click_to_dial_the_operator_never_answers_is_no_answer(tmp_path, a
         await service.close()
 
 
+async def test_a_transfer_through_the_api_while_the_call_rings_is_recorded(
+    service, aiohttp_client
+) -> None:
+    """Issue 15, D9: the call showed as answered by 102 with no transfer."""
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "receptionist")
+    number = "+78125550194"
+    await call_in("4952000", number, "Перевод", hold_seconds=12)
+    lab = service.pbx["lab"]
+    await eventually(lambda: lab.lines().get("101") == "ringing")
+    [live] = [c for c in lab.tracker.active_calls() if c.external_number == number]
+    response = await client.post(
+        f"/api/calls/{live.id}/transfer", json={"extension": "102"}, headers=bearer(token)
+    )
+    assert response.status == 202, await response.text()
+    await eventually(lambda: lab.lines().get("102") == "ringing")
+    await asyncio.sleep(0.5)
+    await phone("102", "accept")
+    [call] = await _finished(client, token, number)
+    assert (call["answered_by"], call["first_answered_by"], call["outcome"]) == (
+        "102",
+        "102",
+        "answered",
+    )
+    assert [(t["from"], t["to"]) for t in call["transfers"]] == [("101", "102")]
+
+
 async def _finished(client, token: str, number: str) -> list[dict]:
     found: list[dict] = []
 

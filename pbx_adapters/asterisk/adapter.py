@@ -30,6 +30,7 @@ from cti.pbx import (
     DialPlaced,
     PbxCallNotFound,
     PbxContext,
+    PbxError,
     PbxLinkDown,
     PbxRefused,
     PbxUnsupported,
@@ -413,7 +414,12 @@ class AsteriskAdapter:
             "blind transfer",
             extra={"fields": {"pbx": self.name, "call": call_id, "extension": extension}},
         )
-        await self._command(action, "the transfer")
+        self.tracker.expect_redirect(call_id, extension)  # before the PBX's events can come
+        try:
+            await self._command(action, "the transfer")
+        except PbxError:
+            self.tracker.expect_redirect(call_id, None)  # it did not happen
+            raise
 
     async def hang_up(self, call_id: str) -> None:
         """End a live call: hang up its first channel (the PBX ends the bridge)."""

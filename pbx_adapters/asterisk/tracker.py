@@ -78,6 +78,9 @@ class _CallState:
     outside_result: LegResult | None = None  # how the dial to the outside world ended
     abandoned_in_queue: bool = False
     transfer_pending_to: str | None = None
+    # A Redirect we sent: (from, to). The PBX raises no transfer event for it, so when
+    # ``to`` starts ringing the transfer is noted, answered or not (issue 15, D9).
+    redirect: tuple[str | None, str] | None = None
 
 
 @dataclass(slots=True)
@@ -201,6 +204,20 @@ class CallTracker:
         live = [self.channels[uid] for uid in sorted(state.channels) if uid in self.channels]
         live.sort(key=lambda c: not c.is_root)
         return live[0].name if live else None
+
+    def expect_redirect(self, call_id: str, extension: str | None) -> None:
+        """We sent the call's outside party to ``extension``: from whoever had it, or the
+        one phone that rang, when it had not been answered yet (None: forget it)."""
+        state = self.calls.get(call_id)
+        if state is None:
+            return
+        if extension is None:
+            state.redirect = None
+            return
+        call = state.call
+        ringing = {leg.extension for leg in call.legs if leg.ringing and not leg.originate}
+        source = call.answered_by or (ringing.pop() if len(ringing) == 1 else None)
+        state.redirect = (source, extension)
 
     def transfer_target(self, call_id: str) -> str | None:
         """The channel a blind transfer (AMI ``Redirect``) of a live call moves: the party
@@ -560,9 +577,12 @@ class CallTracker:
         if state.transfer_pending_to == target:
             state.transfer_pending_to = None
             return
-        if call.answered_by is None or call.answered_by == target:
+        source = call.answered_by
+        if state.redirect is not None and state.redirect[1] == target:
+            source, state.redirect = state.redirect[0], None
+        elif call.answered_by is None or call.answered_by == target:
             return
-        transfer = CallTransfer(TransferKind.BLIND, call.answered_by, target, now)
+        transfer = CallTransfer(TransferKind.BLIND, source, target, now)
         call.transfers.append(transfer)
         events.append(self._transfer_event(call, transfer))
 
