@@ -42,6 +42,8 @@ class CallTransfer:
 class FaxInfo:
     pages: int
     file: str | None
+    remote_station: str | None = None  # the sender's station id (CSID), when it sent one
+    status: str | None = None  # "received" or "failed"
 
 
 @dataclass(slots=True)
@@ -149,7 +151,14 @@ class Call:
                 for t in self.transfers
             ],
             "recordings": list(self.recordings),
-            "fax": None if self.fax is None else {"pages": self.fax.pages, "file": self.fax.file},
+            "fax": None
+            if self.fax is None
+            else {
+                "pages": self.fax.pages,
+                "file": self.fax.file,
+                "remote_station": self.fax.remote_station,
+                "status": self.fax.status,
+            },
             "started_at": _iso(self.started_at),
             "answered_at": _iso(self.answered_at),
             "ended_at": _iso(self.ended_at),
@@ -196,7 +205,9 @@ class Call:
                 for t in data.get("transfers", [])
             ],
             recordings=list(data.get("recordings", [])),
-            fax=FaxInfo(fax["pages"], fax.get("file")) if fax else None,
+            fax=FaxInfo(fax["pages"], fax.get("file"), fax.get("remote_station"), fax.get("status"))
+            if fax
+            else None,
             outcome=Outcome(data["outcome"]) if data.get("outcome") else None,
             missed=bool(data.get("missed")),
             ended_while_disconnected=bool(data.get("ended_while_disconnected")),

@@ -354,6 +354,17 @@ def test_a_transferred_call_says_who_took_it_first_and_who_had_it_last() -> None
     assert untransferred["first_answered_by"] == untransferred["answered_by"] == "101"
 
 
+def test_a_received_fax_talks_while_it_transmits() -> None:
+    """Issue 15, D6: the transmission counted as waiting (wait 32.8 s, talk 0.02 s)."""
+    frames = frames_of("fax_receive")
+    calls, _ = run(tracker(), frames)
+    [call] = calls.values()
+    began = next(i for i, f in enumerate(frames) if f.get("Application") == "ReceiveFAX")
+    assert call["answered_at"] == (START + timedelta(milliseconds=100 * (began + 1))).isoformat()
+    assert call["talk_seconds"] > call["wait_seconds"]
+    assert (call["fax"]["pages"], call["fax"]["status"]) == (2, "received")
+
+
 def test_resync_closes_calls_that_ended_while_disconnected() -> None:
     t = tracker()
     frames = frames_of("sip_inbound_answered")

@@ -167,7 +167,12 @@ def _public(call: dict[str, Any]) -> dict[str, Any]:
     /api/calls/{id}/recordings."""
     shown = {key: value for key, value in call.items() if key not in ("recordings", "pbx_ref")}
     if shown.get("fax"):
-        shown["fax"] = {"pages": shown["fax"].get("pages")}
+        fax = shown["fax"]
+        shown["fax"] = {  # what is known of it; never its file
+            key: fax[key]
+            for key in ("pages", "status", "remote_station")
+            if fax.get(key) is not None
+        }
     return shown
 
 

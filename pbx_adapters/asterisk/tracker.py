@@ -81,6 +81,7 @@ class _CallState:
     # A Redirect we sent: (from, to). The PBX raises no transfer event for it, so when
     # ``to`` starts ringing the transfer is noted, answered or not (issue 15, D9).
     redirect: tuple[str | None, str] | None = None
+    fax_started_at: datetime | None = None  # the dialplan reached ReceiveFAX
 
 
 @dataclass(slots=True)
@@ -472,6 +473,9 @@ class CallTracker:
 
     def _on_newexten(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         channel, state = self._state_of(frame.get("Uniqueid"))
+        if state is not None and frame.get("Application") == "ReceiveFAX":
+            # The machine took the call now; the transmission is the conversation.
+            state.fax_started_at = state.fax_started_at or now
         if state is not None and channel is not None and channel.is_root and state.call.did is None:
             self._take_did(state, frame)
 
@@ -739,10 +743,15 @@ class CallTracker:
             return
         call = state.call
         pages = int(frame.get("PagesTransferred") or 0)
-        call.fax = FaxInfo(pages, frame.get("FileName") or None)
+        call.fax = FaxInfo(
+            pages,
+            frame.get("FileName") or None,
+            remote_station=frame.get("RemoteStationID", "").strip() or None,
+            status="received" if pages > 0 else "failed",
+        )
         if pages > 0 and call.answered_at is None:
-            call.answered_at = now
-            events.append(self._answered_event(call, None, now))
+            call.answered_at = state.fax_started_at or now
+            events.append(self._answered_event(call, None, call.answered_at))
         self._touch(state)
 
     def _on_hangup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
