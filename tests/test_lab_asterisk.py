@@ -8,8 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from fault_proxy import FaultProxy
 from helpers import bearer, eventually, new_token
-from lab_pbx import MONITOR, call_in, lab_marks, lab_settings, phone
+from lab_pbx import AMI, MONITOR, call_in, lab_marks, lab_settings, phone
 
 from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
 from cti.http.app import build_app
@@ -144,6 +145,47 @@ async def test_a_transfer_through_the_api_while_the_call_rings_is_recorded(
         "answered",
     )
     assert [(t["from"], t["to"]) for t in call["transfers"]] == [("101", "102")]
+
+
+async def test_a_call_answered_while_the_link_is_silently_dead_is_not_called_missed(
+    tmp_path, aiohttp_client
+) -> None:
+    """Issue 15, D1, live: the AMI link goes silent (no FIN) while the call rings; the
+    phone answers, the call ends. The ping notices the dead link; after the reconnect the
+    call is closed with what was seen: not missed, no callback task, end unknown."""
+    proxy = FaultProxy(AMI)
+    await proxy.start()
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[
+            lab_settings(
+                port=proxy.port, ping_interval=1.0, ping_timeout=1.0, reconnect_max_seconds=2
+            )
+        ],
+    )
+    service = await Service.start(config)
+    try:
+        lab = service.pbx["lab"]
+        await asyncio.wait_for(lab.link_up.wait(), 10)
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "supervisor")
+        number = "+78125550195"
+        await call_in("4952000", number, "Тишина", hold_seconds=3)
+        await eventually(lambda: lab.lines().get("101") == "ringing")
+        proxy.mode = "blackhole"
+        await phone("101", "accept")  # answered, then the caller hangs up 3 s later
+        await eventually(lambda: not lab.connected, seconds=10)  # the ping noticed
+        await asyncio.sleep(4)
+        proxy.mode = "pass"
+        [call] = await _finished(client, token, number)
+        assert call["ended_while_disconnected"] and call["end_unknown"]
+        assert (call["outcome"], call["missed"], call["talk_seconds"]) == ("unknown", False, None)
+        response = await client.get("/api/tasks", params={"status": "open"}, headers=bearer(token))
+        assert (await response.json())["tasks"] == []
+    finally:
+        await service.close()
+        await proxy.stop()
 
 
 async def _finished(client, token: str, number: str) -> list[dict]:
