@@ -243,13 +243,15 @@ class SmsOutbox:
     async def _work(self, name: str, modem: SmsModem) -> None:
         wakeup = self._wakeup[name]
         while not self._stopping:
+            # Cleared before looking, not after: a wake-up (the modem came up, a message
+            # was queued) while we look is kept, not lost for IDLE_SECONDS.
+            wakeup.clear()
             try:
                 if modem.ready and (message_id := await self._claim(name)) is not None:
                     await self._send(name, modem, message_id)
                     continue
             except Exception:
                 log.exception("the SMS outbox failed a round; retrying")
-            wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(IDLE_SECONDS):
                     await wakeup.wait()

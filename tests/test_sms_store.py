@@ -427,3 +427,38 @@ async def test_migration_0011_keeps_stored_pdus_for_the_modem_to_read(db_url) ->
         assert [tuple(row) for row in rows] == [("0011AA",)]
     finally:
         await engine.dispose()
+
+
+class ComesUpWhileLookedAt(ScriptedModem):
+    """Not ready when the outbox first looks, and coming up just then: the modem link
+    wakes the outbox while the worker is still looking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.box: SmsOutbox | None = None
+        self.up = False
+
+    @property
+    def ready(self) -> bool:
+        if not self.up:
+            self.up = True
+            assert self.box is not None
+            self.box.wake()
+            return False
+        return True
+
+    @ready.setter
+    def ready(self, _value: bool) -> None:  # ScriptedModem sets it; this one decides
+        pass
+
+
+async def test_a_wake_up_while_the_worker_looks_is_not_lost(service, events, clock) -> None:
+    """It was: the worker cleared the wake-up after looking, and slept IDLE_SECONDS (5 s)."""
+    modem = ComesUpWhileLookedAt()
+    box = modem.box = outbox(service, events, clock, sim1=modem)
+    sms_id = await queue(service, clock)
+    await box.start()
+    try:
+        await eventually(lambda: _status(service, sms_id, SmsStatus.SENT), seconds=2)
+    finally:
+        await box.stop()
