@@ -105,7 +105,7 @@ class Service:
             default_extension=crm.default_manager_extension,
             create_leads=crm.create_leads,
             outbox=crm_outbox,
-            # An external CRM knows who calls when the built-in directory does not.
+            # An external CRM says whose client a caller is (and who calls back).
             external=None if directory is builtin else directory,
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
