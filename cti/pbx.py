@@ -15,7 +15,7 @@ nothing in the core changes, and the core imports no adapter.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -109,8 +109,8 @@ class PbxAdapter(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def lines(self) -> dict[str, LineState]:
-        """Every extension's line state the PBX has told of."""
+    def lines(self) -> Mapping[str, LineState]:
+        """Every extension's line state the PBX has told of (a read-only view)."""
         ...
 
     def live_call(self, call_id: str) -> Call | None:

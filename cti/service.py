@@ -121,7 +121,7 @@ class Service:
         live = LiveFeed(
             bus,
             lines=lambda: line_states(pbx),
-            line_of=lambda extension: line_states(pbx).get(extension),
+            line_of=lambda extension: line_state_of(pbx, extension),
             links=lambda: [status.to_dict() for status in links.all()],
             enrich=PopHistory(sessions, builtin=directory is builtin),
             replay_seconds=config.server.ws_replay_seconds,
@@ -283,6 +283,14 @@ def _pbx_services(config: Config, context: PbxContext) -> list[PbxService]:
             sections = {name: getattr(config, name) for name in plugin.sections}
             parts += plugin.services(sections, context)
     return parts
+
+
+def line_state_of(adapters: dict[str, PbxAdapter], extension: str) -> str | None:
+    for adapter in adapters.values():
+        state = adapter.lines().get(extension)
+        if state is not None:
+            return state.value
+    return None
 
 
 def line_states(adapters: dict[str, PbxAdapter]) -> dict[str, str]:

@@ -15,7 +15,9 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from panoramisk import Manager
@@ -339,8 +341,8 @@ class AsteriskAdapter:
             self.bus.publish_nowait(event)
         self.store.save(self.tracker.take_changed())
 
-    def lines(self) -> dict[str, LineState]:
-        return dict(self.tracker.lines)
+    def lines(self) -> Mapping[str, LineState]:
+        return MappingProxyType(self.tracker.lines)  # a view: looked up per pop, never copied
 
     def live_call(self, call_id: str) -> Call | None:
         """The call as tracked now, if it is in progress on this PBX."""

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from cti.calls import Call
 from cti.domain import LineState
@@ -58,8 +60,8 @@ class ScriptedAdapter:
             except ValueError as e:  # a script error is the script's, not the service's
                 log.warning("scripted PBX %s: %s", self.name, e)
 
-    def lines(self) -> dict[str, LineState]:
-        return dict(self.calls.lines)
+    def lines(self) -> Mapping[str, LineState]:
+        return MappingProxyType(self.calls.lines)  # a view: looked up per pop, never copied
 
     def live_call(self, call_id: str) -> Call | None:
         return self.calls.calls.get(call_id)
