@@ -106,25 +106,41 @@ async def lookup_many(
     if batch is not None:
         return await batch(wanted)
 
-    async def one(number: str) -> Found:
+    async def one(number: str) -> Match | None:
         try:
             async with asyncio.timeout(seconds_each):
-                return await directory.lookup(number)
-        except (DirectoryUnavailable, TimeoutError):
+                return await match_of(directory, number)
+        except TimeoutError:
             return None
 
     answers = await asyncio.gather(*(one(n) for n in wanted))
-    return {n: a for n, a in zip(wanted, answers, strict=True) if isinstance(a, Match)}
+    return {n: a for n, a in zip(wanted, answers, strict=True) if a is not None}
+
+
+async def match_of(directory: Directory, number: str) -> Match | None:
+    """The one client behind a number, when the directory can say (shared: nobody)."""
+    try:
+        found = await directory.lookup(number)
+    except DirectoryUnavailable:
+        return None
+    return found if isinstance(found, Match) else None
+
+
+def builtin_client_id(match: Match | None) -> int | None:
+    """The built-in client's id: its directory's ids are integers in its own API
+    (/api/clients/{id}); an external CRM's clients are not in our tables."""
+    if match is None or not match.client_id.isdigit():
+        return None
+    return int(match.client_id)
 
 
 def client_summary(match: Match | None) -> dict[str, Any] | None:
     """A client as lists show it beside a call or a message: id, name, manager."""
     if match is None:
         return None
-    manager = match.manager
+    manager, builtin = match.manager, builtin_client_id(match)
     return {
-        # The built-in directory's ids are integers in its own API (/api/clients/{id}).
-        "id": int(match.client_id) if match.client_id.isdigit() else match.client_id,
+        "id": match.client_id if builtin is None else builtin,
         "name": match.client_name,
         "manager": None
         if manager is None

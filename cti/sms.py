@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.backoff import delay_for
 from cti.db.models import SmsInboundPart, SmsMessage, User
-from cti.directory import Directory, DirectoryUnavailable, Match
+from cti.directory import Directory, builtin_client_id, match_of
 from cti.domain import SmsStatus, utcnow
 from cti.events import DomainEvent, SmsReceived, SmsStatusChanged
 from cti.modem import (
@@ -88,7 +88,7 @@ class SenderLookup:
         self.directory = directory
 
     async def __call__(self, number: str) -> Sender:
-        match = await client_of(self.directory, number)
+        match = await match_of(self.directory, number)
         if match is not None and match.manager and match.manager.extension:
             return Sender(builtin_client_id(match), match.manager.extension)
         async with self.sessions() as session:
@@ -100,22 +100,6 @@ class SenderLookup:
                 .limit(1)
             )
         return Sender(builtin_client_id(match), last_writer)
-
-
-async def client_of(directory: Directory, number: str) -> Match | None:
-    """The one client behind a number, as the directory knows it (shared: nobody)."""
-    try:
-        found = await directory.lookup(number)
-    except DirectoryUnavailable:
-        return None  # the message is stored all the same; its client is unknown
-    return found if isinstance(found, Match) else None
-
-
-def builtin_client_id(match: Match | None) -> int | None:
-    """The built-in client's id (an external CRM's clients are not in our tables)."""
-    if match is None or not match.client_id.isdigit():
-        return None
-    return int(match.client_id)
 
 
 def new_sms(

@@ -13,13 +13,14 @@ from sqlalchemy.orm import aliased
 from cti.auth import Principal
 from cti.clients.models import Client
 from cti.db.models import SmsMessage
+from cti.directory import builtin_client_id, match_of
 from cti.domain import Role, SmsStatus, utcnow
 from cti.http.api import Api, json_response, principal, read_body, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.modem import SmsTextError
 from cti.phone import to_e164
-from cti.sms import SmsOutbox, builtin_client_id, client_of, new_sms
+from cti.sms import SmsOutbox, new_sms
 
 
 class SmsRequest(BaseModel):
@@ -183,7 +184,7 @@ def add_routes(api: Api) -> None:
             )
         who = principal(request)
         now = utcnow()
-        match = await client_of(service.directory, number)
+        match = await match_of(service.directory, number)
         async with service.sessions() as session:
             sent_lately = await session.scalar(
                 select(func.count())
