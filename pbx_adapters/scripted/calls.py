@@ -77,11 +77,12 @@ class ScriptedCalls:
 
     def _answer(self, call: Call, extension: str, now: datetime) -> list[DomainEvent]:
         for leg in call.legs:
-            if leg.ringing:
-                leg.ended_at = None if leg.extension == extension else now
-                leg.result = None if leg.extension == extension else LegResult.CANCELLED
-                if leg.extension == extension:
-                    leg.answered_at = now
+            if not leg.ringing:
+                continue
+            if leg.extension == extension:
+                leg.answered_at = now
+            else:  # answered elsewhere
+                leg.ended_at, leg.result = now, LegResult.CANCELLED
         call.answered_by, call.answered_at = extension, call.answered_at or now
         return [
             CallAnswered(
