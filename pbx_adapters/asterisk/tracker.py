@@ -82,6 +82,13 @@ class _CallState:
     # ``to`` starts ringing the transfer is noted, answered or not (issue 15, D9).
     redirect: tuple[str | None, str] | None = None
     fax_started_at: datetime | None = None  # the dialplan reached ReceiveFAX
+    # Legs rung by an attended transfer's consultation: the transferer talks to them, not
+    # the caller, so answering one is not answering the call, until the transfer is made.
+    consult_legs: list[CallLeg] = field(default_factory=list)
+    # The transferer of an attended transfer made while its target still rang: when the
+    # target fails, Asterisk rings them back (features.conf atxferdropcall = no) on a
+    # channel of a new Linkedid that belongs to this call (issue 15, D3).
+    recall_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -506,6 +513,9 @@ class CallTracker:
             return
         if source is not None and dest.call_id != source.call_id:
             self._move_channel(dest, self.calls[source.call_id], now, events)
+        recall = source is None and self._recall_waiting(dest, frame)
+        if recall:
+            self._move_channel(dest, recall, now, events)
         state = self.calls.get(dest.call_id)
         if state is None:
             return
@@ -513,22 +523,56 @@ class CallTracker:
         if dest.extension is None:
             self._dial_outside(state, source, frame)
             return
-        if source is not None and source.extension == dest.extension:
+        if source is not None and source.extension == dest.extension and source.leg is not None:
             dest.leg = source.leg  # a Local channel's ;2 dialling the real phone
             return
-        leg = self._active_leg(call, dest.extension)
+        leg = None if recall else self._active_leg(call, dest.extension)
         if leg is None:
             leg = CallLeg(dest.extension, ring_started_at=now)
             call.legs.append(leg)
-            if source is None:
+            if source is not None and source.extension == dest.extension:
+                # A Local channel no Dial created (an attended transfer's consultation,
+                # AMI Atxfer or the *2 feature) dialling the phone.
+                source.leg = leg
+                self._consult_or_transfer(state, leg, now, events)
+            elif recall:
+                pass  # the caller comes back to the transferer: the same call goes on
+            elif source is None:
                 self._start_originate(state, leg, frame)
             elif call.direction is None and state.root_is_operator:
                 call.direction = Direction.INTERNAL
-            self._note_transfer(state, dest.extension, now, events)
+            else:
+                self._note_transfer(state, dest.extension, now, events)
             events.append(self._ringing_event(call, dest.extension, now))
         dest.leg = leg
         self._touch(state)
         self._update_line(dest.extension, events)
+
+    def _consult_or_transfer(
+        self, state: _CallState, leg: CallLeg, now: datetime, events: list[DomainEvent]
+    ) -> None:
+        call = state.call
+        pending = {state.transfer_pending_to, state.redirect[1] if state.redirect else None}
+        if call.answered_by is not None and leg.extension not in pending:
+            state.consult_legs.append(leg)
+        else:
+            self._note_transfer(state, leg.extension, now, events)
+
+    def _recall_waiting(self, dest: Channel, frame: Frame) -> _CallState | None:
+        """The call a phone rung by the PBX itself belongs to when it is an attended
+        transfer's recall: a call waits for it and the phone is told it is that caller.
+        Its channel has a Linkedid of its own until it is bridged."""
+        if dest.extension is None:
+            return None
+        number = frame.get("DestConnectedLineNum", "")
+        for waiting in self.calls.values():
+            if waiting.recall_to != dest.extension or waiting.call.id == dest.call_id:
+                continue
+            expected = waiting.call.external_number
+            if expected and to_e164(number, self.region) not in (expected, None):
+                continue
+            return waiting
+        return None
 
     def _ringing_event(self, call: Call, extension: str, now: datetime) -> CallRinging:
         return CallRinging(
@@ -635,8 +679,10 @@ class CallTracker:
             return
         leg.answered_at, leg.result = now, LegResult.ANSWERED
         call = state.call
-        if leg.originate:
-            return  # the operator picked up their own phone; the call is not answered yet
+        if leg.originate or leg in state.consult_legs:
+            # The operator picked up their own phone (the call is not answered yet), or
+            # a colleague took the transferer's consultation (the caller waits on hold).
+            return
         if call.answered_at is None:
             call.answered_at = now
         call.answered_by = leg.extension
@@ -674,28 +720,59 @@ class CallTracker:
         events.append(self._transfer_event(state.call, transfer))
 
     def _on_attended_transfer(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
-        """The transferer talked to the target first, then joined caller and target: the
-        target's channel moves into the caller's call."""
+        """The transferer consulted the target, then joined caller and target. The target
+        keeps the leg it had since it started ringing; if it still rings (a "blond"
+        transfer: the transferer hung up first) the call is answered by it only when it
+        answers, and the transferer may be rung back when it does not."""
         if frame.get("Result", "Success") != "Success":
             return
         _, state = self._state_of(frame.get("TransfereeUniqueid"))
         transferer, _ = self._state_of(frame.get("OrigTransfererUniqueid"))
-        target, _ = self._state_of(frame.get("TransferTargetUniqueid"))
+        target, target_state = self._state_of(frame.get("TransferTargetUniqueid"))
         if state is None:
             return
         call = state.call
         from_ext = transferer.extension if transferer else None
-        to_ext = target.extension if target else None
+        leg = self._transfer_target_leg(state, target, target_state, now, events)
+        to_ext = leg.extension if leg else target.extension if target else None
         transfer = CallTransfer(TransferKind.ATTENDED, from_ext, to_ext, now)
         call.transfers.append(transfer)
-        if target is not None and to_ext is not None:
-            self._move_channel(target, state, now, events)
-            leg = CallLeg(to_ext, ring_started_at=now, answered_at=now, result=LegResult.ANSWERED)
-            call.legs.append(leg)
-            target.leg = leg
-            call.answered_by = to_ext
-        self._touch(state)
         events.append(self._transfer_event(call, transfer))
+        if leg is not None and leg.answered_at is not None:
+            call.answered_by = leg.extension
+            events.append(self._answered_event(call, leg.extension, now))
+        elif leg is not None and leg.active:
+            state.recall_to = from_ext
+        self._touch(state)
+
+    def _transfer_target_leg(
+        self,
+        state: _CallState,
+        target: Channel | None,
+        target_state: _CallState | None,
+        now: datetime,
+        events: list[DomainEvent],
+    ) -> CallLeg | None:
+        """The target's leg, out of the consultation: in this call when the consultation
+        shared its Linkedid (AMI Atxfer, the *2 feature), else moved in from the
+        consultation's own call (a phone's own attended transfer)."""
+        if target is not None and target_state is not None and target_state is not state:
+            leg = target.leg
+            self._move_channel(target, state, now, events)
+            if target.extension is None:
+                return None
+            if leg is None:
+                leg = CallLeg(target.extension, ring_started_at=now, answered_at=now)
+                leg.result = LegResult.ANSWERED
+            state.call.legs.append(leg)
+            target.leg = leg
+            return leg
+        wanted = target.leg if target is not None else None
+        for leg in reversed(state.consult_legs):
+            if wanted is None or leg is wanted:
+                state.consult_legs.remove(leg)
+                return leg
+        return None
 
     def _on_pickup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         picker, _ = self._state_of(frame.get("Uniqueid"))
