@@ -71,6 +71,9 @@ class Call:
     # ...so its end was not seen: ended_at is only the last moment it was known to go
     # on, and no talk (or, unanswered, wait) time is made of it.
     end_unknown: bool = False
+    # What the live feed missed (the call, or how it ended) was read from the PBX's own
+    # call records (Asterisk's CDR) afterwards.
+    recovered_from_cdr: bool = False
     originate_id: str | None = None
     # The adapter's own references to the call (Asterisk: its Linkedid), opaque to the
     # core; kept so an adapter that restarts can find the call again.
@@ -169,6 +172,7 @@ class Call:
             "in_progress": self.in_progress,
             "ended_while_disconnected": self.ended_while_disconnected,
             "end_unknown": self.end_unknown,
+            "recovered_from_cdr": self.recovered_from_cdr,
             "originate_id": self.originate_id,
             "pbx_ref": dict(self.pbx_ref),
         }
@@ -212,6 +216,7 @@ class Call:
             missed=bool(data.get("missed")),
             ended_while_disconnected=bool(data.get("ended_while_disconnected")),
             end_unknown=bool(data.get("end_unknown")),
+            recovered_from_cdr=bool(data.get("recovered_from_cdr")),
             originate_id=data.get("originate_id"),
             pbx_ref=dict(data.get("pbx_ref") or {}),
         )
@@ -229,3 +234,7 @@ class CallSink(Protocol):
     """Where an adapter hands the calls it changed (the call store writes them)."""
 
     def save(self, calls: list[Call]) -> None: ...
+
+    async def known(self, call_ids: list[str]) -> set[str]:
+        """Which of these calls are stored (or waiting to be)."""
+        ...

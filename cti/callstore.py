@@ -58,6 +58,7 @@ class CallStore:
         # down): kept, retried now and then, never in the way of the others.
         self._quarantine: dict[str, Call] = {}
         self._quarantine_due = 0.0
+        self._writing: set[str] = set()  # ids of the batch being written now
         self.last_error: str | None = None  # why the last write failed; None once one works
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -96,6 +97,19 @@ class CallStore:
             self._quarantine.pop(call.id, None)  # its newer state may well go in
         self._idle.clear()
         self._wakeup.set()
+
+    async def known(self, call_ids: list[str]) -> set[str]:
+        """Which of these calls are stored, or on their way (pending, being written)."""
+        found = {i for i in call_ids if i in self._pending or i in self._quarantine}
+        found |= self._writing.intersection(call_ids)
+        rest = [i for i in call_ids if i not in found]
+        async with self._sessions() as session:
+            for start in range(0, len(rest), WRITE_BATCH):
+                chunk = rest[start : start + WRITE_BATCH]
+                found.update(
+                    await session.scalars(select(CallRecord.id).where(CallRecord.id.in_(chunk)))
+                )
+        return found
 
     @property
     def backlog(self) -> int:
@@ -138,6 +152,7 @@ class CallStore:
         while self._pending:
             ids = list(itertools.islice(self._pending, WRITE_BATCH))
             batch = {call_id: self._pending.pop(call_id) for call_id in ids}
+            self._writing = set(batch)
             # Snapshot now, before the first await: the tracker keeps changing these calls.
             rows = [call.to_dict() for call in batch.values()]
             try:
@@ -149,6 +164,8 @@ class CallStore:
                 for call_id, call in batch.items():
                     self._pending.setdefault(call_id, call)
                 raise
+            finally:
+                self._writing = set()
             self.last_error = None
             await self._after_write(rows)
             await asyncio.sleep(0)

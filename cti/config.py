@@ -392,7 +392,10 @@ def _describe(error: ValidationError, key: bool = True) -> str:
     else:
         message = first["msg"].removeprefix("Value error, ")
         if "input" in first and not isinstance(first["input"], dict | list):
-            secret = parts and parts[-1] in ("secret", "pin", "token")
+            # URLs may carry a password or a key (a CRM webhook, a PBX's CDR database).
+            secret = parts and (
+                parts[-1] in ("secret", "pin", "token") or parts[-1].endswith("url")
+            )
             if not secret:
                 message += f" (got {first['input']!r})"
     more = len(error.errors()) - 1

@@ -400,6 +400,9 @@ export function createPages(ctx) {
         { class: "log-outcome" },
         call.fax ? h("span", { class: "fax-mark" }, `${t("faxPages", { pages: call.fax.pages ?? 0 })} · `) : null,
         missed ? h("strong", { class: "missed-mark" }, `${outcome} · ${t("missed")}`) : outcome,
+        call.recovered_from_cdr
+          ? h("span", { class: "cdr-mark", title: t("recoveredFromCdrHint") }, ` · ${t("recoveredFromCdr")}`)
+          : null,
       ),
       h("td", { class: "log-transfers" }, transfers.join(", ")),
       h(

@@ -16,6 +16,7 @@ import logging
 import socket
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -40,6 +41,7 @@ from cti.pbx import (
 from cti.phone import dialable, to_e164
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import AmiParser, Frame, encode_action
+from pbx_adapters.asterisk.recovery import READ_TIMEOUT, CdrRecovery
 from pbx_adapters.asterisk.settings import AsteriskSettings
 from pbx_adapters.asterisk.tracker import CallTracker, linkedids_in
 
@@ -239,9 +241,10 @@ class AsteriskAdapter:
         self.links = context.links
         self.store = context.store
         self.clock = context.clock
+        channel_map = ChannelMap(config.extension_channels, config.trunk_channels)
         self.tracker = CallTracker(
             config.name,
-            ChannelMap(config.extension_channels, config.trunk_channels),
+            channel_map,
             region=context.region,
             inbound_contexts=config.inbound_contexts,
             max_calls=config.max_calls,
@@ -252,6 +255,9 @@ class AsteriskAdapter:
         self._resyncing: list[Frame] | None = None  # frames held back during a state load
         self.down_reason = ""  # why the link last failed, when we know better than "lost"
         self._originates: dict[str, DialPlaced] = {}
+        self.cdr = CdrRecovery(config, channel_map, context.region) if config.cdr_url else None
+        self.link_lost_at: datetime | None = None  # the last frame before the link went down
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -270,11 +276,17 @@ class AsteriskAdapter:
             self.manager.close()
         self.link_up.clear()
         self.store.save(self.tracker.take_changed())
+        for task in list(self._background):
+            task.cancel()
+        if self.cdr is not None:
+            await self.cdr.close()
 
     async def link_state(self, up: bool, detail: str) -> None:
         await self.links.report(self.name, up, detail)
 
     def connection_lost(self) -> None:
+        if self.link_up.is_set():
+            self.link_lost_at = self.tracker.last_frame_at or self.clock()
         self.link_up.clear()
         self._resyncing = None
         reason = self.down_reason or "connection lost"
@@ -296,7 +308,8 @@ class AsteriskAdapter:
                 self.manager.protocol.transport.close()
             return
         now = self.clock()
-        events = self.tracker.resync(channels, now)
+        records = await self._cdr_records(channels, now)
+        events = self.tracker.resync(channels, now, records)
         for frame in [*devices, *hints]:
             events += self.tracker.feed(frame, now)
         held, self._resyncing = self._resyncing or [], None
@@ -309,6 +322,26 @@ class AsteriskAdapter:
         log.debug(
             "AMI state loaded", extra={"fields": {"pbx": self.name, "channels": len(channels)}}
         )
+        if records and self.cdr is not None:
+            self._spawn(self.cdr.store_unseen(records, self.tracker.follows, self.store, self.bus))
+
+    async def _cdr_records(self, channels: list[Frame], now: datetime) -> dict[str, Call]:
+        """The CDR's calls (by Linkedid) since the link went down, or since the lookback
+        at start-up; nothing when there is no CDR or it does not answer in time."""
+        if self.cdr is None:
+            return {}
+        since = self.cdr.window_start(self.tracker.vanished(channels), self.link_lost_at, now)
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                return await self.cdr.records(since)
+        except TimeoutError:
+            log.warning("the CDR did not answer in %.0f s; not read this time", READ_TIMEOUT)
+            return {}
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _version(self) -> str:
         protocol = self.manager.protocol if self.manager else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -18,6 +19,8 @@ DEFAULT_EXTENSION_CHANNELS = [
     r"^(?:SIP|PJSIP|IAX2)/(?P<ext>[0-9]{2,6})-[0-9a-fA-F]+$",
     r"^Local/(?P<ext>[0-9]{2,6})@[^;]+-[0-9a-fA-F]+;[12]$",
 ]
+CDR_SCHEMES = ("mysql", "mariadb", "postgresql", "mysql+aiomysql", "postgresql+asyncpg")
+TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?$"
 DEFAULT_INBOUND_CONTEXTS = ["from-trunk", "from-pstn", "from-external", "from-did", "inbound"]
 
 
@@ -45,6 +48,32 @@ class AsteriskSettings(PbxSettings):
     # logged (a PBX or a stream gone wrong cannot exhaust the service).
     max_calls: int = Field(5000, ge=10)
     max_channels: int = Field(20000, ge=10)
+    # The PBX's CDR table, read after every (re)connect: how calls that ended unseen
+    # really ended, and the calls that came and went while nobody listened. FreePBX:
+    # "mysql://user:password@host/asteriskcdrdb". None: off.
+    cdr_url: SecretStr | None = None
+    cdr_table: str = Field("cdr", pattern=TABLE_NAME)  # or schema.table
+    cdr_timezone: str = "UTC"  # the zone calldate is written in (FreePBX: the server's own)
+    cdr_lookback_hours: float = Field(24.0, gt=0, le=24 * 31)  # how far back, at start-up
+
+    @field_validator("cdr_url")
+    @classmethod
+    def _cdr_database(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None or not url.get_secret_value().strip():
+            return None  # off
+        scheme = url.get_secret_value().partition("://")[0]
+        if scheme not in CDR_SCHEMES:
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in CDR_SCHEMES)}")
+        return url
+
+    @field_validator("cdr_timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ValueError, KeyError):
+            raise ValueError(f"{zone!r} is not a time zone (e.g. Europe/Moscow)") from None
+        return zone
 
     @field_validator("extension_channels", "trunk_channels")
     @classmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -199,6 +199,10 @@ class CallTracker:
     def active_calls(self) -> list[Call]:
         return [state.call for state in self.calls.values()]
 
+    def follows(self, call_id: str) -> bool:
+        """Whether the call is followed now, or ended while we followed it."""
+        return call_id in self.calls or call_id in self._ended
+
     def call_id(self, linkedid: str) -> str:
         """The core's id of the call whose root channel is ``linkedid``."""
         return f"{self.pbx}:{linkedid}"
@@ -254,13 +258,29 @@ class CallTracker:
                 linkedid = call.pbx_ref.get("linkedid") or call.id.split(":", 1)[1]
                 self.calls[call.id] = _CallState(call, linkedid)
 
-    def resync(self, live_channels: list[Frame], now: datetime) -> list[DomainEvent]:
+    def vanished(self, live_channels: list[Frame]) -> list[Call]:
+        """The calls followed now that have no channel in the PBX's list: they ended
+        while we were not listening (``resync`` closes them)."""
+        live = {frame.get("Uniqueid", "") for frame in live_channels}
+        return [
+            state.call
+            for state in self.calls.values()
+            if not any(uid in live for uid in state.channels)
+        ]
+
+    def resync(
+        self,
+        live_channels: list[Frame],
+        now: datetime,
+        records: Mapping[str, Call] | None = None,
+    ) -> list[DomainEvent]:
         """Reconcile with the PBX's channel list (``CoreShowChannel`` frames).
 
         Calls with no live channel ended while we were not listening: they are closed and
-        marked so. Live channels we did not know are adopted; a phone found ringing gets its
-        ``call.ringing`` (its screen pop: nobody has seen it yet), one already answered
-        none.
+        marked so, as the PBX's own records (``records``, by Linkedid: from its CDR) say
+        they ended when it has them. Live channels we did not know are adopted; a phone
+        found ringing gets its ``call.ringing`` (its screen pop: nobody has seen it yet),
+        one already answered none.
         """
         events: list[DomainEvent] = []
         live_ids = set()
@@ -283,7 +303,11 @@ class CallTracker:
                 state.channels.discard(uid)
         for state in list(self.calls.values()):
             if not state.channels:
-                self._end_unseen(state, events)
+                record = (records or {}).get(state.linkedid)
+                if record is not None and record.ended_at is not None:
+                    self._end_from_record(state, record, events)
+                else:
+                    self._end_unseen(state, events)
         for state, leg in ringing:  # now that every channel is known, so is its direction
             call = state.call
             if leg.ringing and call.id in self.calls:
@@ -863,6 +887,7 @@ class CallTracker:
         events: list[DomainEvent],
         *,
         unknown_outcome: bool = False,
+        outcome: Outcome | None = None,
     ) -> None:
         call = state.call
         del self.calls[call.id]
@@ -873,7 +898,7 @@ class CallTracker:
             if leg.active:
                 leg.ended_at = now
                 leg.result = leg.result or (None if unknown_outcome else LegResult.CANCELLED)
-        call.outcome = Outcome.UNKNOWN if unknown_outcome else self._outcome(state)
+        call.outcome = Outcome.UNKNOWN if unknown_outcome else outcome or self._outcome(state)
         call.missed = call.direction is Direction.INBOUND and call.outcome not in (
             Outcome.ANSWERED,
             Outcome.UNKNOWN,
@@ -906,6 +931,27 @@ class CallTracker:
         last_known = max(t for t in known if t is not None)
         unknown = call.answered_at is None
         self._end_call(state, last_known, events, unknown_outcome=unknown)
+
+    def _end_from_record(self, state: _CallState, record: Call, events: list[DomainEvent]) -> None:
+        """Close a call that ended unseen as the PBX's records say it ended: what we saw
+        stays, the record fills in what we did not (its answer, its end, each phone's)."""
+        call = state.call
+        call.ended_while_disconnected = call.recovered_from_cdr = True
+        if record.answered_at is not None and call.answered_at is None:
+            call.answered_at = record.answered_at
+        if record.answered_by and call.answered_at is not None:
+            call.answered_by = record.answered_by
+        for leg in call.legs:
+            if not leg.active:
+                continue
+            seen = [r for r in record.legs if r.extension == leg.extension]
+            if seen:
+                leg.answered_at = leg.answered_at or seen[-1].answered_at
+                leg.result = LegResult.ANSWERED if leg.answered_at else seen[-1].result
+                leg.ended_at = seen[-1].ended_at
+        assert record.ended_at is not None and record.outcome is not None
+        outcome = Outcome.ANSWERED if call.answered_at is not None else record.outcome
+        self._end_call(state, record.ended_at, events, outcome=outcome)
 
     def _outcome(self, state: _CallState) -> Outcome:
         call = state.call
