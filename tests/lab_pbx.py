@@ -8,6 +8,9 @@ the lab) turns the skip into a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
+import io
 import json
 import os
 import socket
@@ -15,12 +18,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cdr_db import LAB_CDR_COLUMNS, CdrTable
 
 from pbx_adapters.asterisk.settings import AsteriskSettings
 
 LAB_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "lab" / "asterisk"
 PREFIX = Path("/opt/lab-asterisk")
 MONITOR = PREFIX / "var" / "spool" / "asterisk" / "monitor"
+# cdr_custom's Master.csv (with Linkedid): Asterisk writes it once the directory exists.
+CDR_CSV = PREFIX / "var" / "log" / "asterisk" / "cdr-custom" / "Master.csv"
 AMI = ("127.0.0.1", 5038)
 PHONES = {"101": ("127.0.0.1", 4441), "102": ("127.0.0.1", 4442)}
 REQUIRE = os.environ.get("CTI_TEST_REQUIRE_LAB") == "1"
@@ -101,6 +107,47 @@ async def ami_action(**fields: str) -> dict[str, str]:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+class CdrPump:
+    """Copies the rows the lab Asterisk adds to its CDR file into a CDR table while it
+    runs, as ``cdr_adaptive_odbc`` would write them to FreePBX's ``asteriskcdrdb.cdr``."""
+
+    def __init__(self, table: CdrTable) -> None:
+        CDR_CSV.parent.mkdir(parents=True, exist_ok=True)
+        self.table = table
+        self.offset = CDR_CSV.stat().st_size if CDR_CSV.exists() else 0
+        self.copied: list[dict[str, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def copy_new(self) -> list[dict[str, str]]:
+        if not CDR_CSV.exists():
+            return []
+        with CDR_CSV.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        reader = csv.reader(io.StringIO(complete.decode("utf-8")))
+        rows = [dict(zip(LAB_CDR_COLUMNS, row, strict=True)) for row in reader if row]
+        await self.table.insert(rows)
+        self.copied += rows
+        return rows
+
+    async def _run(self) -> None:
+        while True:
+            await self.copy_new()
+            await asyncio.sleep(0.3)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.copy_new()
 
 
 async def call_in(did: str, number: str, name: str, hold_seconds: int = 8) -> dict[str, str]:

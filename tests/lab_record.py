@@ -1,4 +1,4 @@
-"""Record the lab Asterisk's AMI stream while a scenario runs: ``python -m tests.lab_record NAME``.
+"""Record the lab Asterisk's AMI stream while a scenario runs: ``python tests/lab_record.py NAME``.
 
 The transcripts in tests/fixtures/lab/ were made with it (the lab must be up, see
 tests/lab_pbx.py). Each is the raw byte stream of one AMI connection, as the shared ones are.
@@ -12,7 +12,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tests.lab_pbx import AMI, PREFIX, ami_action, call_in, phone
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own modules, as pytest has them
+from lab_pbx import AMI, PREFIX, ami_action, call_in, phone
 
 OUT = Path(__file__).parent / "fixtures" / "lab"
 

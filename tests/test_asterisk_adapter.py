@@ -513,3 +513,12 @@ async def test_call_log_filters_paging_and_visibility(pbx, lab, api, make_user) 
     ):
         response = await api.get(f"/api/calls{bad}", headers=bearer(boss))
         assert response.status == 422, bad
+
+
+async def test_the_ami_socket_has_tcp_keepalive(lab) -> None:
+    """Issue 15, D1: the kernel notices a peer that vanished too (with the ping)."""
+    import socket
+
+    sock = lab.pbx["lab"].manager.protocol.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 1  # ping_interval 0.3

@@ -101,7 +101,6 @@ class _Protocol(AMIProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.parser = AmiParser(events=KEPT_EVENTS, needles=CallTracker.NEEDLES)
-        keep_alive(transport.get_extra_info("socket"), self.factory.ping_interval)
 
     def data_received(self, data: bytes) -> None:
         frames = self.parser.feed(data)
@@ -180,6 +179,8 @@ class AmiManager(Manager):
         elif self.stopping:  # stopped while connecting
             f.result()[0].close()
             return
+        else:
+            keep_alive(f.result()[0].get_extra_info("socket"), self.ping_interval)
         super().connection_made(f)
 
     def login(self, future: asyncio.Future) -> bool:
