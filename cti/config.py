@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -211,6 +212,34 @@ class RecordingsConfig(_Section):
         return path
 
 
+class FaxConfig(_Section):
+    dir: str = ""  # where the service keeps faxes; empty: <server.data_dir>/faxes
+    # Received faxes' TIFFs: the PBX's folder as mounted on this host, and the same folder
+    # as the PBX names it (ReceiveFAX's file names), as for recordings.
+    incoming_dir: str = ""
+    pbx_dir: str = ""
+    # Who reads faxes from senders with no responsible manager (the fax group).
+    group_extensions: list[str] = []
+    retention_days: int = Field(0, ge=0)  # 0: keep forever
+    missing_after_seconds: float = Field(600.0, gt=0)  # a TIFF that never came: "missing"
+    max_pages: int = Field(200, ge=1, le=2000)
+
+    @field_validator("pbx_dir")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if path and not path.startswith("/"):
+            raise ValueError("must be absolute, e.g. /var/spool/asterisk/fax")
+        return path
+
+    @field_validator("group_extensions")
+    @classmethod
+    def _extensions(cls, extensions: list[str]) -> list[str]:
+        for extension in extensions:
+            if not re.fullmatch(r"[0-9]{2,10}", extension):
+                raise ValueError(f"{extension!r} is not an extension")
+        return extensions
+
+
 class CoreConfig(_Section):
     """The core's sections; ``Config`` adds those the PBX adapters own."""
 
@@ -222,6 +251,7 @@ class CoreConfig(_Section):
     sms: SmsConfig = SmsConfig()
     crm: CrmConfig = CrmConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    fax: FaxConfig = FaxConfig()
 
     @model_validator(mode="after")
     def _name_links(self) -> CoreConfig:
@@ -248,6 +278,10 @@ class CoreConfig(_Section):
         if self.recordings.dir:
             return Path(self.recordings.dir)
         return self.server.data_dir / "recordings"
+
+    @property
+    def fax_dir(self) -> Path:
+        return Path(self.fax.dir) if self.fax.dir else self.server.data_dir / "faxes"
 
     def secrets(self) -> list[str]:
         """Every secret value in the configuration, for the log redactor."""

@@ -172,10 +172,27 @@ class OriginateResult(DomainEvent):
     extension: str
     number: str
     success: bool
-    reason: str = ""
+    reason: str = ""  # in words (English), for logs and API clients that show it as is
+    # Why, for a page to say in its own language: DIAL_FAILURES, "" when it worked.
+    code: str = ""
 
     def extensions(self) -> frozenset[str]:
         return frozenset({self.extension})
+
+
+# The codes of a click-to-dial that did not connect.
+DIAL_FAILURES = frozenset(
+    {
+        "no_answer",
+        "busy",
+        "unreachable",
+        "unavailable",
+        "congested",
+        "link_down",
+        "refused",
+        "failed",
+    }
+)
 
 
 @_register
@@ -218,15 +235,6 @@ class SmsStatusChanged(DomainEvent):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FaxReceived(DomainEvent):
-    type: ClassVar[str] = "fax.received"
-    fax_id: str
-    sender: str | None
-    pages: int
-
-
-@_register
-@dataclass(frozen=True, slots=True, kw_only=True)
 class CallbackTaskChanged(DomainEvent):
     """A callback task was opened, counted another missed call, or was closed."""
 
@@ -239,6 +247,25 @@ class CallbackTaskChanged(DomainEvent):
 
     def extensions(self) -> frozenset[str]:
         return frozenset({self.assignee_extension}) if self.assignee_extension else frozenset()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaxReceived(DomainEvent):
+    """A fax arrived (or its arrival failed): for its reader's desk and the fax inbox."""
+
+    type: ClassVar[str] = "fax.received"
+    fax_id: int
+    call_id: str | None
+    number: str | None
+    remote_station: str | None
+    pages: int | None
+    status: str
+    client_name: str | None
+    assignee_extensions: tuple[str, ...] = ()
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset(self.assignee_extensions)
 
 
 @_register

@@ -37,6 +37,7 @@ from cti.pbx import PbxAdapter, PbxContext, PbxService, PbxSettings, build_pbx, 
 from cti.sms import SenderLookup, SmsInbox, SmsOutbox
 from cti.sockets import SocketGuard
 from cti.tasks import TaskMonitor
+from fax import Faxes
 from gsm_modem.link import ModemLink
 from gsm_modem.sms import GSM_CODEC
 from recordings import Recordings
@@ -69,6 +70,7 @@ class Service:
     pbx: dict[str, PbxAdapter]
     pbx_services: list[PbxService]
     recordings: Recordings
+    faxes: Faxes
     identifier: CallerIdentifier
     live: LiveFeed
     sms_outbox: SmsOutbox
@@ -109,8 +111,15 @@ class Service:
             external=None if directory is builtin else directory,
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
+        faxes = Faxes.create(sessions, config, directory, bus.publish_nowait, tasks)
         call_store = CallStore(
-            sessions, tasks, after_write=[writeback.after_write, recording_store.after_write]
+            sessions,
+            tasks,
+            after_write=[
+                writeback.after_write,
+                recording_store.after_write,
+                faxes.inbox.after_write,
+            ],
         )
 
         pbx_context = PbxContext(region, bus, links, call_store, directory, tasks)
@@ -154,6 +163,7 @@ class Service:
             pbx=pbx,
             pbx_services=_pbx_services(config, pbx_context),
             recordings=recordings,
+            faxes=faxes,
             identifier=CallerIdentifier(bus, directory, crm.lookup_budget_ms / 1000, tasks),
             live=live,
             sms_outbox=sms_outbox,
@@ -174,6 +184,7 @@ class Service:
         self.call_store.start()
         self.sockets.start()
         self.recordings.start()
+        self.faxes.start()
         self.live.start()
         self.identifier.start()
         for adapter in self.pbx.values():
@@ -241,6 +252,7 @@ class Service:
         await self.sockets.stop()
         await self.call_store.stop()
         await self.recordings.stop()
+        await self.faxes.stop()
         await self.identifier.stop()
         await self.live.stop()
         if self.crm_outbox is not None:

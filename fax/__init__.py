@@ -1,1 +1,49 @@
 """Fax: received and sent faxes, stored with their pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from cti.config import Config
+from cti.directory import Directory
+from cti.events import DomainEvent
+from cti.periodic import Periodic
+from cti.tasks import TaskMonitor
+from fax.inbox import FaxInbox
+
+DAY = 86_400.0
+PENDING_CHECK_SECONDS = 10.0  # how often faxes whose TIFF has not come are looked at
+
+
+@dataclass
+class Faxes:
+    inbox: FaxInbox
+    jobs: list[Periodic]
+
+    @classmethod
+    def create(
+        cls,
+        sessions: async_sessionmaker,
+        config: Config,
+        directory: Directory,
+        publish: Callable[[DomainEvent], None],
+        tasks: TaskMonitor | None = None,
+    ) -> Faxes:
+        inbox = FaxInbox(sessions, config.fax_dir, config.fax, directory, publish)
+        every = min(PENDING_CHECK_SECONDS, config.fax.missing_after_seconds)
+        jobs = [Periodic("fax-pending", every, inbox.retry_pending, tasks)]
+        if days := config.fax.retention_days:
+            jobs.append(Periodic("fax-retention", DAY, lambda: inbox.purge(days), tasks))
+        return cls(inbox, jobs)
+
+    def start(self) -> None:
+        self.inbox.start()
+        for job in self.jobs:
+            job.start()
+
+    async def stop(self) -> None:
+        for job in self.jobs:
+            await job.stop()

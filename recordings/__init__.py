@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cti.config import Config
+from cti.periodic import Periodic
 from cti.tasks import TaskMonitor
 from recordings.missing import MissingRecordings
-from recordings.periodic import Periodic
 from recordings.retention import DAY, Retention
 from recordings.store import RecordingStore
 from recordings.watcher import RecordingWatcher

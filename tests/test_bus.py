@@ -98,7 +98,16 @@ EXAMPLES = [
     LineStateChanged(extension="101", state=LineState.IN_USE),
     SmsReceived(sms_id="s1", modem="sim1", sender="+995322123456", text="გამარჯობა 👋"),
     SmsStatusChanged(sms_id="s1", status=SmsStatus.FAILED, reason="+CMS ERROR: 38"),
-    FaxReceived(fax_id="f1", sender="+78121234567", pages=2),
+    FaxReceived(
+        fax_id=1,
+        call_id="lab:1.1",
+        number="+78121234567",
+        remote_station="ROMASHKA",
+        pages=2,
+        status="received",
+        client_name="ООО Ромашка",
+        assignee_extensions=("101",),
+    ),
     LinkStateChanged(name="office", kind="pbx", up=False, detail="connection refused"),
 ]
 

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 from fault_proxy import FaultProxy
 from helpers import bearer, eventually, new_token
-from lab_pbx import AMI, MONITOR, call_in, lab_marks, lab_settings, phone
+from lab_pbx import AMI, MONITOR, ami_action, call_in, lab_marks, lab_settings, phone
 
-from cti.config import Config, DatabaseConfig, RecordingsConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, FaxConfig, RecordingsConfig, ServerConfig
 from cti.http.app import build_app
 from cti.service import Service
 
@@ -105,10 +105,14 @@ async def test_click_to_dial_the_operator_never_answers_is_no_answer(tmp_path, a
         await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
         client = await aiohttp_client(build_app(service))
         token = await new_token(service, "operator", extension="102")
+        results = service.bus.subscribe(prefixes=["call.originate"])
         response = await client.post(
             "/api/calls", json={"number": "8 812 555-01-93"}, headers=bearer(token)
         )
         assert response.status == 202, await response.text()
+        # The desk says "you did not answer" in its own language: by this code.
+        result = await asyncio.wait_for(results.get(), 30)
+        assert (result.success, result.code) == (False, "no_answer")
         [call] = await _finished(client, token, "+78125550193")
         assert (call["direction"], call["outcome"], call["missed"]) == (
             "outbound",
@@ -188,14 +192,14 @@ async def test_a_call_answered_while_the_link_is_silently_dead_is_not_called_mis
         await proxy.stop()
 
 
-async def _finished(client, token: str, number: str) -> list[dict]:
+async def _finished(client, token: str, number: str, seconds: float = 40) -> list[dict]:
     found: list[dict] = []
 
     async def ended() -> bool:
         found[:] = await logged(client, token, number=number)
         return bool(found)
 
-    await eventually(ended, seconds=40)
+    await eventually(ended, seconds=seconds)
     return found
 
 
@@ -203,3 +207,58 @@ async def _available(client, token: str, call_id: str) -> bool:
     response = await client.get(f"/api/calls/{call_id}/recordings", headers=bearer(token))
     [recording] = (await response.json())["recordings"]
     return recording["state"] == "available"
+
+
+FAX_DIR = MONITOR.parent / "fax"
+SEND_TIF = MONITOR.parents[2] / "lib" / "asterisk" / "fax" / "send.tif"
+
+
+async def test_a_fax_received_by_the_lab_is_a_fax_with_its_tiff_served(
+    tmp_path, aiohttp_client
+) -> None:
+    """Issue 15, D6, live: the lab faxes its 2-page file into its own ReceiveFAX (about
+    35 s); the call is a fax (pages, station, sensible times) and its TIFF is served."""
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[lab_settings()],
+        fax=FaxConfig(incoming_dir=str(FAX_DIR), pbx_dir=str(FAX_DIR)),
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "supervisor")
+        number = "+74951239901"
+        await ami_action(
+            Action="Originate",
+            Channel="Local/4951003@inbound",
+            Context="faxsend",
+            Exten="s",
+            Priority="1",
+            CallerID=f'"Lab Fax" <{number}>',
+            Variable=f"FAXFILE={SEND_TIF}",
+            Async="true",
+        )
+        [call] = await _finished(client, token, number, seconds=90)
+        assert call["fax"]["pages"] == 2 and call["fax"]["status"] == "received"
+        assert (call["outcome"], call["missed"]) == ("answered", False)
+        assert call["wait_seconds"] < 5 and call["talk_seconds"] > 15  # the transmission
+        found: list[dict] = []
+
+        async def received() -> bool:
+            response = await client.get("/api/faxes", headers=bearer(token))
+            found[:] = (await response.json())["faxes"]
+            return bool(found) and found[0]["status"] == "received"
+
+        await eventually(received)
+        [fax] = found
+        assert (fax["pages"], fax["number"], fax["call_id"]) == (2, number, call["id"])
+        response = await client.get(fax["files"]["tiff"], headers=bearer(token))
+        body = await response.read()
+        files = sorted(FAX_DIR.glob("*.tif"), key=lambda f: f.stat().st_mtime)
+        assert response.status == 200 and body == files[-1].read_bytes()
+        pdf = await (await client.get(fax["files"]["pdf"], headers=bearer(token))).read()
+        assert pdf.startswith(b"%PDF") and b"/Count 2" in pdf
+    finally:
+        await service.close()

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Text,
@@ -295,3 +296,52 @@ class RecordingListen(Base):
     range_header: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_recording_listens_recording_id", "recording_id", "at"),)
+
+
+class FaxDocument(Base):
+    """A fax, received or sent: its TIFF (and the PDF and thumbnail made of it) under
+    [fax] dir, paths relative to it; who sent it, whose client, who should read it."""
+
+    __tablename__ = "faxes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))  # "in" or "out"
+    call_id: Mapped[str | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    number: Mapped[str | None] = mapped_column(String(40))  # the other side, E.164 if valid
+    remote_station: Mapped[str | None] = mapped_column(String(40))  # its CSID / TSI
+    pages: Mapped[int | None] = mapped_column(Integer)
+    resolution: Mapped[str | None] = mapped_column(String(20))  # "204x196" dpi
+    status: Mapped[str] = mapped_column(String(12))  # fax.FaxStatus
+    error: Mapped[str | None] = mapped_column(String(300))  # the PBX's words, when it failed
+    client_id: Mapped[int | None] = mapped_column(Integer)  # a built-in client's id
+    client_name: Mapped[str | None] = mapped_column(String(200))
+    assignee_extension: Mapped[str | None] = mapped_column(String(10))  # manager or group
+    tiff: Mapped[str | None] = mapped_column(String(500))
+    pdf: Mapped[str | None] = mapped_column(String(500))
+    thumbnail: Mapped[str | None] = mapped_column(String(500))
+    size: Mapped[int | None] = mapped_column(BigInteger)  # the TIFF's bytes
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # received (or sent)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
+
+    __table_args__ = (
+        Index("ix_faxes_call_id", "call_id", unique=True),  # a call carries one fax
+        Index("ix_faxes_at", "at"),
+        Index("ix_faxes_assignee", "assignee_extension", "at"),
+    )
+
+
+class FaxView(Base):
+    """Who opened a fax, when and as what (pdf, tiff, thumbnail): the audit."""
+
+    __tablename__ = "fax_views"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fax_id: Mapped[int] = mapped_column(ForeignKey("faxes.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    what: Mapped[str] = mapped_column(String(10))
+    remote: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_fax_views_fax_id", "fax_id", "at"),)

@@ -14,6 +14,7 @@ from cti.http import (
     audit,
     calls,
     clients,
+    faxes,
     lookup,
     recordings,
     reports,
@@ -55,6 +56,7 @@ def build_app(service: Service) -> web.Application:
     clients.add_routes(api)
     sms.add_routes(api)
     recordings.add_routes(api)
+    faxes.add_routes(api)
     reports.add_routes(api)
     audit.add_routes(api)
     api.add_routes(app)

@@ -551,7 +551,9 @@ function onOriginate(data) {
   if (data.success) {
     showDialStatus(t("dialConnected", { number: request.number }), "ok");
   } else {
-    const reason = data.reason || t("errorGeneric", { status: "—" });
+    // The service's code in the page's language ("you did not answer"), else its words.
+    const key = data.code ? `dial_${data.code}` : null;
+    const reason = (key && DICTIONARIES.en[key] ? t(key) : data.reason) || t("errorGeneric", { status: "—" });
     showDialStatus(t("dialFailed", { number: request.number, reason }), "error");
   }
 }

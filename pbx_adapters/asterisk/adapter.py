@@ -64,13 +64,14 @@ _panoramisk_log.addFilter(_ReconnectNoise())
 
 STATE_LOAD_TIMEOUT = 10.0
 ACTION_TIMEOUT = 10.0  # seconds to wait for the response to a command (Redirect)
+# OriginateResponse's Reason (Asterisk's AST_CONTROL_* of the operator's phone): the
+# code the desk words in its own language, and the words for the log.
 ORIGINATE_REASONS = {
-    "0": "the phone could not be reached",
-    "1": "the phone is unavailable",
-    "3": "the phone did not answer",
-    "4": "answered",
-    "5": "the phone is busy",
-    "8": "the line is congested",
+    "0": ("unreachable", "the phone could not be reached"),
+    "1": ("unavailable", "the phone is unavailable"),
+    "3": ("no_answer", "the phone did not answer"),
+    "5": ("busy", "the phone is busy"),
+    "8": ("congested", "the line is congested"),
 }
 
 
@@ -500,23 +501,27 @@ class AsteriskAdapter:
     def _originate_done(self, action_id: str, future: asyncio.Future) -> None:
         """panoramisk resolves an async Originate with [response, OriginateResponse]."""
         if future.cancelled() or future.exception() is not None:
-            self._originate_result(action_id, False, "the PBX link dropped")
+            self._originate_result(action_id, "link_down", "the PBX link dropped")
             return
         replies = future.result()
         replies = replies if isinstance(replies, list) else [replies]
         if replies[0].get("Response") != "Success":
-            self._originate_result(action_id, False, replies[0].get("Message") or "refused")
+            self._originate_result(action_id, "refused", replies[0].get("Message") or "refused")
             return
         for reply in replies[1:]:
             if reply.get("Event") == "OriginateResponse":
                 self._originate_answered(dict(reply.items()))
 
     def _originate_answered(self, frame: Frame) -> None:
-        ok = frame.get("Response") == "Success"
-        reason = ORIGINATE_REASONS.get(frame.get("Reason", ""), "failed")
-        self._originate_result(frame.get("ActionID", ""), ok, "" if ok else reason)
+        if frame.get("Response") == "Success":
+            self._originate_result(frame.get("ActionID", ""), "", "")
+            return
+        code, reason = ORIGINATE_REASONS.get(frame.get("Reason", ""), ("failed", "failed"))
+        self._originate_result(frame.get("ActionID", ""), code, reason)
 
-    def _originate_result(self, action_id: str, ok: bool, reason: str) -> None:
+    def _originate_result(self, action_id: str, code: str, reason: str) -> None:
+        """``code`` "": the operator's phone answered; else why not (DIAL_FAILURES)."""
+        ok = not code
         request = self._originates.pop(action_id, None)
         if request is None:
             return
@@ -532,5 +537,6 @@ class AsteriskAdapter:
                 number=request.number,
                 success=ok,
                 reason=reason,
+                code=code,
             )
         )

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from cti.tasks import TaskMonitor, cancel
 
-log = logging.getLogger("cti.recordings")
+log = logging.getLogger("cti.periodic")
 
 
 class Periodic:

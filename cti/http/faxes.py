@@ -1,0 +1,229 @@
+"""Faxes over the API: the inbox, one fax, and its pages as PDF, TIFF or thumbnail.
+
+Who may read which, in the style of recordings: supervisors, admins and receptionists
+(who pass paper on) every fax; operators and sales staff the faxes for them: their
+clients' (the fax's reader is the client's responsible manager) and, when the sender has
+no manager, the fax group's (``[fax] group_extensions``). Every opening of a fax's pages
+is written to its audit (``GET /api/faxes/{id}/views``) before a byte is sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cti.auth import Principal
+from cti.db.models import FaxDocument, FaxView
+from cti.domain import Role
+from cti.http.api import Api, json_response, path_id, principal, read_query
+from cti.http.errors import ApiError
+from cti.http.keys import SERVICE_KEY
+
+READERS = (Role.RECEPTIONIST, Role.OPERATOR, Role.SALES, Role.SUPERVISOR)
+FILES: dict[str, tuple[str, str]] = {  # what → (column, content type)
+    "pdf": ("pdf", "application/pdf"),
+    "tiff": ("tiff", "image/tiff"),
+    "thumbnail": ("thumbnail", "image/png"),
+}
+
+
+class FaxQuery(BaseModel):
+    direction: Literal["in", "out"] | None = None
+    status: str | None = Field(None, max_length=12)
+    number: str | None = Field(None, max_length=40, description="The other side, E.164")
+    before: AwareDatetime | None = Field(None, description="Older than this (paging)")
+    limit: int = Field(50, ge=1, le=500)
+
+
+def fax_out(fax: FaxDocument) -> dict[str, Any]:
+    files = {what: f"/api/faxes/{fax.id}/{what}" for what, (column, _) in FILES.items()}
+    return {
+        "id": fax.id,
+        "direction": fax.direction,
+        "call_id": fax.call_id,
+        "number": fax.number,
+        "remote_station": fax.remote_station,
+        "pages": fax.pages,
+        "resolution": fax.resolution,
+        "status": fax.status,
+        "error": fax.error,
+        "client": None
+        if fax.client_name is None
+        else {"id": fax.client_id, "name": fax.client_name},
+        "assignee_extension": fax.assignee_extension,
+        "at": fax.at.isoformat(),
+        "files": {
+            what: url for what, url in files.items() if getattr(fax, FILES[what][0]) and fax.size
+        },
+    }
+
+
+def _scope(who: Principal, group: list[str]) -> Any:
+    """The faxes ``who`` may read, as a filter (None: all)."""
+    if who.sees_everything:
+        return None
+    if who.extension is None:
+        return FaxDocument.id.is_(None)  # nothing
+    mine = FaxDocument.assignee_extension == who.extension
+    if who.extension in group:
+        return or_(mine, FaxDocument.assignee_extension.is_(None))
+    return mine
+
+
+async def _readable(
+    session: AsyncSession, who: Principal, fax_id: int, group: list[str]
+) -> FaxDocument:
+    fax = await session.get(FaxDocument, fax_id)
+    if fax is None:
+        raise ApiError(404, f"no fax {fax_id}")
+    scope = _scope(who, group)
+    if scope is not None:
+        allowed = await session.scalar(
+            select(FaxDocument.id).where(FaxDocument.id == fax_id, scope)
+        )
+        if allowed is None:
+            raise ApiError(403, "this fax is for someone else")
+    if fax.deleted_at is not None:
+        raise ApiError(404, "this fax was deleted (retention)")
+    return fax
+
+
+def _file(root: Path, relative: str) -> Path | None:
+    """A fax file the service wrote, under its folder; nothing else."""
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or "\x00" in relative:
+        return None
+    base = root.resolve()
+    target = (base / path).resolve()
+    return target if target.is_relative_to(base) and target.is_file() else None
+
+
+def add_routes(api: Api) -> None:
+    @api.operation(
+        "GET",
+        "/api/faxes",
+        summary="Faxes, newest first: all for supervisors and receptionists, else your own "
+        "and the fax group's",
+        tag="faxes",
+        query=FaxQuery,
+        roles=READERS,
+    )
+    async def list_faxes(request: web.Request) -> web.Response:
+        query = read_query(request, FaxQuery)
+        service = request.app[SERVICE_KEY]
+        statement = select(FaxDocument).order_by(FaxDocument.at.desc(), FaxDocument.id.desc())
+        scope = _scope(principal(request), service.config.fax.group_extensions)
+        if scope is not None:
+            statement = statement.where(scope)
+        for column, value in (
+            (FaxDocument.direction, query.direction),
+            (FaxDocument.status, query.status),
+            (FaxDocument.number, query.number),
+        ):
+            if value is not None:
+                statement = statement.where(column == value)
+        if query.before is not None:
+            statement = statement.where(FaxDocument.at < query.before)
+        async with service.sessions() as session:
+            faxes = await session.scalars(statement.limit(query.limit))
+            return json_response({"faxes": [fax_out(fax) for fax in faxes]})
+
+    @api.operation(
+        "GET",
+        "/api/faxes/{fax_id}",
+        summary="One fax: who sent it, whose client, pages, status and its files",
+        tag="faxes",
+        roles=READERS,
+        errors=(403, 404),
+    )
+    async def get_fax(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        fax_id = path_id(request, "fax_id", "fax")
+        async with service.sessions() as session:
+            fax = await _readable(
+                session, principal(request), fax_id, service.config.fax.group_extensions
+            )
+            return json_response(fax_out(fax))
+
+    for what, (column, content_type) in FILES.items():
+        _add_file_route(api, what, column, content_type)
+
+    @api.operation(
+        "GET",
+        "/api/faxes/{fax_id}/views",
+        summary="Who opened a fax's pages, newest first",
+        tag="faxes",
+        roles=(Role.SUPERVISOR,),
+        errors=(404,),
+    )
+    async def views(request: web.Request) -> web.Response:
+        fax_id = path_id(request, "fax_id", "fax")
+        async with request.app[SERVICE_KEY].sessions() as session:
+            if await session.get(FaxDocument, fax_id) is None:
+                raise ApiError(404, f"no fax {fax_id}")
+            rows = await session.scalars(
+                select(FaxView)
+                .where(FaxView.fax_id == fax_id)
+                .order_by(FaxView.at.desc(), FaxView.id.desc())
+            )
+            return json_response(
+                {
+                    "views": [
+                        {
+                            "at": v.at.isoformat(),
+                            "username": v.username,
+                            "what": v.what,
+                            "remote": v.remote,
+                        }
+                        for v in rows
+                    ]
+                }
+            )
+
+
+def _add_file_route(api: Api, what: str, column: str, content_type: str) -> None:
+    @api.operation(
+        "GET",
+        f"/api/faxes/{{fax_id}}/{what}",
+        summary=f"A fax's pages as {what.upper() if what != 'thumbnail' else 'a thumbnail'}",
+        tag="faxes",
+        roles=READERS,
+        errors=(403, 404),
+    )
+    async def fetch(request: web.Request) -> web.StreamResponse:
+        service = request.app[SERVICE_KEY]
+        fax_id = path_id(request, "fax_id", "fax")
+        who = principal(request)
+        async with service.sessions() as session:
+            fax = await _readable(session, who, fax_id, service.config.fax.group_extensions)
+            relative = getattr(fax, column)
+            file = _file(service.config.fax_dir, relative) if relative and fax.size else None
+            if file is None:
+                if fax.status == "pending":
+                    raise ApiError(404, "this fax's file has not arrived from the PBX yet")
+                if fax.size:
+                    raise ApiError(404, "this fax's file was deleted from the fax folder")
+                raise ApiError(404, f"this fax has no file ({fax.status})")
+            session.add(
+                FaxView(
+                    fax_id=fax_id,
+                    user_id=who.user_id,
+                    username=who.username,
+                    what=what,
+                    remote=(request.remote or "")[:64] or None,
+                )
+            )
+            await session.commit()
+        return web.FileResponse(
+            file,
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'inline; filename="fax-{fax_id}{file.suffix}"',
+                "Cache-Control": "private",
+            },
+        )
