@@ -150,12 +150,15 @@ class CdrPump:
         await self.copy_new()
 
 
-async def call_in(did: str, number: str, name: str, hold_seconds: int = 8) -> dict[str, str]:
-    """An outside caller (the lab's ``callers`` context) dials ``did`` on the SIP phones."""
+async def call_in(
+    did: str, number: str, name: str, hold_seconds: int = 8, context: str = "inbound-sip"
+) -> dict[str, str]:
+    """An outside caller (the lab's ``callers`` context) dials ``did`` in ``context``: the
+    SIP phones' DIDs, or "inbound" (simulated handsets), "agi-test"."""
     return await ami_action(
         Action="Originate",
         Channel=f"Local/{hold_seconds}@callers",
-        Context="inbound-sip",
+        Context=context,
         Exten=did,
         Priority="1",
         CallerID=f'"{name}" <{number}>',

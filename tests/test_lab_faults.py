@@ -184,30 +184,14 @@ async def test_a_20_second_cut_with_refused_reconnects(tmp_path, pump) -> None:
         await call_in("4952000", long, "Outlives the Cut", hold_seconds=28)
         await eventually(lambda: lab.lines().get("101") == "ringing")
         await phone("101", "accept")
-        await ami_action(
-            Action="Originate",
-            Channel="Local/8@callers",
-            Context="inbound",
-            Exten="4951001",
-            Priority="1",
-            CallerID=f'"Ends in the Cut" <{short}>',
-            Async="true",
-        )
+        await call_in("4951001", short, "Ends in the Cut", hold_seconds=8, context="inbound")
         await eventually(
             lambda: any(c.external_number == short for c in lab.tracker.active_calls())
         )
         proxy.mode = "refuse"
         proxy.cut()
         await eventually(lambda: not lab.connected)
-        await ami_action(
-            Action="Originate",
-            Channel="Local/3@callers",
-            Context="inbound",
-            Exten="4951000",
-            Priority="1",
-            CallerID=f'"Never Seen" <{unseen}>',
-            Async="true",
-        )
+        await call_in("4951000", unseen, "Never Seen", hold_seconds=3, context="inbound")
         await asyncio.sleep(20)
         assert not lab.connected  # refused all along
         await wait_for_cdr(pump, short, unseen)
@@ -283,15 +267,7 @@ async def test_the_dialplan_asks_the_service_through_cti_agi(tmp_path, aiohttp_s
     AGI_BIN.chmod(0o755)
     try:
         lab = service.pbx["lab"]
-        await ami_action(
-            Action="Originate",
-            Channel="Local/6@callers",
-            Context="agi-test",
-            Exten="4953000",
-            Priority="1",
-            CallerID=f'"" <{number}>',
-            Async="true",
-        )
+        await call_in("4953000", number, "", hold_seconds=6, context="agi-test")
         await eventually(lambda: lab.lines().get("102") == "ringing", seconds=15)
         assert lab.lines().get("101") != "ringing"
         [live] = [c for c in lab.tracker.active_calls() if c.external_number == number]
