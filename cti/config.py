@@ -223,6 +223,20 @@ class FaxConfig(_Section):
     retention_days: int = Field(0, ge=0)  # 0: keep forever
     missing_after_seconds: float = Field(600.0, gt=0)  # a TIFF that never came: "missing"
     max_pages: int = Field(200, ge=1, le=2000)
+    # Sending (fax/outbox.py): which PBX sends (empty: the first that can), where the
+    # service puts the TIFFs it sends, as the PBX names that folder (empty: as here).
+    pbx: str = ""
+    pbx_outgoing_dir: str = ""
+    max_upload_mb: float = Field(20.0, gt=0, le=500)
+    # Retries, after HylaFAX's: a busy line again after busy_retry_seconds, no answer after
+    # no_answer_retry_seconds, anything else after retry_seconds; at most max_dials dials
+    # and max_tries transmissions begun; after kill_hours the job gives up.
+    busy_retry_seconds: float = Field(180.0, gt=0)
+    no_answer_retry_seconds: float = Field(300.0, gt=0)
+    retry_seconds: float = Field(300.0, gt=0)
+    max_dials: int = Field(12, ge=1, le=100)
+    max_tries: int = Field(3, ge=1, le=20)
+    kill_hours: float = Field(3.0, gt=0, le=24 * 7)
 
     @field_validator("pbx_dir")
     @classmethod

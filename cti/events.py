@@ -270,6 +270,41 @@ class FaxReceived(DomainEvent):
 
 @_register
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FaxAttempt(DomainEvent):
+    """How one try to send a fax through the PBX ended (the adapter's word to the fax
+    outbox): sent, or why not (``code``: busy, no_answer, failed, link_down, ...)."""
+
+    type: ClassVar[str] = "fax.attempt"
+    request_id: str
+    success: bool
+    code: str = ""
+    reason: str = ""  # the PBX's own words (FAXERROR, FAXSTATUSSTRING), when it said any
+    connected: bool = False  # the far end answered: a fax session began
+    pages: int | None = None
+    remote_station: str | None = None
+    # False: not the end yet, only news (the far end answered: the fax is being sent).
+    final: bool = True
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaxStatusChanged(DomainEvent):
+    """A fax job moved on: queued, dialing, sending, requeued, done, failed, cancelled."""
+
+    type: ClassVar[str] = "fax.status"
+    fax_id: int
+    number: str | None
+    status: str
+    reason: str | None = None
+    pages: int | None = None
+    extension: str | None = None  # the sender's
+
+    def extensions(self) -> frozenset[str]:
+        return frozenset({self.extension}) if self.extension else frozenset()
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LinkStateChanged(DomainEvent):
     """A PBX or modem link went up or down."""
 

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints
@@ -132,8 +131,10 @@ class PbxAdapter(Protocol):
 
     async def stop_recording(self, call_id: str) -> None: ...
 
-    async def send_fax(self, extension: str, number: str, document: Path) -> DialPlaced:
-        """Send a TIFF to ``number`` from ``extension``'s line."""
+    async def send_fax(self, number: str, file: str, request_id: str) -> None:
+        """Dial ``number`` and send it the TIFF-F ``file`` (a path as the PBX names it).
+        Returns once the PBX took the request; how it went arrives as a ``FaxAttempt``
+        event with ``request_id``."""
         ...
 
     def calls_named_by(self, file_name: str) -> list[str]:

@@ -111,7 +111,7 @@ class Service:
             external=None if directory is builtin else directory,
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
-        faxes = Faxes.create(sessions, config, directory, bus.publish_nowait, tasks)
+        faxes = Faxes.create(sessions, config, directory, bus, tasks)
         call_store = CallStore(
             sessions,
             tasks,
@@ -124,6 +124,7 @@ class Service:
 
         pbx_context = PbxContext(region, bus, links, call_store, directory, tasks)
         pbx = {s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled}
+        faxes.outbox.send = fax_sender(pbx, config.fax.pbx)
         recordings = Recordings.create(
             recording_store, config, tasks, calls_named_by=lambda name: calls_named_by(pbx, name)
         )
@@ -184,7 +185,7 @@ class Service:
         self.call_store.start()
         self.sockets.start()
         self.recordings.start()
-        self.faxes.start()
+        await self.faxes.start()
         self.live.start()
         self.identifier.start()
         for adapter in self.pbx.values():
@@ -295,6 +296,14 @@ def _pbx_services(config: Config, context: PbxContext) -> list[PbxService]:
             sections = {name: getattr(config, name) for name in plugin.sections}
             parts += plugin.services(sections, context)
     return parts
+
+
+def fax_sender(
+    pbx: dict[str, PbxAdapter], name: str
+) -> Callable[[str, str, str], Awaitable[None]] | None:
+    """How faxes go out: the named PBX's adapter (empty: the first), or None."""
+    adapter = pbx.get(name) if name else next(iter(pbx.values()), None)
+    return None if adapter is None else adapter.send_fax
 
 
 def line_state_of(adapters: dict[str, PbxAdapter], extension: str) -> str | None:

@@ -103,7 +103,7 @@ async def ami_action(**fields: str) -> dict[str, str]:
 
     try:
         await send({"Action": "Login", "Username": "cti", "Secret": "ctisecret", "ActionID": "l"})
-        return await send({**fields, "ActionID": uuid.uuid4().hex})
+        return await send({"ActionID": uuid.uuid4().hex, **fields})
     finally:
         writer.close()
         await writer.wait_closed()

@@ -96,7 +96,25 @@ async def attended_transfer_blond_caller_gave_up() -> None:
     await asyncio.sleep(18)
 
 
+async def fax_send() -> None:
+    """What the adapter's send_fax does: the far end (the lab's own ReceiveFAX DID)
+    originated into faxsend with FAXFILE set; ~35 s for the lab's 2-page file."""
+    await ami_action(
+        Action="Originate",
+        ActionID="cti-fax-7-lab",
+        Channel="Local/4951003@inbound",
+        Context="faxsend",
+        Exten="s",
+        Priority="1",
+        Timeout="60000",
+        Async="true",
+        Variable=f"FAXFILE={PREFIX}/var/lib/asterisk/fax/send.tif,CTI_FAX_ID=7",
+    )
+    await asyncio.sleep(45)
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
+    "fax_send": fax_send,
     "attended_transfer_blond_caller_gave_up": attended_transfer_blond_caller_gave_up,
     "attended_transfer_completed": attended_transfer_completed,
     "attended_transfer_blond_rejected": attended_transfer_blond_rejected,

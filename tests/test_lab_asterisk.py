@@ -8,7 +8,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import FormData
 from fault_proxy import FaultProxy
+from fax_docs import needs_ghostscript, pdf
 from helpers import bearer, eventually, new_token
 from lab_pbx import AMI, MONITOR, ami_action, call_in, lab_marks, lab_settings, phone
 
@@ -262,3 +264,86 @@ async def test_a_fax_received_by_the_lab_is_a_fax_with_its_tiff_served(
         assert pdf.startswith(b"%PDF") and b"/Count 2" in pdf
     finally:
         await service.close()
+
+
+@needs_ghostscript
+async def test_a_pdf_sent_through_the_api_arrives_as_a_two_page_fax(tmp_path, aiohttp_client):
+    """Issue 16: a 2-page PDF, POST /api/faxes, ghostscript, the lab's SendFAX into its
+    own ReceiveFAX (about 35 s), and back as a received 2-page fax with a PDF."""
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[lab_settings(fax_channel="Local/4951003@inbound", fax_context="faxsend")],
+        fax=FaxConfig(incoming_dir=str(FAX_DIR), pbx_dir=str(FAX_DIR)),
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "sales", extension="101")
+        data = FormData(default_to_multipart=True)
+        data.add_field("number", "+74951003003")
+        data.add_field("files", pdf(tmp_path / "two.pdf").read_bytes(), filename="Договор.pdf")
+        response = await client.post("/api/faxes", data=data, headers=bearer(token))
+        assert response.status == 202, await response.text()
+        job = await response.json()
+        statuses: list[str] = []
+
+        async def sent() -> bool:
+            reply = await client.get(f"/api/faxes/{job['id']}", headers=bearer(token))
+            status = (await reply.json())["status"]
+            if not statuses or statuses[-1] != status:
+                statuses.append(status)
+            return status in ("done", "failed")
+
+        await eventually(sent, seconds=90)
+        assert statuses[-1] == "done" and "sending" in statuses
+        supervisor = await new_token(service, "supervisor")
+
+        async def received() -> list[dict]:
+            reply = await client.get(
+                "/api/faxes", params={"direction": "in"}, headers=bearer(supervisor)
+            )
+            return [f for f in (await reply.json())["faxes"] if f["status"] == "received"]
+
+        await eventually(received)
+        [fax] = await received()
+        assert (fax["pages"], fax["resolution"]) == (2, "204x196")
+        body = await (await client.get(fax["files"]["pdf"], headers=bearer(supervisor))).read()
+        assert body.startswith(b"%PDF") and b"/Count 2" in body
+    finally:
+        await service.close()
+
+
+async def test_a_fax_to_a_busy_line_is_retried_then_fails_with_the_reason(tmp_path, aiohttp_client):
+    await ami_action(Action="Setvar", Variable="MODE_103", Value="busy")
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(auto_migrate=True),
+        pbx=[lab_settings(fax_channel="Local/103@phones", fax_context="faxsend")],
+        fax=FaxConfig(busy_retry_seconds=1, max_dials=2),
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "sales", extension="101")
+        data = FormData(default_to_multipart=True)
+        data.add_field("number", "+74951003004")
+        data.add_field("files", pdf(tmp_path / "one.pdf", 1).read_bytes(), filename="a.pdf")
+        response = await client.post("/api/faxes", data=data, headers=bearer(token))
+        assert response.status == 202, await response.text()
+        job_id = (await response.json())["id"]
+        found: dict = {}
+
+        async def failed() -> bool:
+            reply = await client.get(f"/api/faxes/{job_id}", headers=bearer(token))
+            found.update(await reply.json())
+            return found["status"] == "failed"
+
+        await eventually(failed, seconds=30)
+        assert found["dials"] == 2 and found["error"].startswith("2 dials:")
+        print(found["error"])
+    finally:
+        await service.close()
+        await ami_action(Action="Setvar", Variable="MODE_103", Value="")

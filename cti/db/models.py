@@ -320,7 +320,13 @@ class FaxDocument(Base):
     pdf: Mapped[str | None] = mapped_column(String(500))
     thumbnail: Mapped[str | None] = mapped_column(String(500))
     size: Mapped[int | None] = mapped_column(BigInteger)  # the TIFF's bytes
-    at: Mapped[datetime] = mapped_column(UTCDateTime)  # received (or sent)
+    # Sending: the job (fax/outbox.py); who asked, how often it was dialled and tried.
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    dials: Mapped[int] = mapped_column(Integer, default=0)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # due (queued, requeued)
+    kill_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # given up after this
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # received, or asked to send
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # by retention
 
@@ -328,6 +334,7 @@ class FaxDocument(Base):
         Index("ix_faxes_call_id", "call_id", unique=True),  # a call carries one fax
         Index("ix_faxes_at", "at"),
         Index("ix_faxes_assignee", "assignee_extension", "at"),
+        Index("ix_faxes_due", "status", "next_at"),
     )
 
 

@@ -9,10 +9,11 @@ is written to its audit (``GET /api/faxes/{id}/views``) before a byte is sent.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,8 +24,12 @@ from cti.domain import Role
 from cti.http.api import Api, json_response, path_id, principal, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
+from cti.phone import to_e164
 
 READERS = (Role.RECEPTIONIST, Role.OPERATOR, Role.SALES, Role.SUPERVISOR)
+SENDERS = READERS
+MAX_FILES = 10
+RESOLUTIONS = ("fine", "normal")
 FILES: dict[str, tuple[str, str]] = {  # what → (column, content type)
     "pdf": ("pdf", "application/pdf"),
     "tiff": ("tiff", "image/tiff"),
@@ -57,6 +62,10 @@ def fax_out(fax: FaxDocument) -> dict[str, Any]:
         else {"id": fax.client_id, "name": fax.client_name},
         "assignee_extension": fax.assignee_extension,
         "at": fax.at.isoformat(),
+        "created_by": fax.created_by,
+        "dials": fax.dials,
+        "tries": fax.tries,
+        "next_at": fax.next_at.isoformat() if fax.next_at else None,
         "files": {
             what: url for what, url in files.items() if getattr(fax, FILES[what][0]) and fax.size
         },
@@ -103,7 +112,118 @@ def _file(root: Path, relative: str) -> Path | None:
     return target if target.is_relative_to(base) and target.is_file() else None
 
 
+async def _uploads(
+    request: web.Request, folder: Path, max_bytes: int
+) -> tuple[dict[str, str], list[Path]]:
+    """A multipart form's fields and files (saved in ``folder``), within the limits."""
+    if not request.content_type.startswith("multipart/form-data"):
+        raise ApiError(415, "send multipart/form-data: number, files (file), resolution")
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    files: list[Path] = []
+    total = 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ApiError(422, "nested multipart is not taken")
+        if part.filename is None:
+            value = await part.read(decode=True)
+            if len(value) > 200:
+                raise ApiError(422, f"{part.name}: too long")
+            fields[part.name or ""] = value.decode("utf-8", "replace")
+            continue
+        if len(files) >= MAX_FILES:
+            raise ApiError(422, f"at most {MAX_FILES} files in one fax")
+        path = folder / f"{len(files)}.upload"
+        with path.open("wb") as out:
+            while chunk := await part.read_chunk(1 << 16):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ApiError(413, f"the files are over {max_bytes // (1 << 20)} MB")
+                out.write(chunk)
+        files.append(path)
+    return fields, files
+
+
 def add_routes(api: Api) -> None:
+    @api.operation(
+        "POST",
+        "/api/faxes",
+        summary="Send a fax: multipart/form-data with number, one or more files (PDF, PNG, "
+        "JPEG, TIFF) and resolution (fine or normal); 202 once it is queued",
+        tag="faxes",
+        roles=SENDERS,
+        status=202,
+        errors=(413, 415, 422, 503),
+    )
+    async def send_fax(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        outbox = service.faxes.outbox
+        if not outbox.can_send:
+            raise ApiError(503, "no PBX here sends faxes")
+        who = principal(request)
+        max_bytes = int(service.config.fax.max_upload_mb * (1 << 20))
+        with tempfile.TemporaryDirectory(prefix="cti-upload-") as scratch:
+            fields, files = await _uploads(request, Path(scratch), max_bytes)
+            number = to_e164(fields.get("number", ""), service.config.phone.default_region)
+            if number is None:
+                raise ApiError(422, "number: not a valid phone number", reason="not_a_phone_number")
+            resolution = fields.get("resolution") or "fine"
+            if resolution not in RESOLUTIONS:
+                raise ApiError(422, "resolution: fine or normal")
+            if not files:
+                raise ApiError(422, "files: attach at least one document")
+            try:
+                job = await outbox.submit(
+                    number,
+                    files,
+                    resolution,  # type: ignore[arg-type]
+                    username=who.username,
+                    extension=who.extension,
+                )
+            except ValueError as e:  # the document cannot be a fax: why, in words
+                raise ApiError(422, str(e)) from None
+        return json_response(fax_out(job), status=202)
+
+    @api.operation(
+        "POST",
+        "/api/faxes/{fax_id}/retry",
+        summary="Queue a failed (or cancelled) fax again, its counters reset",
+        tag="faxes",
+        roles=SENDERS,
+        errors=(403, 404, 409),
+    )
+    async def retry_fax(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        fax_id = path_id(request, "fax_id", "fax")
+        async with service.sessions() as session:
+            await _readable(
+                session, principal(request), fax_id, service.config.fax.group_extensions
+            )
+        job = await service.faxes.outbox.retry(fax_id)
+        if job is None:
+            raise ApiError(409, "only a sent fax that failed or was cancelled can be retried")
+        return json_response(fax_out(job))
+
+    @api.operation(
+        "DELETE",
+        "/api/faxes/{fax_id}",
+        summary="Cancel a fax still waiting to be sent",
+        tag="faxes",
+        roles=SENDERS,
+        errors=(403, 404, 409),
+    )
+    async def cancel_fax(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        fax_id = path_id(request, "fax_id", "fax")
+        async with service.sessions() as session:
+            await _readable(
+                session, principal(request), fax_id, service.config.fax.group_extensions
+            )
+        job = await service.faxes.outbox.cancel(fax_id)
+        if job is None:
+            raise ApiError(409, "this fax is not waiting to be sent (it is dialling, or done)")
+        return json_response(fax_out(job))
+
     @api.operation(
         "GET",
         "/api/faxes",

@@ -17,7 +17,6 @@ import socket
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +39,7 @@ from cti.pbx import (
 )
 from cti.phone import dialable, to_e164
 from pbx_adapters.asterisk.channels import ChannelMap
+from pbx_adapters.asterisk.faxsend import FaxSender
 from pbx_adapters.asterisk.frames import AmiParser, Frame, encode_action
 from pbx_adapters.asterisk.recovery import READ_TIMEOUT, CdrRecovery
 from pbx_adapters.asterisk.settings import AsteriskSettings
@@ -78,6 +78,7 @@ ORIGINATE_REASONS = {
 # What the adapter reads besides the tracker's events; everything else is skipped unread.
 KEPT_EVENTS = CallTracker("", ChannelMap()).events | {
     "OriginateResponse",
+    "SendFAX",
     "FullyBooted",
     "Shutdown",
 }
@@ -257,6 +258,7 @@ class AsteriskAdapter:
         self._resyncing: list[Frame] | None = None  # frames held back during a state load
         self.down_reason = ""  # why the link last failed, when we know better than "lost"
         self._originates: dict[str, DialPlaced] = {}
+        self.fax_sender = FaxSender()
         self.cdr = CdrRecovery(config, channel_map, context.region) if config.cdr_url else None
         self.link_lost_at: datetime | None = None  # the last frame before the link went down
         self._background: set[asyncio.Task[Any]] = set()
@@ -287,6 +289,8 @@ class AsteriskAdapter:
         await self.links.report(self.name, up, detail)
 
     def connection_lost(self) -> None:
+        for attempt in self.fax_sender.link_lost():
+            self.bus.publish_nowait(attempt)
         if self.link_up.is_set():
             self.link_lost_at = self.tracker.last_frame_at or self.clock()
         self.link_up.clear()
@@ -369,6 +373,8 @@ class AsteriskAdapter:
             return
         if frame.get("Event") == "OriginateResponse":
             self._originate_answered(frame)
+        elif (attempt := self.fax_sender.feed(frame)) is not None:
+            self.bus.publish_nowait(attempt)
         self._emit(self.tracker.feed(frame, self.clock()))
 
     def _emit(self, events: list[DomainEvent]) -> None:
@@ -474,8 +480,58 @@ class AsteriskAdapter:
         channel = self._channel_of(call_id)
         await self._command({"Action": "StopMixMonitor", "Channel": channel}, "the recording")
 
-    async def send_fax(self, extension: str, number: str, document: Path) -> DialPlaced:
-        raise PbxUnsupported("sending faxes through Asterisk is not built yet")
+    async def send_fax(self, number: str, file: str, request_id: str) -> None:
+        """Originate the far end into ``fax_context`` with ``FAXFILE`` set; the result
+        comes as a ``FaxAttempt`` (``FaxSender``)."""
+        if not self.config.fax_channel:
+            raise PbxUnsupported(f"PBX {self.name} sends no faxes: set its fax_channel")
+        if "," in file:
+            raise PbxRefused("a fax file's path may not hold a comma (AMI splits on it)")
+        manager = self._require_link()
+        digits = dialable(
+            number, self.region, dial_format=self.config.dial_format, prefix=self.config.dial_prefix
+        )
+        action_id = f"cti-fax-{request_id}-{uuid.uuid4().hex[:8]}"
+        action = {
+            "Action": "Originate",
+            "ActionID": action_id,
+            "Channel": self.config.fax_channel.format(number=digits),
+            "Context": self.config.fax_context,
+            "Exten": "s",
+            "Priority": "1",
+            "Timeout": str(self.config.fax_timeout * 1000),
+            "Async": "true",
+            "Variable": f"FAXFILE={file},CTI_FAX_ID={request_id}",
+        }
+        encode_action(action)  # raises UnsafeAction before anything is sent
+        self.fax_sender.expect(action_id, request_id)
+        log.info("sending a fax", extra={"fields": {"pbx": self.name, "fax": request_id}})
+        future = manager.send_action(action)
+        future.add_done_callback(lambda f: self._fax_originated(action_id, f))
+
+    def _fax_originated(self, action_id: str, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            failed = self.fax_sender.dial_failed(action_id, "link_down", "the PBX link dropped")
+        else:
+            replies = future.result()
+            replies = replies if isinstance(replies, list) else [replies]
+            if replies[0].get("Response") != "Success":
+                message = replies[0].get("Message") or "refused"
+                failed = self.fax_sender.dial_failed(action_id, "refused", message)
+            else:
+                failed = None
+                for reply in replies[1:]:
+                    if reply.get("Event") == "OriginateResponse":
+                        failed = self._fax_dialled(dict(reply.items()))
+        if failed is not None:
+            self.bus.publish_nowait(failed)
+
+    def _fax_dialled(self, frame: Frame) -> Any:
+        action_id = frame.get("ActionID", "")
+        if frame.get("Response") == "Success":
+            return self.fax_sender.answered(action_id, frame.get("Uniqueid", ""))
+        code, reason = ORIGINATE_REASONS.get(frame.get("Reason", ""), ("failed", "failed"))
+        return self.fax_sender.dial_failed(action_id, code, f"the fax number: {reason}")
 
     def _channel_of(self, call_id: str) -> str:
         self._require_link()
@@ -513,6 +569,10 @@ class AsteriskAdapter:
                 self._originate_answered(dict(reply.items()))
 
     def _originate_answered(self, frame: Frame) -> None:
+        if self.fax_sender.owns(frame.get("ActionID", "")):
+            if (failed := self._fax_dialled(frame)) is not None:
+                self.bus.publish_nowait(failed)
+            return
         if frame.get("Response") == "Success":
             self._originate_result(frame.get("ActionID", ""), "", "")
             return

@@ -34,14 +34,14 @@ class AmiParser:
 
     ``events``, when given, names the events worth parsing: any other event frame is
     dropped by its first line without being decoded (a busy PBX sends mostly VarSet,
-    CEL and Newexten). ``needles`` narrows an event further to frames containing some
-    bytes (only the VarSet of one variable, say). Responses and anything carrying an
-    ActionID are always kept.
+    CEL and Newexten). ``needles`` narrows an event further to frames containing any of
+    some bytes (only the VarSets of some variables, say). Responses and anything carrying
+    an ActionID are always kept.
     """
 
     max_frame_bytes: int = MAX_FRAME_BYTES
     events: frozenset[str] | None = None
-    needles: dict[str, bytes] = field(default_factory=dict)
+    needles: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
     version: str | None = None
     errors: list[str] = field(default_factory=list)  # problems seen, for the caller to log
     _buffer: bytes = b""
@@ -74,7 +74,9 @@ class AmiParser:
                 end = chunk.find(b"\r\n")
                 name = chunk[7:end] if end > 0 else chunk[7:]
                 needle = needles.get(name)
-                skip = name not in wanted or (needle is not None and needle not in chunk)
+                skip = name not in wanted or (
+                    needle is not None and not any(n in chunk for n in needle)
+                )
                 if skip and b"\r\nActionID: " not in chunk:
                     continue
             frame = parse_frame(chunk)

@@ -48,6 +48,12 @@ class AsteriskSettings(PbxSettings):
     # logged (a PBX or a stream gone wrong cannot exhaust the service).
     max_calls: int = Field(5000, ge=10)
     max_channels: int = Field(20000, ge=10)
+    # Sending faxes: Originate dials the far end on fax_channel ({number}: the number as
+    # dial_format/dial_prefix make it) into fax_context, whose "s" runs
+    # SendFAX(${FAXFILE}) (docs/fax.md). Empty fax_channel: this PBX sends no faxes.
+    fax_channel: str = ""
+    fax_context: str = "cti-fax-send"
+    fax_timeout: int = Field(60, ge=5, le=300)  # seconds the far end may ring
     # The PBX's CDR table, read after every (re)connect: how calls that ended unseen
     # really ended, and the calls that came and went while nobody listened. FreePBX:
     # "mysql://user:password@host/asteriskcdrdb". None: off.

@@ -184,8 +184,11 @@ class CallTracker:
         """The AMI events the tracker uses (for ``AmiParser(events=...)``)."""
         return frozenset(self._handlers)
 
-    # Of all VarSets (a third of a busy PBX's frames) only the recording's file name counts.
-    NEEDLES: ClassVar[dict[str, bytes]] = {"VarSet": b"\r\nVariable: MIXMONITOR_FILENAME\r\n"}
+    # Of all VarSets (a third of a busy PBX's frames) only the recording's file name counts,
+    # and SendFAX's results (FAXSTATUS, FAXERROR, ...) for the fax sender.
+    NEEDLES: ClassVar[dict[str, tuple[bytes, ...]]] = {
+        "VarSet": (b"\r\nVariable: MIXMONITOR_FILENAME\r\n", b"\r\nVariable: FAX")
+    }
 
     def expect_originate(self, extension: str, number: str, request_id: str) -> None:
         """Click-to-dial: the next call that rings ``extension`` by itself is this one."""

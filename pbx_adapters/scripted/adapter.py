@@ -7,12 +7,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 
 from cti.calls import Call
 from cti.domain import LineState
-from cti.events import OriginateResult
+from cti.events import FaxAttempt, OriginateResult
 from cti.pbx import DialPlaced, PbxCallNotFound, PbxContext, PbxLinkDown, PbxUnsupported
 from pbx_adapters.scripted.calls import ScriptedCalls
 from pbx_adapters.scripted.settings import ScriptedSettings, Step
@@ -27,6 +26,7 @@ class ScriptedAdapter:
         self.context = context
         self.calls = ScriptedCalls(settings.name, context.region)
         self.dialled: list[DialPlaced] = []  # click-to-dials asked for, for tests to see
+        self.faxed: list[tuple[str, str]] = []  # (number, file) of faxes sent
         self._up = False
         self._player: asyncio.Task[None] | None = None
 
@@ -95,8 +95,13 @@ class ScriptedAdapter:
     async def stop_recording(self, call_id: str) -> None:
         raise PbxUnsupported("the scripted PBX does not record")
 
-    async def send_fax(self, extension: str, number: str, document: Path) -> DialPlaced:
-        raise PbxUnsupported("the scripted PBX does not fax")
+    async def send_fax(self, number: str, file: str, request_id: str) -> None:
+        """Every fax "goes through" a second later: the demo's fax line."""
+        if not self._up:
+            raise PbxLinkDown(f"PBX {self.name} is not connected")
+        self.faxed.append((number, file))
+        attempt = FaxAttempt(request_id=request_id, success=True, connected=True)
+        asyncio.get_running_loop().call_later(1.0, self.context.bus.publish_nowait, attempt)
 
     def _live(self, call_id: str) -> Call:
         call = self.calls.calls.get(call_id)

@@ -38,6 +38,11 @@ def upgrade() -> None:
         sa.Column("pdf", sa.String(length=500), nullable=True),
         sa.Column("thumbnail", sa.String(length=500), nullable=True),
         sa.Column("size", sa.BigInteger(), nullable=True),
+        sa.Column("created_by", sa.String(length=64), nullable=True),
+        sa.Column("dials", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("tries", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("next_at", utc(), nullable=True),
+        sa.Column("kill_at", utc(), nullable=True),
         sa.Column("at", utc(), nullable=False),
         sa.Column("created_at", utc(), nullable=False),
         sa.Column("deleted_at", utc(), nullable=True),
@@ -49,6 +54,7 @@ def upgrade() -> None:
     op.create_index("ix_faxes_call_id", "faxes", ["call_id"], unique=True)
     op.create_index("ix_faxes_at", "faxes", ["at"])
     op.create_index("ix_faxes_assignee", "faxes", ["assignee_extension", "at"])
+    op.create_index("ix_faxes_due", "faxes", ["status", "next_at"])
     op.create_table(
         "fax_views",
         sa.Column("id", sa.Integer(), nullable=False),
