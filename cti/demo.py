@@ -27,6 +27,7 @@ from cti.config import (
     Config,
     CrmConfig,
     DatabaseConfig,
+    FaxConfig,
     ModemConfig,
     RecordingsConfig,
     ServerConfig,
@@ -39,6 +40,7 @@ from gsm_modem.pdu import encode_deliver
 from pbx_adapters.asterisk.settings import AsteriskSettings
 from pbx_adapters.asterisk.simulator import (
     DEFAULT_TRANSCRIPTS,
+    LAB_FAX,
     LAB_MONITOR,
     LAB_PBX_OPTIONS,
     AmiSimulator,
@@ -57,6 +59,7 @@ DEMO_SMS = [
     "Hello, please call me back about the invoice.",
 ]
 # The calls that show screen pops best come first.
+DEMO_FAX_FILE = "1795361425.85.tif"  # as fax_receive.ami's ReceiveFAX names it
 DEMO_ORDER = [
     "sip_inbound_answered",
     "sip_ringgroup_answered",
@@ -275,8 +278,13 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
     pbx.on_recording = lambda name: write_recording(
         recordings / PurePosixPath(name).relative_to(LAB_MONITOR)
     )
+    # The recorded fax call names the TIFF its ReceiveFAX wrote: put it where it is looked for.
+    pbx_fax = data_dir / "pbx-fax"
+    pbx_fax.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEFAULT_TRANSCRIPTS / "fax_receive.tif", pbx_fax / DEMO_FAX_FILE)
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
+        fax=FaxConfig(incoming_dir=str(pbx_fax), pbx_dir=LAB_FAX, group_extensions=["100"]),
         database=DatabaseConfig(auto_migrate=True),
         recordings=RecordingsConfig(dir=str(recordings), pbx_dir=LAB_MONITOR),
         crm=CrmConfig(default_manager_extension="100"),

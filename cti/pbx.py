@@ -131,6 +131,11 @@ class PbxAdapter(Protocol):
 
     async def stop_recording(self, call_id: str) -> None: ...
 
+    @property
+    def sends_faxes(self) -> bool:
+        """Whether ``send_fax`` can work here (configured, supported)."""
+        ...
+
     async def send_fax(self, number: str, file: str, request_id: str) -> None:
         """Dial ``number`` and send it the TIFF-F ``file`` (a path as the PBX names it).
         Returns once the PBX took the request; how it went arrives as a ``FaxAttempt``

@@ -301,9 +301,9 @@ def _pbx_services(config: Config, context: PbxContext) -> list[PbxService]:
 def fax_sender(
     pbx: dict[str, PbxAdapter], name: str
 ) -> Callable[[str, str, str], Awaitable[None]] | None:
-    """How faxes go out: the named PBX's adapter (empty: the first), or None."""
-    adapter = pbx.get(name) if name else next(iter(pbx.values()), None)
-    return None if adapter is None else adapter.send_fax
+    """How faxes go out: the named PBX's adapter (empty: the first that can), or None."""
+    able = [a for a in pbx.values() if a.sends_faxes and (not name or a.name == name)]
+    return able[0].send_fax if able else None
 
 
 def line_state_of(adapters: dict[str, PbxAdapter], extension: str) -> str | None:

@@ -1130,3 +1130,28 @@ async def test_operators_see_no_reports(new_page: NewPage, office: Office) -> No
     await sign_in(reception, "rita")
     await expect(reception.get_by_role("link", name=re.compile("^Callbacks"))).to_be_visible()
     await expect(reception.get_by_role("link", name="Reports")).to_be_hidden()
+
+
+async def test_the_faxes_page_sends_and_says_why_it_cannot(
+    new_page: NewPage, office: Office, tmp_path
+) -> None:
+    """Issue 16's pages: the Faxes page for an operator, its send form and inbox. This
+    office's PBX has no fax line, so the send is refused with the reason, on the page."""
+    from fax_docs import page as fax_page
+
+    image = tmp_path / "Договор.png"
+    fax_page(1).save(image)
+    page = await new_page()
+    await sign_in(page, "anna")
+    await page.get_by_role("link", name="Faxes").click()
+    await expect(page.locator("#faxes-view")).to_be_visible()
+    await expect(page.locator("#faxes-empty")).to_have_text("No faxes here.")
+    await page.locator("#fax-form input[name=number]").fill("+7 495 123-45-67")
+    await page.locator("#fax-files").set_input_files(str(image))
+    await page.locator("#fax-send").click()
+    await expect(page.locator("#fax-send-status")).to_contain_text(
+        "no phone system here sends faxes"
+    )
+    await page.locator("#faxes-show-out").click()
+    await expect(page.locator("#faxes-show-out")).to_have_attribute("aria-pressed", "true")
+    await shot(page, "faxes-page")

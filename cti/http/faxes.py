@@ -159,7 +159,7 @@ def add_routes(api: Api) -> None:
         service = request.app[SERVICE_KEY]
         outbox = service.faxes.outbox
         if not outbox.can_send:
-            raise ApiError(503, "no PBX here sends faxes")
+            raise ApiError(503, "no PBX here sends faxes", reason="no_fax_line")
         who = principal(request)
         max_bytes = int(service.config.fax.max_upload_mb * (1 << 20))
         with tempfile.TemporaryDirectory(prefix="cti-upload-") as scratch:

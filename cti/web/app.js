@@ -441,9 +441,23 @@ function onFrame(frame) {
     case "sms.status":
       if (frame.data) onSmsStatus(frame.data);
       break;
+    case "fax.received":
+      if (frame.data) onFaxReceived(frame.data);
+      break;
+    case "fax.status":
+      pages.faxChanged(frame.data);
+      break;
     default:
       break; // heartbeat, pong, and events only integrations use
   }
+}
+
+// A fax for me arrived: the desk says so; the faxes page follows.
+function onFaxReceived(data) {
+  pages.faxChanged(data);
+  if (data.status !== "received") return;
+  const from = data.client_name || (data.number ? formatNumber(data.number) : data.remote_station || "—");
+  showDialStatus(t("faxArrived", { from, pages: data.pages ?? "?" }), "ok");
 }
 
 function applyResync(snapshot) {

@@ -17,9 +17,10 @@ import {
   timeZone,
 } from "./format.js";
 import { language, t } from "./i18n.js";
+import { createFaxesPage } from "./faxes.js";
 import { createSettingsPage, createUsersPage } from "./users.js";
 
-const VIEWS = ["desk", "log", "worklist", "reports", "clients", "users", "settings"];
+const VIEWS = ["desk", "log", "worklist", "faxes", "reports", "clients", "users", "settings"];
 const SUPERVISORS = new Set(["supervisor", "admin"]);
 const LOG_PAGE = 50;
 const TASKS_PAGE = 200;
@@ -70,6 +71,7 @@ export function createPages(ctx) {
   const report = { rows: [], group: "day", minutes: 60, loaded: false, error: null, token: 0 };
   const subpages = {
     clients: createClientsPage(ctx),
+    faxes: createFaxesPage(ctx),
     users: createUsersPage(ctx),
     settings: createSettingsPage(ctx),
   };
@@ -90,6 +92,7 @@ export function createPages(ctx) {
       case "reports":
         return SUPERVISORS.has(role());
       case "clients":
+      case "faxes":
       case "settings":
         return true;
       case "users":
@@ -1252,6 +1255,9 @@ export function createPages(ctx) {
       renderBadge();
       if (current === "worklist") scheduleTasksReload();
       else work.loaded = false;
+    },
+    faxChanged(data) {
+      subpages.faxes.changed(data);
     },
     namesChanged() {
       if (log.loaded) renderExtensionOptions();

@@ -480,6 +480,10 @@ class AsteriskAdapter:
         channel = self._channel_of(call_id)
         await self._command({"Action": "StopMixMonitor", "Channel": channel}, "the recording")
 
+    @property
+    def sends_faxes(self) -> bool:
+        return bool(self.config.fax_channel)
+
     async def send_fax(self, number: str, file: str, request_id: str) -> None:
         """Originate the far end into ``fax_context`` with ``FAXFILE`` set; the result
         comes as a ``FaxAttempt`` (``FaxSender``)."""

@@ -34,6 +34,7 @@ BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 DEFAULT_TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts"
 # Where the lab PBX that recorded them wrote its MixMonitor files (the transcripts name them).
 LAB_MONITOR = "/tmp/astlab/monitor"  # noqa: S108 (the lab PBX's folder: only a name here)
+LAB_FAX = "/tmp/astlab/fax"  # noqa: S108 (the same: where its ReceiveFAX wrote)
 # How the lab PBX that recorded them must be configured ([[pbx]] options).
 LAB_PBX_OPTIONS = {
     "trunk_channels": [r"^Local/[^@]+@(?:callers|remote|inbound)-"],

@@ -95,6 +95,10 @@ class ScriptedAdapter:
     async def stop_recording(self, call_id: str) -> None:
         raise PbxUnsupported("the scripted PBX does not record")
 
+    @property
+    def sends_faxes(self) -> bool:
+        return True
+
     async def send_fax(self, number: str, file: str, request_id: str) -> None:
         """Every fax "goes through" a second later: the demo's fax line."""
         if not self._up:
