@@ -347,3 +347,57 @@ async def test_a_fax_to_a_busy_line_is_retried_then_fails_with_the_reason(tmp_pa
     finally:
         await service.close()
         await ami_action(Action="Setvar", Variable="MODE_103", Value="")
+
+
+@needs_ghostscript
+async def test_a_restart_while_a_fax_is_sent_never_sends_it_twice(tmp_path, aiohttp_client):
+    """Issue 16: the service stops while the lab transmits; Asterisk finishes on its own.
+    The next start does not send the fax again (it may have gone: it is "unknown" for a
+    person to decide), and the fax that came meanwhile is still received."""
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path, port=0),
+        database=DatabaseConfig(
+            url=f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}", auto_migrate=True
+        ),
+        pbx=[lab_settings(fax_channel="Local/4951003@inbound", fax_context="faxsend")],
+        fax=FaxConfig(incoming_dir=str(FAX_DIR), pbx_dir=str(FAX_DIR)),
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        job = await service.faxes.outbox.submit(
+            "+74951003005", [pdf(tmp_path / "two.pdf")], "fine", username="t", extension=None
+        )
+        await eventually(lambda: _fax_status(service, job.id, "sending"), seconds=20)
+    finally:
+        await service.close()
+    service = await Service.start(config)  # while Asterisk goes on sending
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        row = await _fax(service, job.id)
+        assert row.status == "failed" and row.error.startswith("unknown")
+        assert row.dials == 1  # and it is not dialled again
+        client = await aiohttp_client(build_app(service))
+        token = await new_token(service, "supervisor")
+
+        async def received() -> bool:
+            reply = await client.get(
+                "/api/faxes", params={"direction": "in"}, headers=bearer(token)
+            )
+            return any(f["status"] == "received" for f in (await reply.json())["faxes"])
+
+        await eventually(received, seconds=60)
+        assert (await _fax(service, job.id)).dials == 1
+    finally:
+        await service.close()
+
+
+async def _fax(service, fax_id: int):
+    from cti.db.models import FaxDocument
+
+    async with service.sessions() as session:
+        return await session.get_one(FaxDocument, fax_id)
+
+
+async def _fax_status(service, fax_id: int, status: str) -> bool:
+    return (await _fax(service, fax_id)).status == status
