@@ -32,7 +32,7 @@ from cti.config import FaxConfig
 from cti.db.models import FaxDocument
 from cti.domain import utcnow
 from cti.events import DomainEvent, FaxAttempt, FaxStatusChanged
-from cti.pbx import PbxError
+from cti.pbx import PbxError, PbxLinkDown
 from cti.tasks import TaskMonitor, cancel
 from fax.convert import Converted, Resolution, to_fax
 from fax.images import render
@@ -42,6 +42,7 @@ log = logging.getLogger("cti.fax.outbox")
 Send = Callable[[str, str, str], Awaitable[None]]  # (number, file as the PBX names it, id)
 ATTEMPT_SECONDS = 1800.0  # no word from the PBX this long after dialling: unknown
 WAITING = ("queued", "requeued")
+LINK_DOWN_RETRY_SECONDS = 10.0  # the PBX link is down (starting up, say): try soon
 
 
 class FaxOutbox:
@@ -246,6 +247,9 @@ class FaxOutbox:
             await self.send(job.number, self.pbx_path(job.tiff), str(job_id))
             async with asyncio.timeout(ATTEMPT_SECONDS):
                 attempt = await future
+        except PbxLinkDown as e:  # nothing was dialled: not a dial, and soon again
+            await self._requeue(job_id, str(e), LINK_DOWN_RETRY_SECONDS, undial=True)
+            return
         except PbxError as e:
             attempt = FaxAttempt(
                 request_id=str(job_id), success=False, code="refused", reason=str(e)
@@ -314,10 +318,14 @@ class FaxOutbox:
             await session.commit()
         self._changed(job)
 
-    async def _requeue(self, job_id: int, reason: str, seconds: float) -> None:
+    async def _requeue(
+        self, job_id: int, reason: str, seconds: float, *, undial: bool = False
+    ) -> None:
         async with self.sessions() as session:
             job = await session.get_one(FaxDocument, job_id)
             job.status, job.error = "requeued", reason
+            if undial:
+                job.dials = max(0, job.dials - 1)
             job.next_at = self.clock() + timedelta(seconds=seconds)
             await session.commit()
         self._changed(job)

@@ -211,6 +211,37 @@ async def test_a_restart_requeues_a_dial_but_never_resends_what_may_have_gone(
         await again.stop()
 
 
+async def test_a_fax_waits_for_the_pbx_link_without_spending_a_dial(service, tmp_path) -> None:
+    from cti.pbx import PbxLinkDown
+
+    await service.faxes.outbox.stop()
+    calls = []
+
+    async def link_down_first(number: str, file: str, request_id: str) -> None:
+        calls.append(request_id)
+        if len(calls) == 1:
+            raise PbxLinkDown("PBX lab is not connected")
+        result = FaxAttempt(request_id=request_id, success=True, connected=True)
+        asyncio.get_running_loop().call_soon(service.bus.publish_nowait, result)
+
+    outbox = FaxOutbox(
+        service.sessions, tmp_path / "faxes", FaxConfig(), service.bus, link_down_first
+    )
+    await outbox.start()
+    try:
+        job = await outbox.submit(
+            "+74951234567", [tiff(tmp_path / "a.tif", 1)], "fine", username="a", extension=None
+        )
+        await eventually(lambda: _is(service, job.id, "requeued"))
+        assert (await job_of(service, job.id)).dials == 0
+    finally:
+        await outbox.stop()
+
+
+async def _is(service, job_id: int, status: str) -> bool:
+    return (await job_of(service, job_id)).status == status
+
+
 # -- the API -----------------------------------------------------------------------------
 
 
