@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ from cti.events import DomainEvent, FaxReceived
 from fax.images import NotAFax, render
 
 log = logging.getLogger("cti.fax")
+
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.tiff?")  # e.g. 1795361425.85.tif
 
 
 class FaxInbox:
@@ -121,10 +124,21 @@ class FaxInbox:
 
     # -- the file ----------------------------------------------------------------------
 
+    @property
+    def uploads(self) -> Path:
+        """Where the dialplan's uploads of received TIFFs land (POST /api/faxes/incoming)."""
+        return self.root / "uploads"
+
     def source_of(self, announced: str | None) -> Path | None:
-        """The PBX's TIFF as this host sees it: under ``incoming_dir``, by its path below
-        ``pbx_dir`` (or its name alone); never outside that folder."""
-        if not announced or self.incoming is None or "\x00" in announced:
+        """The PBX's TIFF as this host sees it: uploaded by the dialplan (by its name),
+        or under ``incoming_dir``, by its path below ``pbx_dir`` (or its name alone);
+        never outside those folders."""
+        if not announced or "\x00" in announced:
+            return None
+        uploaded = self.uploads / PurePosixPath(announced).name
+        if UPLOAD_NAME.fullmatch(uploaded.name) and uploaded.is_file():
+            return uploaded
+        if self.incoming is None:
             return None
         path = PurePosixPath(announced)
         if self._pbx_dir is not None and path.is_relative_to(self._pbx_dir):

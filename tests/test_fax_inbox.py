@@ -189,3 +189,47 @@ async def test_retention_deletes_old_faxes_files_and_says_so(
     response = await client.get(fax["files"]["pdf"], headers=bearer(tokens["manager"]))
     assert response.status == 404
     assert "retention" in (await response.json())["error"]["message"]
+
+
+async def test_the_dialplan_can_upload_the_tiff_instead_of_a_mounted_folder(
+    db_url, tmp_path, pbx, aiohttp_client
+) -> None:
+    config = Config(
+        server=ServerConfig(data_dir=tmp_path),
+        database=DatabaseConfig(url=db_url, auto_migrate=True),
+        pbx=[lab_pbx(pbx.port, SECRET)],
+    )
+    service = await Service.start(config)
+    try:
+        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        tokens = await with_manager(service)
+        pbx_token = await new_token(service, "receptionist", username="pbx-fax")
+        client = await aiohttp_client(build_app(service))
+        await pbx.play(load_transcript(FIXTURES / "fax_receive.ami"))
+        await eventually(lambda: _status(client, tokens["supervisor"], "pending"))
+        for bad in ("../x.tif", "a.exe", "/etc/passwd"):
+            response = await client.post(
+                "/api/faxes/incoming",
+                params={"file": bad},
+                data=b"II*\x00",
+                headers=bearer(pbx_token),
+            )
+            assert response.status == 422, bad
+        response = await client.post(
+            "/api/faxes/incoming",
+            params={"file": TIFF_NAME},
+            data=TIFF.read_bytes(),
+            headers=bearer(pbx_token),
+        )
+        assert response.status == 201, await response.text()
+        [fax] = await faxes(client, tokens["supervisor"])
+        assert (fax["status"], fax["pages"]) == ("received", 2)
+        denied = await client.post(
+            "/api/faxes/incoming",
+            params={"file": "x.tif"},
+            data=b"II*",
+            headers=bearer(tokens["manager"]),
+        )
+        assert denied.status == 403  # sales staff cannot drop files in
+    finally:
+        await service.close()

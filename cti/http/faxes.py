@@ -144,7 +144,48 @@ async def _uploads(
     return fields, files
 
 
+class IncomingQuery(BaseModel):
+    file: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.tiff?$",
+        description="The TIFF's name as ReceiveFAX wrote it, e.g. 1795361425.85.tif",
+    )
+
+
 def add_routes(api: Api) -> None:
+    @api.operation(
+        "POST",
+        "/api/faxes/incoming",
+        summary="The dialplan uploads a received fax's TIFF (the body), when the service "
+        "cannot mount the PBX's fax folder; the fax call then finds it by its name",
+        tag="faxes",
+        query=IncomingQuery,
+        roles=(Role.RECEPTIONIST, Role.SUPERVISOR),
+        status=201,
+        errors=(413, 422),
+    )
+    async def upload_received(request: web.Request) -> web.Response:
+        service = request.app[SERVICE_KEY]
+        name = read_query(request, IncomingQuery).file
+        folder = service.faxes.inbox.uploads
+        folder.mkdir(parents=True, exist_ok=True)
+        max_bytes = int(service.config.fax.max_upload_mb * (1 << 20))
+        part = folder / f".{name}.part"
+        total = 0
+        with part.open("wb") as out:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                total += len(chunk)
+                if total > max_bytes:
+                    out.close()
+                    part.unlink(missing_ok=True)
+                    raise ApiError(413, f"over {max_bytes // (1 << 20)} MB")
+                out.write(chunk)
+        if not total:
+            part.unlink(missing_ok=True)
+            raise ApiError(422, "the body is the TIFF: it was empty")
+        part.replace(folder / name)
+        await service.faxes.inbox.retry_pending()  # its call may have ended already
+        return json_response({"file": name, "size": total}, status=201)
+
     @api.operation(
         "POST",
         "/api/faxes",
