@@ -228,6 +228,7 @@ class FaxConfig(_Section):
     pbx: str = ""
     pbx_outgoing_dir: str = ""
     max_upload_mb: float = Field(20.0, gt=0, le=500)
+    paper: Literal["a4", "letter"] = "a4"  # the page documents are fitted to, unless asked
     # Retries, after HylaFAX's: a busy line again after busy_retry_seconds, no answer after
     # no_answer_retry_seconds, anything else after retry_seconds; at most max_dials dials
     # and max_tries transmissions begun; after kill_hours the job gives up.

@@ -1,6 +1,6 @@
 """Documents to a fax: PDFs through ghostscript, images (PNG, JPEG, TIFF of any pages)
 through Pillow, into one TIFF-F file: 1728 px wide, 204x196 dpi ("fine") or 204x98
-("normal"), A4 pages, Group 3. Blocking: the callers run it in a thread.
+("normal"), A4 or US Letter pages, Group 3. Blocking: the callers run it in a thread.
 
 Every input is bounded before it costs anything: its size (checked by the API), its
 pages (ghostscript renders at most ``max_pages`` + 1, images are counted first), its
@@ -21,9 +21,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 WIDTH = 1728  # px: every fax machine's line
 RESOLUTIONS = {"fine": (204, 196), "normal": (204, 98)}
-A4_INCHES = (8.47, 11.69)  # 1728 px at 204 dpi is 8.47 in: A4's height, a fax's width
+# A fax line is 1728 px at 204 dpi, 8.47 in, whatever the paper; pages are as long as it.
+PAPERS = {"a4": (8.47, 11.69), "letter": (8.47, 11.0)}
 GS_SECONDS = 120
 Resolution = Literal["fine", "normal"]
+Paper = Literal["a4", "letter"]
 
 
 class ConversionError(ValueError):
@@ -50,11 +52,16 @@ def kind_of(head: bytes) -> str | None:
 
 
 def to_fax(
-    documents: list[Path], out: Path, resolution: Resolution, *, max_pages: int
+    documents: list[Path],
+    out: Path,
+    resolution: Resolution,
+    *,
+    max_pages: int,
+    paper: Paper = "a4",
 ) -> Converted:
     """Convert ``documents`` (in order) into the one TIFF-F ``out``."""
     dpi = RESOLUTIONS[resolution]
-    height = round(A4_INCHES[1] * dpi[1])
+    height = round(PAPERS[paper][1] * dpi[1])
     pages: list[Image.Image] = []
     with tempfile.TemporaryDirectory(prefix="cti-fax-") as scratch:
         for index, document in enumerate(documents):
@@ -64,7 +71,7 @@ def to_fax(
             room = max_pages - len(pages)
             if kind == "pdf":
                 rendered = Path(scratch) / f"{index}.tif"
-                _ghostscript(document, rendered, dpi, room + 1)
+                _ghostscript(document, rendered, dpi, room + 1, PAPERS[paper])
                 source = rendered
             else:
                 source = document
@@ -84,11 +91,13 @@ def to_fax(
     return Converted(len(pages), f"{dpi[0]}x{dpi[1]}")
 
 
-def _ghostscript(pdf: Path, out: Path, dpi: tuple[int, int], last_page: int) -> None:
+def _ghostscript(
+    pdf: Path, out: Path, dpi: tuple[int, int], last_page: int, inches: tuple[float, float]
+) -> None:
     gs = shutil.which("gs")
     if gs is None:
         raise ConversionError("ghostscript (gs) is not installed: PDFs cannot be faxed")
-    width_pt, height_pt = (round(inches * 72) for inches in A4_INCHES)
+    width_pt, height_pt = (round(side * 72) for side in inches)
     command = [
         gs,
         "-q",

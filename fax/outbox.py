@@ -34,7 +34,7 @@ from cti.domain import utcnow
 from cti.events import DomainEvent, FaxAttempt, FaxStatusChanged
 from cti.pbx import PbxError, PbxLinkDown
 from cti.tasks import TaskMonitor, cancel
-from fax.convert import Converted, Resolution, to_fax
+from fax.convert import Converted, Paper, Resolution, to_fax
 from fax.images import render
 
 log = logging.getLogger("cti.fax.outbox")
@@ -82,6 +82,7 @@ class FaxOutbox:
         *,
         username: str,
         extension: str | None,
+        paper: Paper | None = None,
     ) -> FaxDocument:
         """Convert and store the documents and queue the job (ConversionError: refused)."""
         now = self.clock()
@@ -100,7 +101,9 @@ class FaxOutbox:
             job_id = job.id
         stem = self.root / "out" / now.strftime("%Y/%m") / f"fax-{job_id}"
         try:
-            converted = await asyncio.to_thread(self._convert, documents, stem, resolution)
+            converted = await asyncio.to_thread(
+                self._convert, documents, stem, resolution, paper or self.options.paper
+            )
         except Exception:
             async with self.sessions() as session:
                 await session.delete(await session.get_one(FaxDocument, job_id))
@@ -118,10 +121,14 @@ class FaxOutbox:
         self._wake.set()
         return job
 
-    def _convert(self, documents: list[Path], stem: Path, resolution: Resolution) -> Converted:
+    def _convert(
+        self, documents: list[Path], stem: Path, resolution: Resolution, paper: Paper
+    ) -> Converted:
         stem.parent.mkdir(parents=True, exist_ok=True)
         tiff = stem.with_suffix(".tif")
-        converted = to_fax(documents, tiff, resolution, max_pages=self.options.max_pages)
+        converted = to_fax(
+            documents, tiff, resolution, max_pages=self.options.max_pages, paper=paper
+        )
         render(tiff, stem.with_suffix(".pdf"), stem.with_suffix(".png"), max_pages=10_000)
         return converted
 

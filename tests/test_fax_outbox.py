@@ -70,6 +70,13 @@ def test_what_cannot_be_a_fax_is_refused_with_the_reason(tmp_path, content, word
 
 
 @needs_ghostscript
+@needs_ghostscript
+def test_letter_pages_are_shorter_than_a4(tmp_path) -> None:
+    out = tmp_path / "out.tif"
+    to_fax([pdf(tmp_path / "one.pdf", 1)], out, "fine", max_pages=3, paper="letter")
+    assert fax_pages(out) == [((1728, 2156), (204.0, 196.0), "group3")]
+
+
 def test_pages_beyond_the_limit_are_refused(tmp_path) -> None:
     with pytest.raises(ConversionError, match="more pages than"):
         to_fax([pdf(tmp_path / "five.pdf", pages=5)], tmp_path / "out.tif", "fine", max_pages=3)

@@ -190,7 +190,7 @@ def add_routes(api: Api) -> None:
         "POST",
         "/api/faxes",
         summary="Send a fax: multipart/form-data with number, one or more files (PDF, PNG, "
-        "JPEG, TIFF) and resolution (fine or normal); 202 once it is queued",
+        "JPEG, TIFF), resolution (fine or normal) and paper (a4 or letter); 202 once queued",
         tag="faxes",
         roles=SENDERS,
         status=202,
@@ -213,6 +213,9 @@ def add_routes(api: Api) -> None:
                 raise ApiError(422, "resolution: fine or normal")
             if not files:
                 raise ApiError(422, "files: attach at least one document")
+            paper = fields.get("paper") or None
+            if paper not in (None, "a4", "letter"):
+                raise ApiError(422, "paper: a4 or letter")
             try:
                 job = await outbox.submit(
                     number,
@@ -220,6 +223,7 @@ def add_routes(api: Api) -> None:
                     resolution,  # type: ignore[arg-type]
                     username=who.username,
                     extension=who.extension,
+                    paper=paper,  # type: ignore[arg-type]
                 )
             except ValueError as e:  # the document cannot be a fax: why, in words
                 raise ApiError(422, str(e)) from None

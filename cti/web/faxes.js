@@ -130,6 +130,7 @@ export function createFaxesPage(ctx) {
     const data = new FormData();
     data.append("number", form.elements.number.value.trim());
     data.append("resolution", form.elements.resolution.value);
+    if (form.elements.paper.value) data.append("paper", form.elements.paper.value);
     for (const file of form.elements.files.files) data.append("files", file, file.name);
     page.sending = true;
     page.message = { kind: "", text: t("faxSending") };
