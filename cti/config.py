@@ -229,6 +229,14 @@ class FaxConfig(_Section):
     pbx_outgoing_dir: str = ""
     max_upload_mb: float = Field(20.0, gt=0, le=500)
     paper: Literal["a4", "letter"] = "a4"  # the page documents are fitted to, unless asked
+    # E-mail to the sender when their fax is sent or fails (their address: the users
+    # API's email). Empty smtp_host: no mail.
+    smtp_host: str = ""
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    mail_from: str = ""
     # Retries, after HylaFAX's: a busy line again after busy_retry_seconds, no answer after
     # no_answer_retry_seconds, anything else after retry_seconds; at most max_dials dials
     # and max_tries transmissions begun; after kill_hours the job gives up.
@@ -310,6 +318,8 @@ class CoreConfig(_Section):
                 if isinstance(v := getattr(section, key), SecretStr)
             ]
         values += [h.get_secret_value() for h in self.crm.http_headers.values()]
+        if self.fax.smtp_password:
+            values.append(self.fax.smtp_password.get_secret_value())
         if self.crm.bitrix24_webhook:
             values.append(self.crm.bitrix24_webhook.get_secret_value())
         return [v for v in values if v]

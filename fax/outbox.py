@@ -29,13 +29,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.bus import EventBus
 from cti.config import FaxConfig
-from cti.db.models import FaxDocument
+from cti.db.models import FaxDocument, User
 from cti.domain import utcnow
 from cti.events import DomainEvent, FaxAttempt, FaxStatusChanged
 from cti.pbx import PbxError, PbxLinkDown
 from cti.tasks import TaskMonitor, cancel
 from fax.convert import Converted, Paper, Resolution, to_fax
 from fax.images import render
+from fax.mail import FaxMailer
 
 log = logging.getLogger("cti.fax.outbox")
 
@@ -66,6 +67,8 @@ class FaxOutbox:
         self._wake = asyncio.Event()
         self._attempts: dict[str, asyncio.Future[FaxAttempt]] = {}
         self._worker: asyncio.Task[None] | None = None
+        self.mailer = FaxMailer(options)
+        self._mails: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
 
     @property
@@ -340,6 +343,16 @@ class FaxOutbox:
     def _changed(self, job: FaxDocument) -> None:
         log.info("fax job %s", job.status, extra={"fields": {"fax": job.id, "reason": job.error}})
         self.bus.publish_nowait(self._event(job))
+        if job.status in ("done", "failed") and self.mailer.enabled and job.created_by:
+            task = asyncio.get_running_loop().create_task(self._mail(job))
+            self._mails.add(task)
+            task.add_done_callback(self._mails.discard)
+
+    async def _mail(self, job: FaxDocument) -> None:
+        async with self.sessions() as session:
+            to = await session.scalar(select(User.email).where(User.username == job.created_by))
+        if to:
+            await self.mailer.notify(job, to)
 
     @staticmethod
     def _event(job: FaxDocument) -> DomainEvent:

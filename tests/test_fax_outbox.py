@@ -337,3 +337,56 @@ async def test_the_api_refuses_json_and_too_big_uploads_and_a_service_without_a_
 async def _status(client, token: str, fax_id: int, status: str) -> bool:
     response = await client.get(f"/api/faxes/{fax_id}", headers=bearer(token))
     return (await response.json())["status"] == status
+
+
+async def test_the_sender_gets_an_email_when_the_fax_is_sent(service, tmp_path) -> None:
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from cti import auth
+
+    class Mailbox:
+        def __init__(self) -> None:
+            self.envelopes: list = []
+
+        async def handle_DATA(self, server, session, envelope) -> str:
+            self.envelopes.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    async with service.sessions() as session:
+        anna = await auth.create_user(session, "anna-fax", "sales", extension="101")
+        anna.email = "anna@office.example"
+        await session.commit()
+    outbox, _ = await outbox_with(
+        service,
+        tmp_path,
+        [attempt(success=True, connected=True, pages=1, remote_station="+7 495 ROMASHKA")],
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        mail_from="cti@office.example",
+    )
+    try:
+        job = await outbox.submit(
+            "+74951234567",
+            [tiff(tmp_path / "a.tif", 1)],
+            "fine",
+            username="anna-fax",
+            extension="101",
+        )
+        await eventually(lambda: mailbox.envelopes)
+        [mail] = mailbox.envelopes
+        assert mail.rcpt_tos == ["anna@office.example"]
+        text = mail.content.decode()
+        assert "Subject: Fax to +74951234567 sent" in text and f"Fax {job.id}" in text
+        assert "ROMASHKA" in text
+    finally:
+        await outbox.stop()
+        smtp.stop()

@@ -122,3 +122,15 @@ async def test_everyone_sets_their_own_time_zone(client, service) -> None:
     assert hello["office"] == {"time_zone": "Europe/Moscow", "region": "RU"}
     assert hello["user"]["time_zone"] is None
     await ws.close()
+
+
+async def test_everyone_gives_their_own_email_for_fax_notices(client, service) -> None:
+    token = await add(service, "nino", "sales", "104")
+    reply = await client.patch(
+        "/api/me", json={"email": "nino@office.example"}, headers=bearer(token)
+    )
+    assert (await reply.json())["email"] == "nino@office.example"
+    bad = await client.patch("/api/me", json={"email": "not an address"}, headers=bearer(token))
+    assert bad.status == 422
+    me = await (await client.get("/api/me", headers=bearer(token))).json()
+    assert me["email"] == "nino@office.example"

@@ -67,6 +67,7 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(default=True)
     # IANA name ("Europe/Moscow") the pages show times in; None: the office's.
     time_zone: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(254))  # for notices (a fax sent)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", passive_deletes=True)

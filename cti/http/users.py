@@ -27,6 +27,7 @@ class UserOut(BaseModel):
     extension: str | None
     is_active: bool
     time_zone: str | None = Field(description="IANA; None: the office's ([server] time_zone)")
+    email: str | None = Field(None, description="Where notices go (a fax sent or failed)")
     created_at: datetime
 
     @classmethod
@@ -44,6 +45,7 @@ class UserCreate(BaseModel):
     extension: str | None = Field(None, pattern=r"^[0-9]{1,10}$")
     display_name: str = Field("", max_length=200)
     password: str | None = Field(None, min_length=8, max_length=200)
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     share_extension: bool = Field(
         False, description="Allow an extension another active user has (a shared phone)"
     )
@@ -58,10 +60,12 @@ class UserUpdate(BaseModel):
     share_extension: bool = Field(False, description="Allow an extension another user has")
     is_active: bool | None = Field(None, description="False: the user cannot sign in")
     time_zone: str | None = Field(None, max_length=64, description="IANA, e.g. Europe/Moscow")
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class OwnSettings(BaseModel):
     display_name: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     time_zone: str | None = Field(
         None, max_length=64, description="IANA, e.g. Asia/Tbilisi; null: the office's"
     )
@@ -113,7 +117,7 @@ def add_routes(api: Api) -> None:
         body = await read_body(request, OwnSettings)
         async with request.app[SERVICE_KEY].sessions() as session:
             user = await session.get_one(User, principal(request).user_id)
-            _apply(user, body, ("display_name", "time_zone"))
+            _apply(user, body, ("display_name", "time_zone", "email"))
             await session.commit()
             return json_response(UserOut.of(user))
 
@@ -143,7 +147,11 @@ def add_routes(api: Api) -> None:
                         f"extension: {body.extension} is already {owner.username}'s phone",
                         reason="extension_taken",
                     )
-            _apply(user, body, ("display_name", "role", "extension", "is_active", "time_zone"))
+            _apply(
+                user,
+                body,
+                ("display_name", "role", "extension", "is_active", "time_zone", "email"),
+            )
             try:
                 auth.validate_user_fields(user.username, str(user.role), user.extension)
             except auth.UserError as e:
@@ -248,6 +256,7 @@ def add_routes(api: Api) -> None:
             except auth.UserError as e:
                 status = 409 if isinstance(e, auth.UsernameTaken) else 422
                 raise ApiError(status, str(e)) from None
+            user.email = body.email
             token = await auth.issue_token(session, user, label="created with the user")
             await session.commit()
             return json_response(UserCreated(user=UserOut.of(user), token=token), status=201)
