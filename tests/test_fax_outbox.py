@@ -390,3 +390,32 @@ async def test_the_sender_gets_an_email_when_the_fax_is_sent(service, tmp_path) 
     finally:
         await outbox.stop()
         smtp.stop()
+
+
+async def test_the_api_retries_a_failed_fax_and_cancels_a_waiting_one(
+    service, tmp_path, aiohttp_client
+) -> None:
+    broken = attempt(success=False, code="failed", reason="remote hung up", connected=True)
+    service.faxes.outbox.options = FaxConfig(max_tries=1)
+    line = ScriptedLine(service.bus, [broken, attempt(success=True, connected=True)])
+    service.faxes.outbox.send = line
+    client = await aiohttp_client(build_app(service))
+    anna = await new_token(service, "sales", extension="101")
+    document = tiff(tmp_path / "a.tif", 1).read_bytes()
+    response = await client.post(
+        "/api/faxes", data=form("+74951234567", ("a.tif", document)), headers=bearer(anna)
+    )
+    fax_id = (await response.json())["id"]
+    await eventually(lambda: _status(client, anna, fax_id, "failed"))
+    again = await client.post(f"/api/faxes/{fax_id}/retry", headers=bearer(anna))
+    assert again.status == 200 and (await again.json())["dials"] == 0
+    await eventually(lambda: _status(client, anna, fax_id, "done"))
+    late = await client.delete(f"/api/faxes/{fax_id}", headers=bearer(anna))
+    assert late.status == 409  # sent: nothing to cancel
+    await service.faxes.outbox.stop()  # the next one waits: it can be cancelled
+    response = await client.post(
+        "/api/faxes", data=form("+74951234567", ("b.tif", document)), headers=bearer(anna)
+    )
+    waiting = (await response.json())["id"]
+    cancelled = await client.delete(f"/api/faxes/{waiting}", headers=bearer(anna))
+    assert cancelled.status == 200 and (await cancelled.json())["status"] == "cancelled"

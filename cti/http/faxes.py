@@ -102,6 +102,15 @@ async def _readable(
     return fax
 
 
+async def _checked_id(request: web.Request) -> int:
+    """The path's fax id, once the caller may read that fax (else 403/404)."""
+    service = request.app[SERVICE_KEY]
+    fax_id = path_id(request, "fax_id", "fax")
+    async with service.sessions() as session:
+        await _readable(session, principal(request), fax_id, service.config.fax.group_extensions)
+    return fax_id
+
+
 def _file(root: Path, relative: str) -> Path | None:
     """A fax file the service wrote, under its folder; nothing else."""
     path = PurePosixPath(relative)
@@ -239,11 +248,7 @@ def add_routes(api: Api) -> None:
     )
     async def retry_fax(request: web.Request) -> web.Response:
         service = request.app[SERVICE_KEY]
-        fax_id = path_id(request, "fax_id", "fax")
-        async with service.sessions() as session:
-            await _readable(
-                session, principal(request), fax_id, service.config.fax.group_extensions
-            )
+        fax_id = await _checked_id(request)
         job = await service.faxes.outbox.retry(fax_id)
         if job is None:
             raise ApiError(409, "only a sent fax that failed or was cancelled can be retried")
@@ -259,11 +264,7 @@ def add_routes(api: Api) -> None:
     )
     async def cancel_fax(request: web.Request) -> web.Response:
         service = request.app[SERVICE_KEY]
-        fax_id = path_id(request, "fax_id", "fax")
-        async with service.sessions() as session:
-            await _readable(
-                session, principal(request), fax_id, service.config.fax.group_extensions
-            )
+        fax_id = await _checked_id(request)
         job = await service.faxes.outbox.cancel(fax_id)
         if job is None:
             raise ApiError(409, "this fax is not waiting to be sent (it is dialling, or done)")
