@@ -40,6 +40,12 @@ log = logging.getLogger("cti.fax")
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.tiff?")  # e.g. 1795361425.85.tif
 
 
+def search_text(fax: FaxDocument) -> str:
+    """What the faxes page's search looks in: number, station and client, casefolded."""
+    parts = (fax.number, fax.remote_station, fax.client_name)
+    return " ".join(p for p in parts if p).casefold()[:400]
+
+
 class FaxInbox:
     def __init__(
         self,
@@ -100,6 +106,7 @@ class FaxInbox:
             tiff=fax.get("file"),  # as the PBX named it, until it is copied in
             at=datetime.fromisoformat(call["ended_at"]),
         )
+        document.search = search_text(document)
         async with self.sessions() as session:
             session.add(document)
             try:

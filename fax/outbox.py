@@ -94,6 +94,7 @@ class FaxOutbox:
                 direction="out",
                 number=number,
                 status="converting",
+                search=number.casefold(),
                 created_by=username,
                 assignee_extension=extension,
                 at=now,

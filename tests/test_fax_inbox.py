@@ -233,3 +233,24 @@ async def test_the_dialplan_can_upload_the_tiff_instead_of_a_mounted_folder(
         assert denied.status == 403  # sales staff cannot drop files in
     finally:
         await service.close()
+
+
+async def test_faxes_are_found_by_status_and_by_client_or_number(
+    service, pbx, incoming, aiohttp_client
+) -> None:
+    tokens = await with_manager(service)
+    client = await aiohttp_client(build_app(service))
+    shutil.copyfile(TIFF, incoming / TIFF_NAME)
+    await pbx.play(load_transcript(FIXTURES / "fax_receive.ami"))
+    await eventually(lambda: _status(client, tokens["supervisor"], "received"))
+
+    async def found(**params: str) -> int:
+        response = await client.get(
+            "/api/faxes", params=params, headers=bearer(tokens["supervisor"])
+        )
+        return len((await response.json())["faxes"])
+
+    assert await found(q="факс") == 1  # the client's name, any case
+    assert await found(q="1230000") == 1  # part of the number
+    assert await found(q="%") == 0  # a LIKE wildcard is only a character
+    assert await found(status="received") == 1 and await found(status="failed") == 0

@@ -1154,4 +1154,7 @@ async def test_the_faxes_page_sends_and_says_why_it_cannot(
     )
     await page.locator("#faxes-show-out").click()
     await expect(page.locator("#faxes-show-out")).to_have_attribute("aria-pressed", "true")
+    await page.locator("#faxes-status").select_option("failed")
+    await page.locator("#faxes-search").fill("Ромашка")
+    await expect(page.locator("#faxes-empty")).to_have_text("No faxes here.")
     await shot(page, "faxes-page")

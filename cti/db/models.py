@@ -316,6 +316,9 @@ class FaxDocument(Base):
     error: Mapped[str | None] = mapped_column(String(300))  # the PBX's words, when it failed
     client_id: Mapped[int | None] = mapped_column(Integer)  # a built-in client's id
     client_name: Mapped[str | None] = mapped_column(String(200))
+    # What the faxes page's search matches: number, station, client, casefolded here (SQLite
+    # cannot fold Cyrillic or Georgian).
+    search: Mapped[str] = mapped_column(String(400), default="")
     assignee_extension: Mapped[str | None] = mapped_column(String(10))  # manager or group
     tiff: Mapped[str | None] = mapped_column(String(500))
     pdf: Mapped[str | None] = mapped_column(String(500))

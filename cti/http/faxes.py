@@ -41,6 +41,7 @@ class FaxQuery(BaseModel):
     direction: Literal["in", "out"] | None = None
     status: str | None = Field(None, max_length=12)
     number: str | None = Field(None, max_length=40, description="The other side, E.164")
+    q: str | None = Field(None, max_length=100, description="In the number or client's name")
     before: AwareDatetime | None = Field(None, description="Older than this (paging)")
     limit: int = Field(50, ge=1, le=500)
 
@@ -293,6 +294,9 @@ def add_routes(api: Api) -> None:
         ):
             if value is not None:
                 statement = statement.where(column == value)
+        if query.q:
+            needle = " ".join(query.q.split()).casefold()
+            statement = statement.where(FaxDocument.search.contains(needle, autoescape=True))
         if query.before is not None:
             statement = statement.where(FaxDocument.at < query.before)
         async with service.sessions() as session:

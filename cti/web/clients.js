@@ -5,6 +5,7 @@
 // neither of them. Data only ever reaches the DOM as text.
 
 import { formatDateTime, formatFull, formatNumber } from "./format.js";
+import { FAX_TO_KEY } from "./faxes.js";
 import { t } from "./i18n.js";
 
 const EDITORS = new Set(["receptionist", "operator", "sales", "supervisor", "admin"]);
@@ -386,7 +387,20 @@ export function createClientsPage(ctx) {
       calls.length ? h("ol", { class: "call-list", id: "client-calls" }, calls) : h("p", { class: "muted" }, t("noRecentCalls")),
       h("h3", {}, t("clientSms")),
       sms.length ? h("ol", { class: "sms-list", id: "client-sms" }, sms) : h("p", { class: "muted" }, t("noMessages")),
+      faxButton(),
     );
+  }
+
+  // "Send a fax": the Faxes page's form, with the client's first number in it.
+  function faxButton() {
+    const number = (page.open?.phones || [])[0]?.number;
+    if (!number) return null;
+    const button = h("button", { type: "button", class: "btn btn-small", id: "client-fax" }, t("faxTo"));
+    button.addEventListener("click", () => {
+      sessionStorage.setItem(FAX_TO_KEY, number);
+      window.location.hash = "#faxes";
+    });
+    return h("p", {}, button);
   }
 
   // -- saving ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import { formatDateTime } from "./format.js";
 import { t } from "./i18n.js";
 
 const PAGE = 100;
+export const FAX_TO_KEY = "cti.faxTo"; // the number a client card asks the send form to fill
 const FINAL = new Set(["done", "failed", "cancelled", "received", "missing"]);
 
 export function createFaxesPage(ctx) {
@@ -19,7 +20,12 @@ export function createFaxesPage(ctx) {
   async function load() {
     const token = ++page.token;
     try {
-      const data = await ctx.api("GET", `/api/faxes?direction=${page.box}&limit=${PAGE}`);
+      const params = new URLSearchParams({ direction: page.box, limit: String(PAGE) });
+      const status = $("faxes-status").value;
+      const search = $("faxes-search").value.trim();
+      if (status) params.set("status", status);
+      if (search) params.set("q", search);
+      const data = await ctx.api("GET", `/api/faxes?${params}`);
       if (token !== page.token) return;
       page.faxes = data.faxes || [];
       page.error = null;
@@ -168,6 +174,12 @@ export function createFaxesPage(ctx) {
       load();
     });
     $("faxes-refresh").addEventListener("click", load);
+    $("faxes-status").addEventListener("change", load);
+    let typing = null;
+    $("faxes-search").addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(load, 300);
+    });
     $("fax-form").addEventListener("submit", (event) => {
       event.preventDefault();
       send(event.target);
@@ -197,6 +209,13 @@ export function createFaxesPage(ctx) {
 
   return {
     shown() {
+      // "Send a fax" on a client card hands its number over.
+      const number = sessionStorage.getItem(FAX_TO_KEY);
+      if (number) {
+        sessionStorage.removeItem(FAX_TO_KEY);
+        $("fax-form").elements.number.value = number;
+        $("fax-form").elements.number.focus();
+      }
       load();
     },
     // fax.received / fax.status: the list on screen follows (a burst reloads once).

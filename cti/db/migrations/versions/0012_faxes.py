@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("error", sa.String(length=300), nullable=True),
         sa.Column("client_id", sa.Integer(), nullable=True),
         sa.Column("client_name", sa.String(length=200), nullable=True),
+        sa.Column("search", sa.String(length=400), nullable=False, server_default=""),
         sa.Column("assignee_extension", sa.String(length=10), nullable=True),
         sa.Column("tiff", sa.String(length=500), nullable=True),
         sa.Column("pdf", sa.String(length=500), nullable=True),
