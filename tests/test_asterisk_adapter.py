@@ -522,3 +522,26 @@ async def test_the_ami_socket_has_tcp_keepalive(lab) -> None:
     sock = lab.pbx["lab"].manager.protocol.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 1  # ping_interval 0.3
+
+
+async def test_a_late_answer_to_a_ping_is_not_a_dead_link_while_events_flow(
+    db_url, tmp_path
+) -> None:
+    """A busy service (or PBX) answers a Ping late; a link that keeps sending events is
+    alive all the same. Only silence means it died (CI saw a burst of calls drop it)."""
+    sim = SilentPbx(username="cti", secret=SECRET)
+    await sim.start()
+    service = await Service.start(lab_config(db_url, tmp_path, sim.port))
+    try:
+        adapter = service.pbx["lab"]
+        await asyncio.wait_for(adapter.link_up.wait(), 10)
+        sim.silent = True
+        heartbeat = {"Event": "DeviceStateChange", "Device": "SIP/101", "State": "NOT_INUSE"}
+        for _ in range(30):  # 1.5 s of events, five ping intervals of 0.3 s
+            await sim.play([heartbeat])
+            await asyncio.sleep(0.05)
+            assert adapter.connected
+        await eventually(lambda: not adapter.connected)  # then silence: dead
+    finally:
+        await service.close()
+        await sim.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -105,6 +106,7 @@ class _Protocol(AMIProtocol):
         self.parser = AmiParser(events=KEPT_EVENTS, needles=CallTracker.NEEDLES)
 
     def data_received(self, data: bytes) -> None:
+        self.last_data_at = time.monotonic()  # the link talks: it is alive (see ping)
         frames = self.parser.feed(data)
         if self.parser.errors:
             for error in self.parser.errors:
@@ -163,6 +165,7 @@ class AmiManager(Manager):
         self.adapter = adapter
         self.stopping = False
         self._ping_future: asyncio.Future | None = None
+        self._ping_sent_at = 0.0
 
     def connect(
         self, run_forever: bool = False, on_startup: Any = None, on_shutdown: Any = None
@@ -202,19 +205,27 @@ class AmiManager(Manager):
         """Keep-alive that notices a link that died without a FIN (cable, NAT, firewall):
         a Ping unanswered within ``ping_timeout`` drops the connection, and the state
         reload after the reconnect says what happened meanwhile."""
-        if self._ping_future is not None and not self._ping_future.done():
-            self._ping_overdue(self._ping_future)
-            return
+        pending = self._ping_future
+        if pending is not None and not pending.done() and self._ping_overdue(pending):
+            return  # dropped: the reconnect starts pinging again
         self.pinger = self.loop.call_later(self.ping_interval, self.ping)
         if self.authenticated:
             future = self._ping_future = self.protocol.send({"Action": "Ping"})
+            self._ping_sent_at = time.monotonic()
             self.loop.call_later(self.ping_timeout, self._ping_overdue, future)
 
-    def _ping_overdue(self, future: asyncio.Future) -> None:
-        if future is self._ping_future and not future.done() and self.protocol is not None:
-            log.warning("AMI ping unanswered for %.1f s: reconnecting", self.ping_timeout)
-            self._ping_future = None
-            self.protocol.transport.abort()
+    def _ping_overdue(self, future: asyncio.Future) -> bool:
+        """The Ping is still unanswered: drop a silent link (True), forgive a talking one."""
+        if future is not self._ping_future or future.done() or self.protocol is None:
+            return False
+        self._ping_future = None
+        if getattr(self.protocol, "last_data_at", 0.0) > self._ping_sent_at:
+            # Bytes came since the Ping: the link is alive and its answer is only late (a
+            # busy service or PBX). Only a link that says nothing at all is dead.
+            return False
+        log.warning("AMI ping unanswered for %.1f s: reconnecting", self.ping_timeout)
+        self.protocol.transport.abort()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.authenticated = False
