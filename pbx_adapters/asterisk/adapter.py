@@ -522,24 +522,7 @@ class AsteriskAdapter:
         self.fax_sender.expect(action_id, request_id)
         log.info("sending a fax", extra={"fields": {"pbx": self.name, "fax": request_id}})
         future = manager.send_action(action)
-        future.add_done_callback(lambda f: self._fax_originated(action_id, f))
-
-    def _fax_originated(self, action_id: str, future: asyncio.Future) -> None:
-        if future.cancelled() or future.exception() is not None:
-            failed = self.fax_sender.dial_failed(action_id, "link_down", "the PBX link dropped")
-        else:
-            replies = future.result()
-            replies = replies if isinstance(replies, list) else [replies]
-            if replies[0].get("Response") != "Success":
-                message = replies[0].get("Message") or "refused"
-                failed = self.fax_sender.dial_failed(action_id, "refused", message)
-            else:
-                failed = None
-                for reply in replies[1:]:
-                    if reply.get("Event") == "OriginateResponse":
-                        failed = self._fax_dialled(dict(reply.items()))
-        if failed is not None:
-            self.bus.publish_nowait(failed)
+        future.add_done_callback(lambda f: self._originate_done(action_id, f))
 
     def _fax_dialled(self, frame: Frame) -> Any:
         action_id = frame.get("ActionID", "")
@@ -570,14 +553,15 @@ class AsteriskAdapter:
             raise PbxRefused(reply.get("Message") or f"the PBX refused {what}")
 
     def _originate_done(self, action_id: str, future: asyncio.Future) -> None:
-        """panoramisk resolves an async Originate with [response, OriginateResponse]."""
+        """panoramisk resolves an async Originate (click-to-dial or a fax) with
+        [response, OriginateResponse]."""
         if future.cancelled() or future.exception() is not None:
-            self._originate_result(action_id, "link_down", "the PBX link dropped")
+            self._originate_failed(action_id, "link_down", "the PBX link dropped")
             return
         replies = future.result()
         replies = replies if isinstance(replies, list) else [replies]
         if replies[0].get("Response") != "Success":
-            self._originate_result(action_id, "refused", replies[0].get("Message") or "refused")
+            self._originate_failed(action_id, "refused", replies[0].get("Message") or "refused")
             return
         for reply in replies[1:]:
             if reply.get("Event") == "OriginateResponse":
@@ -593,6 +577,15 @@ class AsteriskAdapter:
             return
         code, reason = ORIGINATE_REASONS.get(frame.get("Reason", ""), ("failed", "failed"))
         self._originate_result(frame.get("ActionID", ""), code, reason)
+
+    def _originate_failed(self, action_id: str, code: str, reason: str) -> None:
+        """The Originate never reached anyone: a fax's attempt, or click-to-dial's result."""
+        if self.fax_sender.owns(action_id):
+            failed = self.fax_sender.dial_failed(action_id, code, reason)
+            if failed is not None:
+                self.bus.publish_nowait(failed)
+            return
+        self._originate_result(action_id, code, reason)
 
     def _originate_result(self, action_id: str, code: str, reason: str) -> None:
         """``code`` "": the operator's phone answered; else why not (DIAL_FAILURES)."""
