@@ -33,6 +33,7 @@ from cti.db.models import FaxDocument
 from cti.directory import Directory, builtin_client_id, match_of
 from cti.domain import utcnow
 from cti.events import DomainEvent, FaxReceived
+from cti.paths import inside
 from fax.images import NotAFax, render
 
 log = logging.getLogger("cti.fax")
@@ -152,11 +153,9 @@ class FaxInbox:
             path = path.relative_to(self._pbx_dir)
         elif path.is_absolute():
             path = PurePosixPath(path.name)
-        if ".." in path.parts or path.suffix.lower() not in (".tif", ".tiff"):
+        if path.suffix.lower() not in (".tif", ".tiff"):
             return None
-        base = self.incoming.resolve()
-        target = (base / path).resolve()
-        return target if target.is_relative_to(base) else None
+        return inside(self.incoming, str(path))
 
     async def _take_file(self, fax_id: int) -> None:
         async with self.sessions() as session:

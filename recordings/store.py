@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cti.config import RecordingsConfig
 from cti.db.models import CallRecord, Recording
 from cti.domain import RecordingState, utcnow
+from cti.paths import inside as inside_folder
 
 log = logging.getLogger("cti.recordings")
 
@@ -56,19 +57,10 @@ def content_type_of(path: str | Path) -> str:
 def inside(root: Path, relative: str) -> Path | None:
     """The audio file ``relative`` names under ``root`` (symlinks resolved); None when it
     is absolute, has ``..`` or NUL, leads out of ``root`` or is not an audio file."""
-    if not relative or "\x00" in relative:
+    target = inside_folder(root, relative)
+    if target is None:
         return None
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts:
-        return None
-    try:
-        base = root.resolve()
-        target = (base / path).resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return None
-    if not target.is_relative_to(base):
-        return None
-    audio = (path.suffix.lower(), target.suffix.lower())
+    audio = (PurePosixPath(relative).suffix.lower(), target.suffix.lower())
     return target if all(suffix in CONTENT_TYPES for suffix in audio) else None
 
 

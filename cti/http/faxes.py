@@ -10,7 +10,7 @@ is written to its audit (``GET /api/faxes/{id}/views``) before a byte is sent.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import BodyPartReader, web
@@ -24,6 +24,7 @@ from cti.domain import Role
 from cti.http.api import Api, json_response, path_id, principal, read_query
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
+from cti.paths import inside
 from cti.phone import to_e164
 
 READERS = (Role.RECEPTIONIST, Role.OPERATOR, Role.SALES, Role.SUPERVISOR)
@@ -114,12 +115,8 @@ async def _checked_id(request: web.Request) -> int:
 
 def _file(root: Path, relative: str) -> Path | None:
     """A fax file the service wrote, under its folder; nothing else."""
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts or "\x00" in relative:
-        return None
-    base = root.resolve()
-    target = (base / path).resolve()
-    return target if target.is_relative_to(base) and target.is_file() else None
+    target = inside(root, relative)
+    return target if target is not None and target.is_file() else None
 
 
 async def _uploads(
