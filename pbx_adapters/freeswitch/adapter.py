@@ -216,7 +216,6 @@ class FreeswitchAdapter:
                 self._writer.write(data)
 
     def _lost(self, reason: str) -> None:
-        was_up = self.link_up.is_set()
         self.link_up.clear()
         self._held = None
         for future in self._replies.values():
@@ -232,8 +231,6 @@ class FreeswitchAdapter:
                 FaxAttempt(request_id=request, success=False, code="link_down", reason=reason),
             )
         self._fax_jobs.clear()
-        if was_up or reason:
-            log.info("FreeSWITCH link down: %s", reason, extra={"fields": {"pbx": self.name}})
         self._spawn(self.links.report(self.name, False, reason))
 
     async def _load_state(self) -> None:

@@ -170,11 +170,13 @@ class EslSimulator:
         *,
         chunked: bool = False,
         seed: int | None = None,
+        heartbeat_interval: float | None = 20.0,
     ) -> None:
         self.password = password
         self.host = host
         self.port = port
         self.chunked = chunked
+        self.heartbeat_interval = heartbeat_interval  # None: silent, like a dead link
         self.random = random.Random(seed)  # noqa: S311 - how writes are cut, not a secret
         self.reject = False  # answer with text/rude-rejection (an ACL that refuses us)
         self.clients: set[_Client] = set()
@@ -193,6 +195,15 @@ class EslSimulator:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._spawn(self._heartbeats())
+
+    async def _heartbeats(self) -> None:
+        """HEARTBEAT to every listener, as FreeSWITCH sends one every 20 s."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval or 0.2)
+            if self.heartbeat_interval:
+                stamp = str(int(time.time() * 1e6))
+                await self.broadcast({"Event-Name": "HEARTBEAT", "Event-Date-Timestamp": stamp})
 
     async def stop(self) -> None:
         self.drop_clients()
