@@ -247,8 +247,9 @@ class FreeswitchAdapter:
                         dump = await self._api(f"uuid_dump {uuid} json", check=False)
                         if dump.startswith("{"):
                             legs.append(json.loads(dump))
-                    elif uuid:
-                        legs.append({"Unique-ID": uuid})
+                    elif uuid:  # known: only whether it was answered meanwhile
+                        answered = row.get("callstate") in ("ACTIVE", "HELD")
+                        legs.append({"Unique-ID": uuid, "Answer-State": "answered" * answered})
                 registrations = json.loads(await self._api("show registrations as json") or "{}")
         except (TimeoutError, PbxLinkDown, PbxRefused, ValueError) as e:
             log.warning("FreeSWITCH state load failed: %r; reconnecting", e)

@@ -282,6 +282,9 @@ class EslClient:
         if request == self._auth_request:
             if ok:
                 self._subscribing = {self.send(command) for command in self.subscribe}
+                if not self._subscribing:  # a connection for commands only
+                    self.authenticated = True
+                    out.append(Authenticated())
             else:
                 out.append(Refused(text or "authentication failed"))
             return

@@ -281,6 +281,17 @@ class CallTracker:
                 state.channels.discard(uuid)
                 if channel.leg is not None and channel.leg.active:
                     channel.leg.ended_at = self.last_event_at or now
+        for event in live:  # known legs answered while we were not listening
+            channel = self.channels.get(event.get("Unique-ID", ""))
+            state = self.calls.get(channel.call_id) if channel else None
+            if (
+                channel
+                and state
+                and event.get("Answer-State") == "answered"
+                and not channel.answered
+            ):
+                self._answered(state, channel, now, events)
+                self._touch(state)
         pending = {e["Unique-ID"]: e for e in live if e.get("Unique-ID") not in self.channels}
         for group in self._groups(pending):
             state = self._known_call(group)
