@@ -108,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
     demo.add_argument(
+        "--pbx",
+        choices=("asterisk", "freeswitch"),
+        default="asterisk",
+        help="which PBX the demo simulates, replaying its recorded calls (asterisk)",
+    )
+    demo.add_argument(
         "--data-dir",
         help="keep the demo's data here instead of a temporary directory that is removed on exit",
     )
@@ -276,7 +282,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 def _demo(args: argparse.Namespace, _config: None) -> int:
     from cti.demo import run_demo
 
-    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir)
+    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir, pbx=args.pbx)
 
 
 WATCH_CLOSED = {

@@ -1,5 +1,6 @@
 """``cti demo``: the service with embedded defaults, demo users, a simulated PBX replaying
-real Asterisk calls, and a small client directory: nothing to set up."""
+real Asterisk (or, ``--pbx freeswitch``, FreeSWITCH) calls, and a small client directory:
+nothing to set up."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import string
 import sys
 import tempfile
 import wave
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -34,6 +36,7 @@ from cti.config import (
 )
 from cti.domain import utcnow
 from cti.logs import setup_logging
+from cti.pbx import PbxSettings
 from cti.service import Service, serve
 from gsm_modem.emulator import ModemEmulator
 from gsm_modem.pdu import encode_deliver
@@ -47,6 +50,12 @@ from pbx_adapters.asterisk.simulator import (
     load_all,
     replay_forever,
 )
+from pbx_adapters.freeswitch.settings import FreeswitchSettings
+from pbx_adapters.freeswitch.simulator import LAB_FAX as FS_LAB_FAX
+from pbx_adapters.freeswitch.simulator import LAB_PBX_OPTIONS as FS_LAB_OPTIONS
+from pbx_adapters.freeswitch.simulator import EslSimulator
+from pbx_adapters.freeswitch.simulator import load_all as load_fs_recordings
+from pbx_adapters.freeswitch.simulator import replay_forever as replay_fs_forever
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 SECONDS_BETWEEN_CALLS = 4.0
@@ -266,12 +275,22 @@ async def seed_directory(service: Service) -> int:
     return 300
 
 
-async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
+@dataclass
+class DemoPbx:
+    """A simulated PBX for the demo: its [[pbx]] settings, where its files land, and the
+    replay of its recorded calls."""
+
+    settings: PbxSettings
+    fax_pbx_dir: str
+    recordings_pbx_dir: str
+    replay: Callable[[list[str]], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+async def _asterisk(data_dir: Path, pbx_fax: Path) -> DemoPbx:
     secret = secrets.token_urlsafe(16)
     pbx = AmiSimulator(username="cti", secret=secret)
     await pbx.start()
-    modem = ModemEmulator()  # a GSM modem with a SIM card, on a pseudo-terminal
-    modem.plug()
     recordings = data_dir / "recordings"
     transcripts = dict(load_all(DEFAULT_TRANSCRIPTS))
     pbx.originate_call = transcripts["sip_click_to_dial"]  # click-to-dial rings, talks, ends
@@ -279,27 +298,63 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
         recordings / PurePosixPath(name).relative_to(LAB_MONITOR)
     )
     # The recorded fax call names the TIFF its ReceiveFAX wrote: put it where it is looked for.
+    shutil.copyfile(DEFAULT_TRANSCRIPTS / "fax_receive.tif", pbx_fax / DEMO_FAX_FILE)
+    settings = AsteriskSettings(
+        name="demo-pbx",
+        type="asterisk",
+        host="127.0.0.1",
+        port=pbx.port,
+        username="cti",
+        secret=secret,
+        **LAB_PBX_OPTIONS,
+    )
+    calls = [(name, transcripts[name]) for name in DEMO_ORDER if name in transcripts]
+
+    def replay(numbers: list[str]) -> Awaitable[None]:
+        return replay_forever(pbx, calls, interval=SECONDS_BETWEEN_CALLS, number_pool=numbers)
+
+    return DemoPbx(settings, LAB_FAX, LAB_MONITOR, replay, pbx.stop)
+
+
+async def _freeswitch(data_dir: Path, pbx_fax: Path) -> DemoPbx:
+    password = secrets.token_urlsafe(16)
+    switch = EslSimulator(password)
+    await switch.start()
+    calls = load_fs_recordings()
+    switch.originate_call = calls["click_to_dial"]
+    # Each replayed fax names a TIFF of its own (rx-<date>-<uuid>.tif): put one there.
+    tiff = DEFAULT_TRANSCRIPTS / "fax_receive.tif"
+    switch.on_fax = lambda name: shutil.copyfile(tiff, pbx_fax / PurePosixPath(name).name)
+    settings = FreeswitchSettings(
+        name="demo-fs",
+        type="freeswitch",
+        host="127.0.0.1",
+        port=switch.port,
+        password=password,
+        **FS_LAB_OPTIONS,
+    )
+
+    def replay(numbers: list[str]) -> Awaitable[None]:
+        return replay_fs_forever(switch, calls, interval=SECONDS_BETWEEN_CALLS, number_pool=numbers)
+
+    return DemoPbx(settings, FS_LAB_FAX, str(data_dir / "recordings"), replay, switch.stop)
+
+
+async def _run(host: str, port: int, data_dir: Path, fresh: bool, pbx_type: str) -> None:
+    modem = ModemEmulator()  # a GSM modem with a SIM card, on a pseudo-terminal
+    modem.plug()
     pbx_fax = data_dir / "pbx-fax"
     pbx_fax.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(DEFAULT_TRANSCRIPTS / "fax_receive.tif", pbx_fax / DEMO_FAX_FILE)
+    pbx = await (_freeswitch if pbx_type == "freeswitch" else _asterisk)(data_dir, pbx_fax)
+    recordings = data_dir / "recordings"
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
-        fax=FaxConfig(incoming_dir=str(pbx_fax), pbx_dir=LAB_FAX, group_extensions=["100"]),
+        fax=FaxConfig(incoming_dir=str(pbx_fax), pbx_dir=pbx.fax_pbx_dir, group_extensions=["100"]),
         database=DatabaseConfig(auto_migrate=True),
-        recordings=RecordingsConfig(dir=str(recordings), pbx_dir=LAB_MONITOR),
+        recordings=RecordingsConfig(dir=str(recordings), pbx_dir=pbx.recordings_pbx_dir),
         crm=CrmConfig(default_manager_extension="100"),
         modem=[ModemConfig(name="demo-sim", port=str(modem.path), ring_extensions=["100"])],
-        pbx=[
-            AsteriskSettings(
-                name="demo-pbx",
-                type="asterisk",
-                host="127.0.0.1",
-                port=pbx.port,
-                username="cti",
-                secret=secret,
-                **LAB_PBX_OPTIONS,
-            )
-        ],
+        pbx=[pbx.settings],
     )
     background: list[asyncio.Task[None]] = []
 
@@ -314,13 +369,8 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool) -> None:
         )
         print(text, flush=True)
         reprint_on_enter(text)
-        replay = replay_forever(
-            pbx,
-            [(name, transcripts[name]) for name in DEMO_ORDER if name in transcripts],
-            interval=SECONDS_BETWEEN_CALLS,
-            number_pool=[number for number, _ in DEMO_CALLERS],
-        )
-        background.append(asyncio.create_task(replay))
+        replay = pbx.replay([number for number, _ in DEMO_CALLERS])
+        background.append(asyncio.create_task(replay))  # type: ignore[arg-type]
         background.append(asyncio.create_task(_text_now_and_then(modem)))
 
     try:
@@ -344,7 +394,7 @@ async def _text_now_and_then(modem: ModemEmulator) -> None:
             modem.deliver_sms(pdu)
 
 
-def run_demo(host: str, port: int, data_dir: str | None) -> int:
+def run_demo(host: str, port: int, data_dir: str | None, pbx: str = "asterisk") -> int:
     directory = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="cti-demo-"))
     directory = directory.resolve()
     setup_logging("info", "text")
@@ -353,7 +403,7 @@ def run_demo(host: str, port: int, data_dir: str | None) -> int:
         logging.getLogger(chatty).setLevel(logging.WARNING)
     fresh = not (directory / "cti.db").exists()
     try:
-        asyncio.run(_run(host, free_port(host, port), directory, fresh))
+        asyncio.run(_run(host, free_port(host, port), directory, fresh, pbx))
     except OSError as e:
         print(
             f"cti demo: cannot listen on {host}:{port}: {e.strerror} "

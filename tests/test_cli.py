@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import CTI, bearer, run_cti
+from helpers import CTI, bearer, eventually, run_cti
 
 from cti import __version__
 
@@ -271,3 +271,31 @@ async def test_watch_says_when_the_token_is_refused_and_when_it_ends(client, ser
     _, err = await asyncio.wait_for(watching.communicate(), 30)
     assert "cti watch: the token ended (signed out, expired or revoked)" in err.decode()
     assert watching.returncode == 1
+
+
+async def test_demo_with_a_simulated_freeswitch_logs_its_calls(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    process = await asyncio.create_subprocess_exec(
+        *CTI, "demo", "--port", "0", "--pbx", "freeswitch", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        url = (await read_until(process.stdout, r"running at (http://\S+)", seen)).group(1)
+        boss = await read_until(process.stdout, r"^boss\s+supervisor\s+-\s+\S+\s+(cti_\S+)", seen)
+        async with aiohttp.ClientSession() as http:
+
+            async def logged() -> list[dict]:
+                async with http.get(f"{url}/api/calls", headers=bearer(boss.group(1))) as r:
+                    return [c for c in (await r.json())["calls"] if not c["in_progress"]]
+
+            await eventually(logged, seconds=60)
+            [call, *_] = await logged()
+            assert call["pbx"] == "demo-fs" and call["direction"] == "inbound"
+            async with http.get(f"{url}/healthz") as response:
+                health = await response.json()
+            assert health["status"] == "ok", health
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TRANSCRIPTS = Path(__file__).resolve().parent / "transcripts"
 # How the lab switch that recorded them must be configured ([[pbx]] options).
 LAB_PBX_OPTIONS = {"domain": "127.0.0.1", "context": "default"}
+# Where the lab switch's rxfax wrote (the recordings name the files).
+LAB_FAX = "/opt/lab-freeswitch/var/lib/freeswitch/fax"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # The lab's outside numbers as the recordings carry them (E.164, or dialled 8...).
 LAB_NUMBER = re.compile(r"(?<![0-9])(?:\+7|8|7)(?:812555|495111|921555)[0-9]{4}(?![0-9])")
@@ -188,6 +190,8 @@ class EslSimulator:
         self.originate_call: list[Event] | None = None
         self.originate_delay = 0.05
         self.api_handlers: dict[str, Callable[[str], str]] = {}
+        # Told the file name of each fax a replayed rxfax wrote (a demo puts one there).
+        self.on_fax: Callable[[str], object] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
@@ -230,6 +234,9 @@ class EslSimulator:
         """Send events to every subscribed client, keeping the live legs up to date."""
         for event in events:
             self._track(event)
+            fax = event.get("variable_fax_filename")
+            if fax and self.on_fax and event.get("Event-Subclass") == "spandsp::rxfaxresult":
+                self.on_fax(fax)
             await self.broadcast(event)
             if delay:
                 await asyncio.sleep(delay)
