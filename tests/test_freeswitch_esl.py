@@ -101,7 +101,13 @@ def test_a_wanted_list_drops_noise_unread_but_keeps_custom_events() -> None:
 def test_simulator_encoding_round_trips_every_recorded_event(fmt) -> None:
     events = load_transcript(SHIPPED / "queue_answered.json.esl.gz")
     stream = b"".join(encode_event(e, fmt) for e in events)
-    assert [decode_event(m) for m in EslParser().feed(stream)] == events
+    decoded = [decode_event(m) for m in EslParser().feed(stream)]
+    if fmt == "plain":  # array variables are lists in JSON, ARRAY::a|:b in plain events
+        events = [{k: v if isinstance(v, str) else "ARRAY::" + "|:".join(v)
+                   for k, v in e.items()} for e in events]  # fmt: skip
+    assert decoded == events
+    assert any(isinstance(v, list) for e in load_transcript(SHIPPED / "queue_answered.json.esl.gz")
+               for v in e.values())  # fmt: skip
 
 
 def conversation(stream: bytes, chunks) -> tuple[EslClient, list]:

@@ -336,3 +336,17 @@ def test_bad_events_are_skipped_and_counted_and_the_feed_goes_on() -> None:
     calls, _ = run(tracker, recorded("busy"))
     [call] = calls.values()
     check_call("busy", call)
+
+
+@pytest.mark.parametrize("as_list", [True, False])
+def test_a_second_transfer_reads_the_transfer_history_array(as_list) -> None:
+    events = recorded("blind_transfer")
+    bridge = max(i for i, e in enumerate(events) if e.get("Event-Name") == "CHANNEL_BRIDGE")
+    trunk = events[bridge]
+    first = trunk["variable_transfer_history"]
+    second = first.replace(":102/", ":103/")
+    history = [first, second] if as_list else f"ARRAY::{first}|:{second}"
+    again = {**trunk, "Event-Name": "CHANNEL_UNBRIDGE", "variable_transfer_history": history}
+    calls, _ = run(new_tracker(), [*events[: bridge + 1], again, *events[bridge + 1 :]])
+    [call] = calls.values()
+    assert [(t["from"], t["to"]) for t in call["transfers"]] == [("101", "102"), ("102", "103")]

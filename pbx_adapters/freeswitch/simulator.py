@@ -100,6 +100,9 @@ def refresh(
             if key in ("Core-UUID",):
                 fresh[key] = value
                 continue
+            if isinstance(value, list):  # an array variable
+                fresh[key] = [UUID.sub(new_uuid, item) for item in value]
+                continue
             value = UUID.sub(new_uuid, value)
             if numbers:
                 value = LAB_NUMBER.sub(number, value)
@@ -117,13 +120,18 @@ def encode_event(event: Event, fmt: str) -> bytes:
         kind = "text/event-json"
     else:
         inner = event.get("_body")
-        lines = [f"{k}: {quote(v, safe='')}" for k, v in event.items() if k != "_body"]
+        lines = [f"{k}: {quote(_plain(v), safe='')}" for k, v in event.items() if k != "_body"]
         if inner is not None:
             lines = [line for line in lines if not line.startswith("Content-Length: ")]
             lines.append(f"Content-Length: {len(inner.encode())}")
         body = ("\n".join(lines) + "\n\n").encode() + (inner or "").encode()
         kind = "text/event-plain"
     return f"Content-Length: {len(body)}\nContent-Type: {kind}\n\n".encode() + body
+
+
+def _plain(value: str | list[str]) -> str:
+    """A value as plain events write it: an array variable as ``ARRAY::a|:b``."""
+    return value if isinstance(value, str) else "ARRAY::" + "|:".join(value)
 
 
 def _reply(text: str, **headers: str) -> bytes:

@@ -108,6 +108,12 @@ class PendingOriginate:
     number: str  # E.164 or as dialled
 
 
+def _text(value: str | list[str]) -> str:
+    """An array variable (transfer_history after two transfers) as plain events write it
+    (``ARRAY::a|:b``); JSON events carry it as a list."""
+    return value if isinstance(value, str) else "ARRAY::" + "|:".join(map(str, value))
+
+
 def _created(event: Event) -> int:
     stamp = event.get("Caller-Channel-Created-Time") or event.get("Event-Date-Timestamp") or "0"
     return int(stamp) if stamp.isdigit() else 0
@@ -667,7 +673,7 @@ class CallTracker:
         (uuid_transfer, or a phone's SIP REFER)."""
         if channel.extension is not None:
             return
-        targets = BLIND_TRANSFER.findall(event.get("variable_transfer_history", ""))
+        targets = BLIND_TRANSFER.findall(_text(event.get("variable_transfer_history", "")))
         new, channel.transfers_seen = targets[channel.transfers_seen :], len(targets)
         call = state.call
         for target in new:
