@@ -13,6 +13,7 @@ from sqlalchemy import select
 from cti.clients.models import CallbackTask
 from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.http.app import build_app
+from cti.pbx import PbxRefused
 from cti.service import Service
 from pbx_adapters.freeswitch.simulator import EslSimulator, load_transcript, refresh
 
@@ -284,3 +285,37 @@ async def test_a_wrong_password_or_a_rejection_keeps_the_link_down(db_url, tmp_p
     finally:
         await service.close()
         await sim.stop()
+
+
+@pytest.mark.parametrize(
+    ("answer", "attempts"),
+    [
+        ("fax", [(False, True, False, ""), (True, True, True, "")]),
+        ("busy", [(False, False, True, "busy")]),
+        ("voice", [(False, True, False, ""), (False, True, True, "failed")]),
+    ],
+)
+async def test_a_fax_is_sent_with_txfax_and_its_result_reported(
+    switch, db_url, tmp_path, answer, attempts
+) -> None:
+    lab = await start_service(
+        db_url, tmp_path, switch.port, fax_dialstring="sofia/gateway/t/{number}"
+    )
+    try:
+        switch.fax_answer = answer
+        results = lab.bus.subscribe(prefixes=["fax.attempt"])
+        adapter = lab.pbx["fs"]
+        assert adapter.sends_faxes
+        await adapter.send_fax("+7 812 555-01-13", "/var/spool/fax/out-1.tif", "job-1")
+        await eventually(lambda: any(c.startswith("originate") for c in switch.commands))
+        [command] = [c for c in switch.commands if c.startswith("originate")]
+        assert command.endswith("}sofia/gateway/t/88125550113 &txfax(/var/spool/fax/out-1.tif)")
+        seen = [await asyncio.wait_for(results.get(), 5) for _ in attempts]
+        assert [(a.success, a.connected, a.final, a.code) for a in seen] == attempts
+        assert all(a.request_id == "job-1" for a in seen)
+        assert seen[-1].pages == (1 if answer == "fax" else None if answer == "busy" else 0)
+        assert not adapter.tracker.calls and not await stored_calls(lab)  # not a call
+        with pytest.raises(PbxRefused):
+            await adapter.send_fax("88125550113", "/tmp/a file.tif", "job-2")  # noqa: S108
+    finally:
+        await lab.close()

@@ -197,6 +197,7 @@ class EslSimulator:
         # uuid and the number; None: it fails with -ERR USER_NOT_REGISTERED.
         self.originate_call: list[Event] | None = None
         self.originate_delay = 0.05
+        self.fax_answer = "fax"  # how a fax's far end answers: "fax", "busy", "voice"
         self.api_handlers: dict[str, Callable[[str], str]] = {}
         # Told the file name of each fax a replayed rxfax wrote (a demo puts one there).
         self.on_fax: Callable[[str], object] | None = None
@@ -417,6 +418,10 @@ class EslSimulator:
         found = re.match(r"originate \{([^}]*)\}user/(\d+)@\S+ (\S+)", command)
         if command.startswith("originate"):
             result = "-ERR USER_NOT_REGISTERED\n"
+        fax = re.match(r"originate \{([^}]*)\}\S+ &txfax\((\S+)\)$", command)
+        if fax:
+            await self._send_fax(job, command, fax.group(1))
+            return
         if found and self.originate_call is not None:
             variables = dict(v.split("=", 1) for v in found.group(1).split(",") if "=" in v)
             leg = variables.get("origination_uuid", str(uuidlib.uuid4()))
@@ -430,6 +435,43 @@ class EslSimulator:
             await self.play(call[answered + 1 :])
             return
         await self.broadcast(_job_event(job, command, result))
+
+    async def _send_fax(self, job: str, command: str, variables: str) -> None:
+        """A fax originate: ``fax_answer`` says how the far end takes it: "fax" (a page
+        sent), "busy" (-ERR USER_BUSY) or "voice" (answered, no fax)."""
+        leg = dict(v.split("=", 1) for v in variables.split(",") if "=" in v).get(
+            "origination_uuid", str(uuidlib.uuid4())
+        )
+        await asyncio.sleep(self.originate_delay)
+        if self.fax_answer == "busy":
+            await self.broadcast(_job_event(job, command, "-ERR USER_BUSY\n"))
+            return
+        await self.broadcast(_job_event(job, command, f"+OK {leg}\n"))
+        pages = 1 if self.fax_answer == "fax" else 0
+        await self.play(_fax_events(leg, pages, "NORMAL_CLEARING"))
+
+
+def _fax_events(leg: str, pages: int, cause: str) -> list[Event]:
+    """What a txfax leg reports: its result, then its end."""
+    stamp = str(int(time.time() * 1e6))
+    ok = "1" if pages else "0"
+    result: Event = {
+        "Event-Name": "CUSTOM",
+        "Event-Subclass": "spandsp::txfaxresult",
+        "Event-Date-Timestamp": stamp,
+        "Unique-ID": leg,
+        "variable_fax_success": ok,
+        "variable_fax_result_text": "OK" if pages else "Far end is not a fax machine",
+        "variable_fax_document_transferred_pages": str(pages),
+        "variable_fax_remote_station_id": "+78125550113" if pages else "",
+    }
+    end: Event = {
+        "Event-Name": "CHANNEL_HANGUP_COMPLETE",
+        "Event-Date-Timestamp": stamp,
+        "Unique-ID": leg,
+        "Hangup-Cause": cause,
+    }
+    return [result, end]
 
 
 def _for_originate(events: list[Event], leg: str, number: str) -> list[Event]:

@@ -489,6 +489,8 @@ class CallTracker:
         """What a new leg makes of its call: its direction, its caller, a ringing phone."""
         call = state.call
         is_root = channel.uuid == state.root
+        if event.get("variable_cc_queue") and call.queue is None:
+            call.queue = event["variable_cc_queue"]  # a leg found queued (uuid_dump)
         if channel.extension is None:
             if is_root:  # the caller is outside: an inbound call
                 call.direction = Direction.INBOUND
