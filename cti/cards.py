@@ -91,6 +91,8 @@ class PopCards:
     def _flush_lines(self) -> None:
         self._lines_flush = None
         changed, self._changed_lines = self._changed_lines, {}
+        # Every PBX's view of each line, not only the one that spoke last.
+        changed = {ext: self.line_of(ext) or state for ext, state in changed.items()}
         if changed:
             try:
                 self.publish("lines", None, changed)

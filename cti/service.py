@@ -28,7 +28,7 @@ from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.health import DatabaseHealth
 from cti.directory import Directory
-from cti.domain import Role
+from cti.domain import LineState, Role
 from cti.identify import CallerIdentifier
 from cti.links import LinkRegistry
 from cti.live import LiveFeed
@@ -306,16 +306,23 @@ def fax_sender(
     return able[0].send_fax if able else None
 
 
+# A phone known to several PBXs (an office moving from one to another) shows the busiest
+# of its lines: talking anywhere is talking; unavailable only where it is nowhere else.
+_BUSIER = {LineState.UNAVAILABLE: 0, LineState.IDLE: 1, LineState.RINGING: 2, LineState.IN_USE: 3}
+
+
 def line_state_of(adapters: dict[str, PbxAdapter], extension: str) -> str | None:
-    for adapter in adapters.values():
-        state = adapter.lines().get(extension)
-        if state is not None:
-            return state.value
-    return None
+    states = [s for a in adapters.values() if (s := a.lines().get(extension)) is not None]
+    return max(states, key=_BUSIER.__getitem__).value if states else None
 
 
 def line_states(adapters: dict[str, PbxAdapter]) -> dict[str, str]:
-    return {ext: state.value for pbx in adapters.values() for ext, state in pbx.lines().items()}
+    merged: dict[str, LineState] = {}
+    for adapter in adapters.values():
+        for ext, state in adapter.lines().items():
+            if ext not in merged or _BUSIER[state] > _BUSIER[merged[ext]]:
+                merged[ext] = state
+    return {ext: state.value for ext, state in merged.items()}
 
 
 def calls_named_by(adapters: dict[str, PbxAdapter], file_name: str) -> list[str]:

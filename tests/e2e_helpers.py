@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession, web
+from fs_lab import lab_pbx as fs_lab_pbx
 from helpers import eventually
 from lab import EXPECTED, FIXTURES, lab_pbx
 from sqlalchemy import select
@@ -32,6 +33,7 @@ from cti.db.models import CallRecord
 from cti.http.app import build_app
 from cti.service import Service
 from pbx_adapters.asterisk.simulator import LAB_MONITOR, AmiSimulator, load_transcript, refresh_ids
+from pbx_adapters.freeswitch.simulator import EslSimulator
 
 CHROMIUM = Path("/usr/bin/chromium")
 # A browser test module's pytestmark. CI (CTI_TEST_REQUIRE_BROWSER=1, set by .ci/run) fails
@@ -160,6 +162,7 @@ class Office:
     url: str
     runner: web.AppRunner
     replays: list[int] = field(default_factory=list)
+    switch: EslSimulator | None = None  # a FreeSWITCH beside the Asterisk, link "fs"
 
     @property
     def adapter(self):
@@ -185,12 +188,18 @@ class Office:
 
 
 async def start_office(
-    data_dir: Path, modem_port: Path | None = None, time_zone: str = "Europe/Moscow"
+    data_dir: Path,
+    modem_port: Path | None = None,
+    time_zone: str = "Europe/Moscow",
+    freeswitch: bool = False,
 ) -> Office:
     """The office (in ``time_zone``); with ``modem_port`` (an emulator's), a GSM modem
-    "sim1" on it too."""
+    "sim1" on it too; with ``freeswitch``, a FreeSWITCH (link "fs") beside its Asterisk."""
     pbx = AmiSimulator(username="cti", secret="e2e-secret")
     await pbx.start()
+    switch = EslSimulator("e2e-secret", heartbeat_interval=0.5) if freeswitch else None
+    if switch is not None:
+        await switch.start()
     config = Config(
         server=ServerConfig(data_dir=data_dir, host="127.0.0.1", port=0, time_zone=time_zone),
         database=DatabaseConfig(
@@ -204,7 +213,8 @@ async def start_office(
                 originate_context="from-internal",
                 transfer_context="from-internal",
                 ping_interval=1.0,
-            )
+            ),
+            *([fs_lab_pbx(switch.port, "e2e-secret")] if switch else []),
         ],
         recordings=RecordingsConfig(dir=str(data_dir / "recordings"), pbx_dir=LAB_MONITOR),
         # Service.start registers the modem's link and opens it.
@@ -214,7 +224,8 @@ async def start_office(
     )
     service = await Service.start(config)
     try:
-        await asyncio.wait_for(service.pbx["lab"].link_up.wait(), 10)
+        for adapter in service.pbx.values():
+            await asyncio.wait_for(adapter.link_up.wait(), 10)
         for link in service.modems.values():
             await eventually(lambda link=link: link.modem.ready)
         async with service.sessions() as session:
@@ -230,15 +241,19 @@ async def start_office(
     except BaseException:
         await service.close()
         await pbx.stop()
+        if switch is not None:
+            await switch.stop()
         raise
     host, port = runner.addresses[0][:2]
-    return Office(service, pbx, f"http://{host}:{port}", runner)
+    return Office(service, pbx, f"http://{host}:{port}", runner, switch=switch)
 
 
 async def stop_office(office: Office) -> None:
     await office.runner.cleanup()
     await office.service.close()
     await office.pbx.stop()
+    if office.switch is not None:
+        await office.switch.stop()
 
 
 # -- fixtures and steps the browser test modules share ----------------------------------

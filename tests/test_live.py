@@ -168,3 +168,35 @@ def test_the_feed_alone_knows_frames_and_viewers_the_state_is_the_callers() -> N
     resync = json.loads(f.resync_frame(anna, "lagged"))
     assert resync == {"type": "resync", "seq": 4, "reason": "lagged", "state": {"extension": "101"}}
     assert not anna.lagged and anna.seq == 4
+
+
+class _Lines:
+    """A PBX adapter as far as line states go."""
+
+    def __init__(self, **states: LineState) -> None:
+        self.states = {ext.removeprefix("x"): state for ext, state in states.items()}
+
+    def lines(self) -> dict[str, LineState]:
+        return self.states
+
+
+def test_a_phone_on_two_pbxs_shows_the_busier_line() -> None:
+    from cti.service import line_state_of, line_states
+
+    asterisk = _Lines(x101=LineState.IN_USE, x102=LineState.UNAVAILABLE)
+    freeswitch = _Lines(x101=LineState.IDLE, x102=LineState.IDLE, x103=LineState.RINGING)
+    for adapters in ({"a": asterisk, "f": freeswitch}, {"f": freeswitch, "a": asterisk}):
+        assert line_states(adapters) == {"101": "in_use", "102": "idle", "103": "ringing"}
+        assert line_state_of(adapters, "101") == "in_use"
+        assert line_state_of(adapters, "104") is None
+
+
+async def test_a_line_event_from_one_pbx_does_not_hide_the_others_state(monkeypatch) -> None:
+    monkeypatch.setattr(cards, "LINES_INTERVAL", 0.01)
+    merged = {"101": "in_use"}  # one PBX has 101 talking; the other says it is idle
+    f = LiveFeed(InProcessBus(), lines=dict, line_of=merged.get, links=list)
+    anna, _ = f.attach(sees_all=True, extension=None, call_events=True)
+    f.handle(LineStateChanged(extension="101", state=LineState.IDLE))
+    await asyncio.sleep(0.05)
+    (frame,) = anna.pending
+    assert '"data": {"101": "in_use"}' in frame.text
