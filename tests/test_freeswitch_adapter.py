@@ -165,7 +165,15 @@ async def test_failed_click_to_dial_says_why(switch, lab, api, make_user) -> Non
 
 @pytest.mark.parametrize(
     "number",
-    ["88125550108\n\napi fsctl shutdown", "8812555}0108", "88125550108 &park", "user/102"],
+    [
+        "88125550108\n\napi fsctl shutdown",
+        "8812555}0108",
+        "88125550108 &park",
+        "user/102",
+        "8812555,0108",
+        "88125550108'",
+        "{origination_uuid=x}88125550108",
+    ],
 )
 async def test_click_to_dial_refuses_what_could_break_out_of_the_command(
     switch, lab, api, make_user, number
@@ -319,3 +327,18 @@ async def test_a_fax_is_sent_with_txfax_and_its_result_reported(
             await adapter.send_fax("88125550113", "/tmp/a file.tif", "job-2")  # noqa: S108
     finally:
         await lab.close()
+
+
+async def test_junk_events_are_skipped_and_the_feed_goes_on(switch, lab) -> None:
+    junk = [
+        {"Event-Name": "CHANNEL_HANGUP_COMPLETE", "Unique-ID": ["not", "a", "uuid"]},
+        {"Event-Name": "CUSTOM", "Event-Subclass": "spandsp::txfaxresult", "Unique-ID": {}},
+        {"Event-Name": ["CHANNEL_CREATE"], "Unique-ID": "x"},
+        {"Event-Name": "CHANNEL_CREATE", "Unique-ID": "y", "Event-Date-Timestamp": "-1"},
+    ]
+    for event in junk:
+        await switch.broadcast(event)
+    await replay(switch, lab, recorded("busy"))
+    [call] = await stored_calls(lab)
+    check_call("busy", call)
+    assert lab.pbx["fs"].connected

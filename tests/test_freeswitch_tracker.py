@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fs_lab import SCENARIOS, SHARED, SHIPPED, check_call, new_tracker
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cti.calls import Call
 from cti.domain import LineState
@@ -350,3 +352,55 @@ def test_a_second_transfer_reads_the_transfer_history_array(as_list) -> None:
     calls, _ = run(new_tracker(), [*events[: bridge + 1], again, *events[bridge + 1 :]])
     [call] = calls.values()
     assert [(t["from"], t["to"]) for t in call["transfers"]] == [("101", "102"), ("102", "103")]
+
+
+_RECORDED = [e for name in SCENARIOS for e in recorded(name)]
+# The fields the tracker reads, first; then any other a recording has.
+_READ = [
+    "Event-Name", "Event-Subclass", "Unique-ID", "Old-Unique-ID", "Channel-Name",
+    "Call-Direction", "Answer-State", "Hangup-Cause", "Event-Date-Timestamp",
+    "Caller-Caller-ID-Number", "Caller-Caller-ID-Name", "Caller-Destination-Number",
+    "Caller-Channel-Created-Time", "Other-Leg-Unique-ID", "Bridge-A-Unique-ID",
+    "Bridge-B-Unique-ID", "CC-Action", "CC-Cause", "CC-Queue", "CC-Member-Session-UUID",
+    "Record-File-Path", "from-user", "variable_dialed_user", "variable_presence_id",
+    "variable_transfer_history", "variable_other_loopback_leg_uuid", "variable_cc_queue",
+    "variable_originating_leg_uuid", "variable_cc_member_session_uuid",
+    "variable_fax_document_transferred_pages", "variable_fax_success", "variable_domain_name",
+]  # fmt: skip
+_FIELDS = _READ + sorted({k for e in _RECORDED for k in e} - set(_READ))
+_UUIDS = sorted({e["Unique-ID"] for e in _RECORDED if "Unique-ID" in e})
+_VALUES = st.one_of(
+    st.sampled_from(["", "x", "-1", "99999999999999999999", "answered", "CUSTOM", "ARRAY::a|:b"]),
+    st.sampled_from(_UUIDS),
+    st.sampled_from(sorted(new_tracker().events)),
+    st.text(max_size=20),
+    st.lists(st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_RECORDED) - 1),
+            st.dictionaries(
+                st.one_of(st.sampled_from(_READ), st.sampled_from(_FIELDS)), _VALUES, max_size=3
+            ),
+            st.sets(st.sampled_from(_READ), max_size=2),
+        ),
+        max_size=60,
+    )
+)
+def test_fuzzed_events_never_raise_and_the_feed_goes_on(mutations) -> None:
+    """Recorded events, reordered, with fields dropped or replaced by junk: the tracker
+    never raises, and a good call after them still comes out right."""
+    tracker = new_tracker()
+    for index, changes, dropped in mutations:
+        event = {k: v for k, v in {**_RECORDED[index], **changes}.items() if k not in dropped}
+        tracker.feed(event, NOW)
+        tracker.take_changed()
+    tracker.resync([], NOW)  # and a reconnect closes whatever the junk opened
+    tracker.take_changed()
+    calls, _ = run(tracker, refresh(recorded("inbound_answered")))
+    [call] = [c for c in calls.values() if c["external_number"] == "+78125550101"]
+    check_call("inbound_answered", call)

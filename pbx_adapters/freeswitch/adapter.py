@@ -285,10 +285,13 @@ class FreeswitchAdapter:
         if self._held is not None:
             self._held.append(event)
             return
-        if event.get("Event-Subclass") == "spandsp::txfaxresult":
-            self._txfax_result(event)
-        elif event.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE":
-            self._fax_hung_up(event)
+        try:
+            if event.get("Event-Subclass") == "spandsp::txfaxresult":
+                self._txfax_result(event)
+            elif event.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE":
+                self._fax_hung_up(event)
+        except Exception as e:  # a bad event is skipped and logged; the feed goes on
+            log.warning("skipped a FreeSWITCH event", extra={"fields": {"error": repr(e)}})
         self._emit(self.tracker.feed(event, self.clock()))
 
     def _emit(self, events: list[DomainEvent]) -> None:

@@ -185,7 +185,7 @@ class CallTracker:
         name = event.get("Event-Name", "")
         if name == "CUSTOM":
             name = event.get("Event-Subclass", "")
-        handler = self._handlers.get(name)
+        handler = self._handlers.get(name) if isinstance(name, str) else None
         if handler is None:
             return []
         events: list[DomainEvent] = []
@@ -430,8 +430,8 @@ class CallTracker:
         into: _CallState | None = None,
     ) -> Channel | None:
         uuid = event["Unique-ID"]
-        if self._foreign(event):
-            return None
+        if not event.get("Channel-Name") or self._foreign(event):
+            return None  # no leg without a name (junk), nor one of another tenant
         extension = self._extension_of(event)
         if len(self.channels) >= self.max_channels or (
             extension and len(self._by_extension.get(extension, ())) >= MAX_CHANNELS_PER_EXTENSION
