@@ -15,6 +15,7 @@ nothing in the core changes, and the core imports no adapter.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +80,21 @@ class PbxSettings(BaseModel):
         """Every secret option's value, for the log redactor."""
         values = [getattr(self, key) for key in type(self).model_fields]
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
+
+
+def regular_expressions(
+    patterns: list[str], *, group: str | None = None, names: str = ""
+) -> list[str]:
+    """For an adapter's settings validators: ``patterns`` compile (and each has the
+    named ``group``, which ``names`` something); ValueError saying which one does not."""
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+        if group is not None and group not in compiled.groupindex:
+            raise ValueError(f"{pattern!r} needs a group (?P<{group}>...) for {names}")
+    return patterns
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,12 @@ Imported when the configuration is read, so it imports nothing but the core's
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from cti.pbx import PbxSettings
+from cti.pbx import PbxSettings, regular_expressions
 
 DEFAULT_EXTENSION_CHANNELS = [
     r"^(?:SIP|PJSIP|IAX2)/(?P<ext>[0-9]{2,6})-[0-9a-fA-F]+$",
@@ -84,20 +83,12 @@ class AsteriskSettings(PbxSettings):
     @field_validator("extension_channels", "trunk_channels")
     @classmethod
     def _valid_patterns(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
-        return patterns
+        return regular_expressions(patterns)
 
     @field_validator("extension_channels")
     @classmethod
     def _patterns_name_the_extension(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            if "ext" not in re.compile(pattern).groupindex:
-                raise ValueError(f"{pattern!r} needs a group (?P<ext>...) for the extension")
-        return patterns
+        return regular_expressions(patterns, group="ext", names="the extension")
 
     @field_validator("originate_channel")
     @classmethod

@@ -20,13 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from cti import call_events
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
 from cti.domain import Direction, LegResult, LineState, Outcome, TransferKind
 from cti.events import (
-    CallAnswered,
-    CallEnded,
-    CallRinging,
-    CallTransferred,
     DomainEvent,
     LineStateChanged,
 )
@@ -314,7 +311,7 @@ class CallTracker:
         for state, leg in ringing:  # now that every channel is known, so is its direction
             call = state.call
             if leg.ringing and call.id in self.calls:
-                events.append(self._ringing_event(call, leg.extension, now))
+                events.append(call_events.ringing(call, leg.extension, now))
         extensions = set(self.lines) | {c.extension for c in self.channels.values() if c.extension}
         for ext in sorted(extensions):
             self._update_line(ext, events)
@@ -570,7 +567,7 @@ class CallTracker:
                 call.direction = Direction.INTERNAL
             else:
                 self._note_transfer(state, dest.extension, now, events)
-            events.append(self._ringing_event(call, dest.extension, now))
+            events.append(call_events.ringing(call, dest.extension, now))
         dest.leg = leg
         self._touch(state)
         self._update_line(dest.extension, events)
@@ -600,16 +597,6 @@ class CallTracker:
                 continue
             return waiting
         return None
-
-    def _ringing_event(self, call: Call, extension: str, now: datetime) -> CallRinging:
-        return CallRinging(
-            call_id=call.id,
-            extension=extension,
-            direction=call.direction or Direction.INTERNAL,
-            external_number=call.external_number,
-            external_name=call.external_name,
-            at=now,
-        )
 
     def _start_originate(self, state: _CallState, leg: CallLeg, frame: Frame) -> None:
         """The operator's own phone rings first: click-to-dial (ours or another tool's)."""
@@ -659,17 +646,7 @@ class CallTracker:
             return
         transfer = CallTransfer(TransferKind.BLIND, source, target, now)
         call.transfers.append(transfer)
-        events.append(self._transfer_event(call, transfer))
-
-    def _transfer_event(self, call: Call, transfer: CallTransfer) -> CallTransferred:
-        return CallTransferred(
-            call_id=call.id,
-            kind=transfer.kind,
-            from_extension=transfer.from_extension,
-            to_extension=transfer.to,
-            involved_extensions=call.extensions(),
-            at=transfer.at,
-        )
+        events.append(call_events.transferred(call, transfer))
 
     def _on_dial_end(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         dest, state = self._state_of(frame.get("DestUniqueid"))
@@ -686,7 +663,7 @@ class CallTracker:
             state.outside_result = result
             if result is LegResult.ANSWERED and call.answered_at is None:
                 call.answered_at = now
-                events.append(self._answered_event(call, None, now))
+                events.append(call_events.answered(call, None, now))
             self._touch(state)
             return
         leg = dest.leg
@@ -713,12 +690,7 @@ class CallTracker:
         if call.answered_at is None:
             call.answered_at = now
         call.answered_by = leg.extension
-        events.append(self._answered_event(call, leg.extension, now))
-
-    def _answered_event(self, call: Call, extension: str | None, now: datetime) -> CallAnswered:
-        return CallAnswered(
-            call_id=call.id, extension=extension, involved_extensions=call.extensions(), at=now
-        )
+        events.append(call_events.answered(call, leg.extension, now))
 
     def _on_bridge_enter(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         """An operator's channel in a bridge has answered, even where no DialEnd said so."""
@@ -744,7 +716,7 @@ class CallTracker:
         state.call.transfers.append(transfer)
         state.transfer_pending_to = target
         self._touch(state)
-        events.append(self._transfer_event(state.call, transfer))
+        events.append(call_events.transferred(state.call, transfer))
 
     def _on_attended_transfer(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
         """The transferer consulted the target, then joined caller and target. The target
@@ -764,10 +736,10 @@ class CallTracker:
         to_ext = leg.extension if leg else target.extension if target else None
         transfer = CallTransfer(TransferKind.ATTENDED, from_ext, to_ext, now)
         call.transfers.append(transfer)
-        events.append(self._transfer_event(call, transfer))
+        events.append(call_events.transferred(call, transfer))
         if leg is not None and leg.answered_at is not None:
             call.answered_by = leg.extension
-            events.append(self._answered_event(call, leg.extension, now))
+            events.append(call_events.answered(call, leg.extension, now))
         elif leg is not None and leg.active:
             state.recall_to = from_ext
         self._touch(state)
@@ -855,7 +827,7 @@ class CallTracker:
         )
         if pages > 0 and call.answered_at is None:
             call.answered_at = state.fax_started_at or now
-            events.append(self._answered_event(call, None, call.answered_at))
+            events.append(call_events.answered(call, None, call.answered_at))
         self._touch(state)
 
     def _on_hangup(self, frame: Frame, now: datetime, events: list[DomainEvent]) -> None:
@@ -896,43 +868,19 @@ class CallTracker:
         del self.calls[call.id]
         if call.direction is None:
             return  # never became a call: nothing to log
-        call.ended_at = now
-        for leg in call.legs:
-            if leg.active:
-                leg.ended_at = now
-                leg.result = leg.result or (None if unknown_outcome else LegResult.CANCELLED)
-        call.outcome = Outcome.UNKNOWN if unknown_outcome else outcome or self._outcome(state)
-        call.missed = call.direction is Direction.INBOUND and call.outcome not in (
-            Outcome.ANSWERED,
-            Outcome.UNKNOWN,
-        )
+        call_events.end_legs(call, now, known=not unknown_outcome)
+        outcome = Outcome.UNKNOWN if unknown_outcome else outcome or self._outcome(state)
+        ended = call_events.finish(call, now, outcome)
         self._ended[call.id] = None
         if len(self._ended) > RECENTLY_ENDED:
             self._ended.popitem(last=False)
         self._touch(state)
-        events.append(
-            CallEnded(
-                call_id=call.id,
-                outcome=call.outcome,
-                missed=call.missed,
-                involved_extensions=call.extensions(),
-                at=now,
-            )
-        )
+        events.append(ended)
 
     def _end_unseen(self, state: _CallState, events: list[DomainEvent]) -> None:
-        """Close a call that ended while nobody listened. What is known stays (who
-        answered, if we saw it); what is not is not made up: its end is the last moment
-        it was known to go on, and an unanswered one's outcome is unknown, not missed."""
-        call = state.call
-        call.ended_while_disconnected = call.end_unknown = True
-        known = [call.started_at, call.answered_at, self.last_frame_at]
-        known += [t.at for t in call.transfers]
-        known += [
-            x for leg in call.legs for x in (leg.ring_started_at, leg.answered_at, leg.ended_at)
-        ]
-        last_known = max(t for t in known if t is not None)
-        unknown = call.answered_at is None
+        """Close a call that ended while nobody listened (``call_events.mark_unseen_end``)."""
+        last_known = call_events.mark_unseen_end(state.call, self.last_frame_at)
+        unknown = state.call.answered_at is None
         self._end_call(state, last_known, events, unknown_outcome=unknown)
 
     def _end_from_record(self, state: _CallState, record: Call, events: list[DomainEvent]) -> None:

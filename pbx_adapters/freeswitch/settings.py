@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from cti.pbx import PbxSettings
+from cti.pbx import PbxSettings, regular_expressions
 
 # A phone's leg: FreeSWITCH names it after the registered contact ("101-0x5649...@host"
 # for a baresip phone, "101@host" for most desk phones) on the SIP profile it uses.
@@ -72,20 +72,12 @@ class FreeswitchSettings(PbxSettings):
     @field_validator("extension_channels", "outside_channels")
     @classmethod
     def _valid_patterns(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
-        return patterns
+        return regular_expressions(patterns)
 
     @field_validator("extension_channels")
     @classmethod
     def _patterns_name_the_extension(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
-            if "ext" not in re.compile(pattern).groupindex:
-                raise ValueError(f"{pattern!r} needs a group (?P<ext>...) for the extension")
-        return patterns
+        return regular_expressions(patterns, group="ext", names="the extension")
 
     @field_validator("fax_dialstring")
     @classmethod

@@ -28,13 +28,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from cti import call_events
 from cti.calls import Call, CallLeg, CallTransfer, FaxInfo
 from cti.domain import Direction, LegResult, LineState, Outcome, TransferKind
 from cti.events import (
-    CallAnswered,
-    CallEnded,
     CallRinging,
-    CallTransferred,
     DomainEvent,
     LineStateChanged,
 )
@@ -369,18 +367,9 @@ class CallTracker:
         return events
 
     def _end_unseen(self, state: _CallState, events: list[DomainEvent]) -> None:
-        """Close a call that ended while nobody listened: what is known stays, what is
-        not is not made up (its end is the last moment it was known to go on; an
-        unanswered one's outcome is unknown, not missed)."""
-        call = state.call
-        call.ended_while_disconnected = call.end_unknown = True
-        known = [call.started_at, call.answered_at, self.last_event_at]
-        known += [t.at for t in call.transfers]
-        known += [
-            x for leg in call.legs for x in (leg.ring_started_at, leg.answered_at, leg.ended_at)
-        ]
-        last_known = max(t for t in known if t is not None)
-        self._end_call(state, last_known, events, unknown_outcome=call.answered_at is None)
+        """Close a call that ended while nobody listened (``call_events.mark_unseen_end``)."""
+        last_known = call_events.mark_unseen_end(state.call, self.last_event_at)
+        self._end_call(state, last_known, events, unknown_outcome=state.call.answered_at is None)
 
     # -- channels and calls ----------------------------------------------------------
 
@@ -529,7 +518,7 @@ class CallTracker:
             state.consult_legs.append(leg)
         else:
             self._note_transfer(state, channel.extension, now, events)
-        events.append(self._ringing_event(call, channel.extension, now))
+        events.append(call_events.ringing(call, channel.extension, now))
         self._update_line(channel.extension, events)
 
     def _start_originate(
@@ -549,7 +538,7 @@ class CallTracker:
             number = event.get("Caller-Caller-ID-Number", "")
             if number and not (number.isdigit() and len(number) <= 6):
                 call.external_number = to_e164(number, self.region) or number
-        events.append(self._ringing_event(call, channel.extension, now))
+        events.append(call_events.ringing(call, channel.extension, now))
 
     def _take_caller(self, call: Call, event: Event) -> None:
         """The outside caller, from the call's first leg: a transfer or att_xfer later
@@ -622,7 +611,7 @@ class CallTracker:
             if call.direction is Direction.OUTBOUND and channel.fs_outbound:
                 if call.answered_at is None:  # the far end took the operator's call
                     call.answered_at = now
-                    events.append(self._answered_event(call, None, now))
+                    events.append(call_events.answered(call, None, now))
             return
         leg = channel.leg
         if leg is not None and leg.answered_at is None:
@@ -630,7 +619,7 @@ class CallTracker:
             if not leg.originate and leg not in state.consult_legs:
                 call.answered_at = call.answered_at or now
                 call.answered_by = leg.extension
-                events.append(self._answered_event(call, leg.extension, now))
+                events.append(call_events.answered(call, leg.extension, now))
         self._update_line(channel.extension, events)
 
     def _on_bridge(self, event: Event, now: datetime, events: list[DomainEvent]) -> None:
@@ -657,9 +646,9 @@ class CallTracker:
         state.consult_legs.remove(leg)
         transfer = CallTransfer(TransferKind.ATTENDED, call.answered_by, target.extension, now)
         call.transfers.append(transfer)
-        events.append(self._transfer_event(call, transfer))
+        events.append(call_events.transferred(call, transfer))
         call.answered_by = target.extension
-        events.append(self._answered_event(call, target.extension, now))
+        events.append(call_events.answered(call, target.extension, now))
 
     def _on_unbridge(self, event: Event, now: datetime, events: list[DomainEvent]) -> None:
         channel = self._channel(event, now, events)
@@ -687,7 +676,7 @@ class CallTracker:
             state.redirect = state.refer_from = None
             transfer = CallTransfer(TransferKind.BLIND, source, target, now)
             call.transfers.append(transfer)
-            events.append(self._transfer_event(call, transfer))
+            events.append(call_events.transferred(call, transfer))
 
     def _note_transfer(self, state: _CallState, target: str, now: datetime, events: list) -> None:
         """A phone rung after the call was answered, with no transfer_history seen (the
@@ -702,7 +691,7 @@ class CallTracker:
             source, state.redirect = state.redirect[0], None
         transfer = CallTransfer(TransferKind.BLIND, source, target, now)
         call.transfers.append(transfer)
-        events.append(self._transfer_event(call, transfer))
+        events.append(call_events.transferred(call, transfer))
 
     def _on_transferor(self, event: Event, now: datetime, events: list[DomainEvent]) -> None:
         """A phone sent a SIP REFER (blind: ``transfer_to`` "blind:<uuid>")."""
@@ -794,7 +783,7 @@ class CallTracker:
         )
         if ok and call.answered_at is None:
             call.answered_at = state.outside_answered_at or now
-            events.append(self._answered_event(call, None, call.answered_at))
+            events.append(call_events.answered(call, None, call.answered_at))
         self._touch(state)
 
     # -- the end of a call -----------------------------------------------------------
@@ -814,29 +803,14 @@ class CallTracker:
                 self._forget(uuid)
         if call.direction is None:
             return
-        call.ended_at = now
-        for leg in call.legs:
-            if leg.active:
-                leg.ended_at = now
-                leg.result = leg.result or (None if unknown_outcome else LegResult.CANCELLED)
-        call.outcome = Outcome.UNKNOWN if unknown_outcome else self._outcome(state)
-        call.missed = call.direction is Direction.INBOUND and call.outcome not in (
-            Outcome.ANSWERED,
-            Outcome.UNKNOWN,
-        )
+        call_events.end_legs(call, now, known=not unknown_outcome)
+        outcome = Outcome.UNKNOWN if unknown_outcome else self._outcome(state)
+        ended = call_events.finish(call, now, outcome)
         self._ended[call.id] = None
         if len(self._ended) > RECENTLY_ENDED:
             self._ended.popitem(last=False)
         self._dirty[call.id] = call
-        events.append(
-            CallEnded(
-                call_id=call.id,
-                outcome=call.outcome,
-                missed=call.missed,
-                involved_extensions=call.extensions(),
-                at=now,
-            )
-        )
+        events.append(ended)
         for ext in {leg.extension for leg in call.legs} | {call.caller_extension or ""} - {""}:
             self._update_line(ext, events)
 
@@ -919,30 +893,3 @@ class CallTracker:
         if ringing:
             return LineState.RINGING
         return LineState.UNAVAILABLE if ext in self.unregistered else LineState.IDLE
-
-    # -- events ----------------------------------------------------------------------
-
-    def _ringing_event(self, call: Call, extension: str, now: datetime) -> CallRinging:
-        return CallRinging(
-            call_id=call.id,
-            extension=extension,
-            direction=call.direction or Direction.INTERNAL,
-            external_number=call.external_number,
-            external_name=call.external_name,
-            at=now,
-        )
-
-    def _answered_event(self, call: Call, extension: str | None, now: datetime) -> CallAnswered:
-        return CallAnswered(
-            call_id=call.id, extension=extension, involved_extensions=call.extensions(), at=now
-        )
-
-    def _transfer_event(self, call: Call, transfer: CallTransfer) -> CallTransferred:
-        return CallTransferred(
-            call_id=call.id,
-            kind=transfer.kind,
-            from_extension=transfer.from_extension,
-            to_extension=transfer.to,
-            involved_extensions=call.extensions(),
-            at=transfer.at,
-        )
