@@ -404,3 +404,28 @@ def test_fuzzed_events_never_raise_and_the_feed_goes_on(mutations) -> None:
     calls, _ = run(tracker, refresh(recorded("inbound_answered")))
     [call] = [c for c in calls.values() if c["external_number"] == "+78125550101"]
     check_call("inbound_answered", call)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("domain", "office.example.com XML evil"),
+        ("context", "default,x"),
+        ("domains", ["a}b"]),
+        ("record_file", "/rec/{call}.wav"),
+        ("record_file", "relative/{uuid}.wav"),
+        ("fax_dialstring", "sofia/gateway/t/{number}/{x}"),
+        ("fax_dialstring", "sofia/gateway/t"),
+        ("extension_channels", ["^sofia/(?P<e>[0-9]+)@"]),
+        ("outside_channels", ["(unclosed"]),
+    ],
+)
+def test_settings_refuse_what_could_break_a_command_or_fail_later(option, value) -> None:
+    from pydantic import ValidationError
+
+    from pbx_adapters.freeswitch.settings import FreeswitchSettings
+
+    base = {"type": "freeswitch", "host": "h", "password": "p", "domain": "d.example"}
+    FreeswitchSettings.model_validate(base)
+    with pytest.raises(ValidationError):
+        FreeswitchSettings.model_validate({**base, option: value})

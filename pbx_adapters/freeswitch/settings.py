@@ -84,4 +84,18 @@ class FreeswitchSettings(PbxSettings):
     def _has_number_placeholder(cls, template: str) -> str:
         if template and "{number}" not in template:
             raise ValueError("must contain {number}, e.g. sofia/gateway/trunk/{number}")
-        return template
+        return _only_placeholder(template, "number")
+
+    @field_validator("record_file")
+    @classmethod
+    def _names_the_leg_only(cls, template: str) -> str:
+        return _only_placeholder(template, "uuid")
+
+
+def _only_placeholder(template: str, name: str) -> str:
+    """A template whose only placeholder is ``{name}`` (another would fail at the call)."""
+    try:
+        template.format(**{name: ""})
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"the only placeholder it may hold is {{{name}}}") from None
+    return template
