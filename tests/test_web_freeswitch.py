@@ -88,6 +88,9 @@ async def test_a_freeswitch_ring_group_pops_the_client_then_is_answered_elsewher
         await expect(pop.locator(".client-name")).to_have_text("ООО «Ромашка»")
         await expect(pop.locator(".contact")).to_have_text("Сергей Волков")
         await expect(pop.locator(".manager-name")).to_have_text(MANAGER_NAME)
+    for extension in ("101", "102"):  # the colleagues panel follows the FreeSWITCH's lines
+        line = reception.locator(f'#lines li[data-extension="{extension}"]')
+        await expect(line).to_have_class(re.compile(r"\bls-ringing\b"))
     await shot(reception, "fs-1-reception-ringing")
     await office.switch.play(events[answer:])
     await expect(card(operator, call_id)).to_have_count(0)  # 102 took it, then it ended

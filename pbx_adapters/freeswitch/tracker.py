@@ -13,7 +13,8 @@ A leg is an operator's phone when it has an extension (``variable_dialed_user``,
 world (gateways, the external profile, loopback legs: configurable). Ringing starts at a
 phone leg's CHANNEL_CREATE, its answer is CHANNEL_ANSWER (a trunk's answer is the PBX
 answering, e.g. a queue or an IVR, not an operator), and a call ends when its last leg is
-gone (CHANNEL_HANGUP_COMPLETE).
+gone (CHANNEL_HANGUP_COMPLETE, which says all CHANNEL_HANGUP does: that one is not
+read, a sixth fewer events to decode).
 
 The tracker never raises on input: an event it cannot use is counted in ``problems`` and
 skipped. Time is the event's ``Event-Date-Timestamp`` (microseconds), else ``now``.
@@ -160,7 +161,6 @@ class CallTracker:
             "CHANNEL_ANSWER": self._on_answer,
             "CHANNEL_BRIDGE": self._on_bridge,
             "CHANNEL_UNBRIDGE": self._on_unbridge,
-            "CHANNEL_HANGUP": self._on_hangup,
             "CHANNEL_HANGUP_COMPLETE": self._on_hangup_complete,
             "RECORD_START": self._on_record_start,
             "callcenter::info": self._on_callcenter,
@@ -700,7 +700,8 @@ class CallTracker:
         if channel is not None and state is not None and channel.extension:
             state.refer_from = channel.extension
 
-    def _on_hangup(self, event: Event, now: datetime, events: list[DomainEvent]) -> None:
+    def _hung_up(self, event: Event, now: datetime, events: list[DomainEvent]) -> None:
+        """A leg's end: how its ringing ended, the outside world's cause, its phone's line."""
         channel = self._channel(event, now, events)
         state = self.calls.get(channel.call_id) if channel else None
         if channel is None or state is None or channel.cause:
@@ -723,7 +724,7 @@ class CallTracker:
         uuid = event.get("Unique-ID", "")
         if uuid not in self.channels:
             return
-        self._on_hangup(event, now, events)
+        self._hung_up(event, now, events)
         channel = self._forget(uuid)
         state = self.calls.get(channel.call_id)
         if state is None:
