@@ -14,6 +14,7 @@ from helpers import bearer, eventually, new_token
 from lab_fs import (
     ESL,
     RECORDINGS,
+    api,
     call_in,
     lab_marks,
     lab_settings,
@@ -151,6 +152,60 @@ async def test_a_blind_transfer_through_the_api_moves_the_caller_to_102(
     )
 
 
+async def test_a_phones_sip_refer_is_a_blind_transfer(service, aiohttp_client) -> None:
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "supervisor")
+    number = "+78125550187"
+    await call_in("4952000", number, "REFER", talk_seconds=10)
+    await ringing(service, "101")
+    await phone("101", "accept")
+    adapter = service.pbx["fs"]
+    await eventually(lambda: any(s.call.answered_by for s in adapter.tracker.calls.values()))
+    await asyncio.sleep(0.5)
+    await phone("101", "transfer", "102")  # baresip sends a SIP REFER to 102
+    await ringing(service, "102")
+    await phone("102", "accept")
+    [call] = await finished(client, token, number)
+    assert [(t["kind"], t["from"], t["to"]) for t in call["transfers"]] == [("blind", "101", "102")]
+    assert (call["answered_by"], call["outcome"], call["missed"]) == ("102", "answered", False)
+
+
+async def test_an_attended_transfer_passes_the_call_when_the_operator_hangs_up(
+    service, aiohttp_client
+) -> None:
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "supervisor")
+    answers = service.bus.subscribe(prefixes=["call.answered"])
+    number = "+78125550188"
+    await call_in("4952000", number, "Attended", talk_seconds=12)
+    await ringing(service, "101")
+    await phone("101", "accept")
+    adapter = service.pbx["fs"]
+    await eventually(lambda: any(s.call.answered_by for s in adapter.tracker.calls.values()))
+    [state] = adapter.tracker.calls.values()
+    operator = next(c.uuid for c in adapter.tracker.channels.values() if c.extension == "101")
+    # What a phone's transfer key does on FreeSWITCH: att_xfer on the operator's own leg.
+    await api(f"uuid_broadcast {operator} att_xfer::user/102@127.0.0.1 aleg")
+    await ringing(service, "102")
+    await phone("102", "accept")  # 101 and 102 talk; the caller waits
+    await asyncio.sleep(1.5)
+    assert state.call.answered_by == "101"  # taking the consultation is not taking the call
+    await phone("101", "hangup")  # att_xfer bridges the caller with 102
+    [call] = await finished(client, token, number)
+    assert [(t["kind"], t["from"], t["to"]) for t in call["transfers"]] == [
+        ("attended", "101", "102")
+    ]
+    assert (call["first_answered_by"], call["answered_by"], call["outcome"]) == (
+        "101",
+        "102",
+        "answered",
+    )
+    seen = []
+    while answers.pending():
+        seen.append((await answers.get()).extension)
+    assert seen == ["101", "102"]
+
+
 async def test_a_recording_started_through_the_api_is_attached(service, aiohttp_client) -> None:
     client = await aiohttp_client(build_app(service))
     token = await new_token(service, "supervisor")
@@ -188,9 +243,11 @@ async def test_a_switch_restart_mid_call_closes_the_call_as_unknown_not_missed(
     number = "+78125550185"
     await call_in("4952000", number, "Restart", talk_seconds=5)
     await ringing(service, "101")
-    await asyncio.get_running_loop().run_in_executor(None, restart_switch)
     adapter = service.pbx["fs"]
-    await eventually(lambda: not adapter.connected, seconds=20)
+    # Watched while the switch restarts: the link may be back before start.sh returns.
+    link_lost = asyncio.create_task(eventually(lambda: not adapter.connected, seconds=40))
+    await asyncio.get_running_loop().run_in_executor(None, restart_switch)
+    await link_lost
     await eventually(lambda: adapter.connected, seconds=40)
     [call] = await finished(client, token, number)
     assert call["ended_while_disconnected"] and call["end_unknown"]

@@ -409,7 +409,13 @@ class EslSimulator:
     def _spawn(self, work: object) -> None:
         task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background job that failed says so at once (a client would only time out)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ESL simulator: a background job failed", exc_info=task.exception())
 
     async def _background_job(self, command: str, job: str) -> None:
         """``originate`` of a phone plays ``originate_call`` with the phone's leg as the
