@@ -138,12 +138,16 @@ class InProcessBus:
         self._subscribers = Gauge(
             "cti_bus_subscribers", "Current bus subscriptions", registry=registry
         )
+        self._published_of: dict[str, Counter] = {}
 
     async def publish(self, event: DomainEvent) -> None:
         self.publish_nowait(event)
 
     def publish_nowait(self, event: DomainEvent) -> None:
-        self._published.labels(event.type).inc()
+        counter = self._published_of.get(event.type)
+        if counter is None:  # a child per type, kept: labels() costs more than the rest
+            counter = self._published_of[event.type] = self._published.labels(event.type)
+        counter.inc()
         for sub in self._subscriptions:
             if sub.wants(event) and not sub.offer(event):
                 self._lagged.labels(sub.name or "unnamed").inc()

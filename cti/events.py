@@ -7,7 +7,7 @@ plain JSON-able dicts, so a bus backend that crosses processes (Redis, NATS) can
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +19,8 @@ from cti.domain import Direction, LineState, Outcome, SmsStatus, TransferKind, u
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DomainEvent:
     type: ClassVar[str]
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # 128 random bits as hex, as uuid4().hex but without building a UUID (3x the cost).
+    event_id: str = field(default_factory=lambda: os.urandom(16).hex())
     at: datetime = field(default_factory=utcnow)
 
     def extensions(self) -> frozenset[str]:

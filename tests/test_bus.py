@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from cti.bus import InProcessBus, SubscriberLagged
 from cti.domain import Direction, LineState, Outcome, SmsStatus, TransferKind
@@ -148,3 +149,21 @@ def test_events_say_which_extensions_they_concern() -> None:
     assert EXAMPLES[2].extensions() == {"102", "103"}
     assert EXAMPLES[3].extensions() == {"101", "102"}
     assert EXAMPLES[8].extensions() == set()
+
+
+def test_published_events_are_counted_by_type() -> None:
+    registry = CollectorRegistry()
+    bus = InProcessBus(registry)
+    for n in range(3):
+        bus.publish_nowait(ringing(n))
+    bus.publish_nowait(CallEnded(call_id="c1", outcome=Outcome.ANSWERED, missed=False))
+
+    def count(kind: str) -> float | None:
+        return registry.get_sample_value("cti_bus_events_published_total", {"type": kind})
+
+    assert (count("call.ringing"), count("call.ended")) == (3.0, 1.0)
+
+
+def test_event_ids_are_unique_128_bit_hex() -> None:
+    ids = {ringing(0).event_id for _ in range(1000)}
+    assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -98,6 +98,20 @@ def test_a_wanted_list_drops_noise_unread_but_keeps_custom_events() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["json", "plain"])
+def test_custom_events_are_dropped_unread_by_their_subclass(fmt) -> None:
+    # As FreeSWITCH writes CUSTOM events: the subclass first, then the name.
+    events = [
+        {"Event-Subclass": "spandsp::txfaxpageresult", "Event-Name": "CUSTOM", "n": "1"},
+        {"Event-Subclass": "callcenter::info", "Event-Name": "CUSTOM", "n": "2"},
+        {"Event-Subclass": "sofia::register", "Event-Name": "CUSTOM", "n": "3"},
+    ]
+    stream = b"".join(encode_event(e, fmt) for e in events)
+    wanted = frozenset({"CHANNEL_CREATE", "callcenter::info", "sofia::register"})
+    kept = [decode_event(m) for m in EslParser(events=wanted).feed(stream)]
+    assert [e["n"] for e in kept] == ["2", "3"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain"])
 def test_simulator_encoding_round_trips_every_recorded_event(fmt) -> None:
     events = load_transcript(SHIPPED / "queue_answered.json.esl.gz")
     stream = b"".join(encode_event(e, fmt) for e in events)
