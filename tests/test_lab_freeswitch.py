@@ -123,19 +123,25 @@ async def test_click_to_dial_through_the_api_rings_the_operators_phone(
     assert call["originate_id"] == result.request_id
 
 
-async def test_a_blind_transfer_through_the_api_moves_the_caller_to_102(
-    service, aiohttp_client
-) -> None:
-    client = await aiohttp_client(build_app(service))
-    token = await new_token(service, "operator", extension="101")
-    number = "+78125550183"
-    await call_in("4952000", number, "Transfer", talk_seconds=10)
+async def answered_on_101(service, number: str, name: str, talk_seconds: int):
+    """An outside caller rings in and 101 answers; returns the lab link's adapter."""
+    await call_in("4952000", number, name, talk_seconds=talk_seconds)
     await ringing(service, "101")
     await phone("101", "accept")
     adapter = service.pbx["fs"]
     await eventually(
         lambda: any(s.call.answered_by == "101" for s in adapter.tracker.calls.values())
     )
+    return adapter
+
+
+async def test_a_blind_transfer_through_the_api_moves_the_caller_to_102(
+    service, aiohttp_client
+) -> None:
+    client = await aiohttp_client(build_app(service))
+    token = await new_token(service, "operator", extension="101")
+    number = "+78125550183"
+    adapter = await answered_on_101(service, number, "Transfer", talk_seconds=10)
     [call_id] = adapter.tracker.calls
     response = await client.post(
         f"/api/calls/{call_id}/transfer", json={"extension": "102"}, headers=bearer(token)
@@ -156,11 +162,7 @@ async def test_a_phones_sip_refer_is_a_blind_transfer(service, aiohttp_client) -
     client = await aiohttp_client(build_app(service))
     token = await new_token(service, "supervisor")
     number = "+78125550187"
-    await call_in("4952000", number, "REFER", talk_seconds=10)
-    await ringing(service, "101")
-    await phone("101", "accept")
-    adapter = service.pbx["fs"]
-    await eventually(lambda: any(s.call.answered_by for s in adapter.tracker.calls.values()))
+    await answered_on_101(service, number, "REFER", talk_seconds=10)
     await asyncio.sleep(0.5)
     await phone("101", "transfer", "102")  # baresip sends a SIP REFER to 102
     await ringing(service, "102")
@@ -177,11 +179,7 @@ async def test_an_attended_transfer_passes_the_call_when_the_operator_hangs_up(
     token = await new_token(service, "supervisor")
     answers = service.bus.subscribe(prefixes=["call.answered"])
     number = "+78125550188"
-    await call_in("4952000", number, "Attended", talk_seconds=12)
-    await ringing(service, "101")
-    await phone("101", "accept")
-    adapter = service.pbx["fs"]
-    await eventually(lambda: any(s.call.answered_by for s in adapter.tracker.calls.values()))
+    adapter = await answered_on_101(service, number, "Attended", talk_seconds=12)
     [state] = adapter.tracker.calls.values()
     operator = next(c.uuid for c in adapter.tracker.channels.values() if c.extension == "101")
     # What a phone's transfer key does on FreeSWITCH: att_xfer on the operator's own leg.
@@ -210,11 +208,7 @@ async def test_a_recording_started_through_the_api_is_attached(service, aiohttp_
     client = await aiohttp_client(build_app(service))
     token = await new_token(service, "supervisor")
     number = "+78125550184"
-    await call_in("4952000", number, "Recorded", talk_seconds=4)
-    await ringing(service, "101")
-    await phone("101", "accept")
-    adapter = service.pbx["fs"]
-    await eventually(lambda: any(s.call.answered_by for s in adapter.tracker.calls.values()))
+    adapter = await answered_on_101(service, number, "Recorded", talk_seconds=4)
     [call_id] = adapter.tracker.calls
     response = await client.post(
         f"/api/calls/{call_id}/recording", json={"record": True}, headers=bearer(token)
