@@ -173,9 +173,17 @@ class ResilientDirectory:
     def breaker_state(self) -> str:
         return self.breaker.state.value
 
+    async def start(self) -> None:
+        """Start the connector's own background work, if it has any."""
+        start = getattr(self.inner, "start", None)
+        if start is not None:
+            await start()
+
     def stats(self) -> dict[str, Any]:
-        """The counters, for ``/healthz``."""
+        """The counters, for ``/healthz`` (with the connector's own, if it keeps any)."""
+        inner = getattr(self.inner, "stats", None)
         return {
+            **({"connector": inner()} if inner is not None else {}),
             "breaker": self.breaker_state,
             "hits": self.hits,
             "misses": self.misses,

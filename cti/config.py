@@ -160,7 +160,7 @@ class SmsConfig(_Section):
 
 
 class CrmConfig(_Section):
-    type: Literal["builtin", "http", "bitrix24"] = "builtin"
+    type: Literal["builtin", "http", "bitrix24", "onec"] = "builtin"
     # A screen pop waits at most this long for the directory; a later answer updates it.
     lookup_budget_ms: int = Field(300, ge=10, le=10_000)
     timeout_ms: int = Field(2000, ge=50, le=60_000)  # one request to an external CRM
@@ -184,6 +184,42 @@ class CrmConfig(_Section):
     # Off by default: Bitrix24 documents telephony.externalCall.* for applications, and a
     # portal may refuse them from an inbound webhook (WRONG_AUTH_TYPE).
     bitrix24_register_calls: bool = False
+    # type = "onec": a 1C:Enterprise base's standard OData interface, as a 1C user.
+    onec_url: str = ""  # https://host/<base>/odata/standard.odata/
+    onec_username: str = ""
+    onec_password: SecretStr | None = None
+    onec_users: dict[str, str] = {}  # 1C user reference (GUID) -> extension
+    # Object and field names where the base differs from УТ 11 / КА 2 / 1C:CRM 3.
+    onec_names: dict[str, str] = {}
+    onec_refresh_seconds: float = Field(300.0, ge=10)  # the local phone index
+    onec_page_size: int = Field(1000, ge=10, le=10_000)  # rows per OData request
+    # A pop's link opens the partner in the thin client (e1c://...) or the web client.
+    onec_open_in: Literal["thin", "web", "none"] = "thin"
+    onec_thin_client: str = ""  # e.g. e1c://server/srv1c/ut11
+    onec_web_client: str = ""  # e.g. https://1c.example.ru/ut11/ru_RU/
+    onec_write_calls: bool = True  # Document_ТелефонныйЗвонок after each call
+    onec_missed_reminders: bool = True  # and a reminder for a missed call's manager
+    onec_reminder_minutes: float = Field(0.0, ge=0, le=7 * 24 * 60)
+    onec_time_zone: str = ""  # the base's time zone; empty: [server] time_zone
+    # Where 1C users reach this service (for the link in a call's description).
+    onec_service_url: str = ""
+
+    @field_validator("onec_time_zone")
+    @classmethod
+    def _onec_zone(cls, name: str) -> str:
+        if name and not known_time_zone(name):
+            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Moscow)")
+        return name
+
+    @field_validator("onec_users")
+    @classmethod
+    def _onec_users(cls, users: dict[str, str]) -> dict[str, str]:
+        for ref, extension in users.items():
+            if not re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", ref):
+                raise ValueError(f"{ref!r} is not a 1C user reference (a GUID)")
+            if not EXTENSION_PATTERN.match(extension):
+                raise ValueError(f"{extension!r} is not an extension (digits only)")
+        return users
 
     @model_validator(mode="after")
     def _connector_settings(self) -> CrmConfig:
@@ -191,6 +227,11 @@ class CrmConfig(_Section):
             raise ValueError('http_url must contain {number} when type = "http"')
         if self.type == "bitrix24" and not self.bitrix24_webhook:
             raise ValueError('bitrix24_webhook is required when type = "bitrix24"')
+        if self.type == "onec" and "standard.odata" not in self.onec_url:
+            raise ValueError(
+                'onec_url must name the OData interface when type = "onec" '
+                "(https://host/<base>/odata/standard.odata/)"
+            )
         return self
 
 
@@ -322,6 +363,8 @@ class CoreConfig(_Section):
             values.append(self.fax.smtp_password.get_secret_value())
         if self.crm.bitrix24_webhook:
             values.append(self.crm.bitrix24_webhook.get_secret_value())
+        if self.crm.onec_password:
+            values.append(self.crm.onec_password.get_secret_value())
         return [v for v in values if v]
 
 

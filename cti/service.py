@@ -96,8 +96,8 @@ class Service:
         tasks = TaskMonitor()
 
         builtin = SqlDirectory(sessions, crm.suffix_digits)
-        directory = directory or build_directory(crm, builtin, region)
-        reporter = build_call_reporter(crm)
+        directory = directory or build_directory(crm, builtin, region, config.server.data_dir)
+        reporter = build_call_reporter(crm, directory, config.server.time_zone)
         crm_outbox = CallReportOutbox(sessions, reporter, tasks=tasks) if reporter else None
         writeback = CallWriteBack(
             sessions,
@@ -179,6 +179,9 @@ class Service:
     async def _start_parts(self) -> None:
         """Storage and its followers first, then the screens, then the links that feed
         them: nothing a PBX says finds a part not listening yet."""
+        start_directory = getattr(self.directory, "start", None)
+        if start_directory is not None:  # e.g. the 1C connector's phone index
+            await start_directory()
         if self.crm_outbox is not None:
             self.crm_outbox.start()
         await self.writeback.catch_up()

@@ -24,6 +24,7 @@ from cti import auth
 from cti.clients.builtin import ClientIn, ContactIn, PhoneIn, save_client
 from cti.config import (
     Config,
+    CrmConfig,
     DatabaseConfig,
     ModemConfig,
     RecordingsConfig,
@@ -192,9 +193,11 @@ async def start_office(
     modem_port: Path | None = None,
     time_zone: str = "Europe/Moscow",
     freeswitch: bool = False,
+    crm: CrmConfig | None = None,
 ) -> Office:
     """The office (in ``time_zone``); with ``modem_port`` (an emulator's), a GSM modem
-    "sim1" on it too; with ``freeswitch``, a FreeSWITCH (link "fs") beside its Asterisk."""
+    "sim1" on it too; with ``freeswitch``, a FreeSWITCH (link "fs") beside its Asterisk;
+    with ``crm``, that CRM instead of the built-in directory."""
     pbx = AmiSimulator(username="cti", secret="e2e-secret")
     await pbx.start()
     switch = EslSimulator("e2e-secret", heartbeat_interval=0.5) if freeswitch else None
@@ -217,6 +220,7 @@ async def start_office(
             *([fs_lab_pbx(switch.port, "e2e-secret")] if switch else []),
         ],
         recordings=RecordingsConfig(dir=str(data_dir / "recordings"), pbx_dir=LAB_MONITOR),
+        crm=crm or CrmConfig(),
         # Service.start registers the modem's link and opens it.
         modem=[]
         if modem_port is None

@@ -713,7 +713,7 @@ async def test_bitrix_write_back_errors_raise(portal) -> None:
 async def test_build_directory_and_reporter_from_the_configuration() -> None:
     builtin = InMemoryDirectory()
     assert build_directory(CrmConfig(), builtin) is builtin
-    assert build_call_reporter(CrmConfig()) is None
+    assert build_call_reporter(CrmConfig(), builtin) is None
 
     http = CrmConfig(
         type="http",
@@ -737,9 +737,9 @@ async def test_build_directory_and_reporter_from_the_configuration() -> None:
     directory = build_directory(bitrix, builtin)
     assert isinstance(directory, ResilientDirectory)
     assert isinstance(directory.inner, Bitrix24Directory)
-    reporter = build_call_reporter(bitrix)
+    reporter = build_call_reporter(bitrix, directory)
     assert isinstance(reporter, Bitrix24CallReporter) and reporter.users == {"101": 5}
     quiet = bitrix.model_copy(update={"bitrix24_register_calls": False})
-    assert build_call_reporter(quiet) is None
+    assert build_call_reporter(quiet, builtin) is None
     await directory.close()
     await reporter.close()

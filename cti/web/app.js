@@ -155,7 +155,8 @@ function safeUrl(url) {
   if (typeof url !== "string") return null;
   try {
     const parsed = new URL(url);
-    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
+    // e1c: opens the 1C:Enterprise thin client (crm_bridge/onec/links.py).
+    return ["https:", "http:", "e1c:"].includes(parsed.protocol) ? parsed.href : null;
   } catch {
     return null;
   }
