@@ -119,3 +119,39 @@ def finished_call(
         missed=answered_by is None and direction is Direction.INBOUND,
         transfers=transfers or [],
     )
+
+
+async def outbox_entries(service: Service) -> list:
+    """The CRM outbox's rows, as the database has them now."""
+    from sqlalchemy import select
+
+    from cti.clients.models import CrmOutbox
+
+    async with service.sessions() as session:
+        return list(await session.scalars(select(CrmOutbox)))
+
+
+async def settle_outbox(service: Service, predicate: Callable[[list], object]) -> list:
+    """Drive the CRM outbox by hand until its rows satisfy ``predicate``; the rows."""
+    async with asyncio.timeout(10):
+        while True:
+            await service.crm_outbox.send_due()
+            entries = await outbox_entries(service)
+            if predicate(entries):
+                return entries
+            await asyncio.sleep(0.02)
+
+
+def onec_crm(standin, **options):
+    """``[crm]`` for the 1C OData stand-in (crm_bridge/onec/standin.py), with ``options``."""
+    from pydantic import SecretStr
+
+    from cti.config import CrmConfig
+
+    return CrmConfig(
+        type="onec",
+        onec_url=standin.url(),
+        onec_username=standin.username,
+        onec_password=SecretStr(standin.password),
+        **options,
+    )

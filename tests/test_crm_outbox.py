@@ -1,16 +1,14 @@
 """Calls written into Bitrix24 through the durable outbox: once each, retried while the
 portal is unwell, kept across a restart, and a refusal kept with its reason."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiohttp import web
+from helpers import settle_outbox
 from pydantic import SecretStr
-from sqlalchemy import select
 
 from cti.calls import Call
-from cti.clients.models import CrmOutbox
 from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
 from cti.domain import Direction, Outcome
 from cti.service import Service
@@ -82,21 +80,6 @@ def answered_call(n: int = 1) -> Call:
     )
 
 
-async def outbox(service: Service) -> list[CrmOutbox]:
-    async with service.sessions() as session:
-        return list(await session.scalars(select(CrmOutbox)))
-
-
-async def settle(service: Service, predicate) -> list[CrmOutbox]:
-    async with asyncio.timeout(10):
-        while True:
-            await service.crm_outbox.send_due()
-            entries = await outbox(service)
-            if predicate(entries):
-                return entries
-            await asyncio.sleep(0.02)
-
-
 async def test_a_finished_call_is_registered_and_finished_once(db_url, tmp_path, portal) -> None:
     service = await Service.start(config(db_url, tmp_path, portal))
     try:
@@ -104,7 +87,7 @@ async def test_a_finished_call_is_registered_and_finished_once(db_url, tmp_path,
         await service.call_store.flush()
         service.call_store.save([answered_call()])  # saved again: not written again
         await service.call_store.flush()
-        [entry] = await settle(service, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].done_at)
         assert (entry.outcome, entry.external_id) == ("written", "B24-lab:1.1")
         assert [m for m, _ in portal.telephony()] == [
             "telephony.externalcall.register",
@@ -135,13 +118,13 @@ async def test_an_unwell_portal_is_retried_and_a_restart_loses_nothing(
     first.crm_outbox.retry_base = 0.01
     first.call_store.save([answered_call()])
     await first.call_store.flush()
-    [entry] = await settle(first, lambda e: e and e[0].attempts >= 1)
+    [entry] = await settle_outbox(first, lambda e: e and e[0].attempts >= 1)
     assert entry.done_at is None and entry.outcome.startswith("retrying")
     await first.close()  # the service stops with the call still to write
     second = await Service.start(config(db_url, tmp_path, portal))
     second.crm_outbox.retry_base = 0.01
     try:
-        [entry] = await settle(second, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(second, lambda e: e and e[0].done_at)
         assert entry.outcome == "written"
         registered = [b for m, b in portal.requests if m.endswith("register")]
         assert len({b["EXTERNAL_CALL_ID"] for b in registered}) == 1
@@ -155,7 +138,7 @@ async def test_a_refusal_is_kept_with_its_reason(db_url, tmp_path, portal) -> No
     try:
         service.call_store.save([answered_call()])
         await service.call_store.flush()
-        [entry] = await settle(service, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].done_at)
         assert entry.outcome.startswith("refused") and "INVALID_CREDENTIALS" in entry.outcome
         assert portal.webhook not in entry.outcome and "k3y" not in entry.outcome
     finally:
@@ -171,7 +154,7 @@ async def test_calls_without_a_portal_user_are_skipped_with_the_reason(
         call.answered_by = "199"
         service.call_store.save([call])
         await service.call_store.flush()
-        [entry] = await settle(service, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].done_at)
         assert entry.outcome.startswith("skipped") and "bitrix24_users" in entry.outcome
         assert portal.telephony() == []
     finally:

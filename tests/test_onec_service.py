@@ -10,15 +10,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import eventually
-from pydantic import SecretStr
+from helpers import eventually, onec_crm, settle_outbox
 from sqlalchemy import select, update
 
 from crm_bridge.onec.reporter import document_ref
 from crm_bridge.onec.standin import OneCStandIn
 from cti.calls import Call
 from cti.clients.models import CallbackTask, CrmOutbox
-from cti.config import Config, CrmConfig, DatabaseConfig, ServerConfig
+from cti.config import Config, DatabaseConfig, ServerConfig
 from cti.domain import Direction, Outcome
 from cti.events import CallRinging
 from cti.service import Service
@@ -42,15 +41,7 @@ def config(db_url, tmp_path, base: OneCStandIn) -> Config:
     return Config(
         server=ServerConfig(data_dir=tmp_path),
         database=DatabaseConfig(url=db_url, auto_migrate=True),
-        crm=CrmConfig(
-            type="onec",
-            onec_url=base.url(),
-            onec_username="Администратор",
-            onec_password=SecretStr("пароль 1С"),
-            onec_users={base.giorgi: "102"},
-            cache_seconds=0,
-            lookup_budget_ms=2000,
-        ),
+        crm=onec_crm(base, onec_users={base.giorgi: "102"}, cache_seconds=0, lookup_budget_ms=2000),
     )
 
 
@@ -74,21 +65,6 @@ def finished_call(n: int = 1, *, missed: bool = False) -> Call:
         outcome=Outcome.NO_ANSWER if missed else Outcome.ANSWERED,
         missed=missed,  # as the PBX said
     )
-
-
-async def outbox(service: Service) -> list[CrmOutbox]:
-    async with service.sessions() as session:
-        return list(await session.scalars(select(CrmOutbox)))
-
-
-async def settle(service: Service, predicate) -> list[CrmOutbox]:
-    async with asyncio.timeout(10):
-        while True:
-            await service.crm_outbox.send_due()
-            entries = await outbox(service)
-            if predicate(entries):
-                return entries
-            await asyncio.sleep(0.02)
 
 
 async def pop_of(service: Service, call_id: str, number: str = PARTNER_NUMBER):
@@ -116,7 +92,7 @@ async def test_a_partner_pops_and_the_call_is_written_once_across_a_restart(
         }
         service.call_store.save([finished_call()])
         await service.call_store.flush()
-        [entry] = await settle(service, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].done_at)
         assert (entry.outcome, entry.external_id) == ("written", document_ref("lab:1.1"))
         [document] = base.calls()
         assert document["Ref_Key"] == entry.external_id
@@ -132,7 +108,7 @@ async def test_a_partner_pops_and_the_call_is_written_once_across_a_restart(
             await session.commit()
         second.call_store.save([finished_call()])  # and the PBX told us of the call again
         await second.call_store.flush()
-        [entry] = await settle(second, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(second, lambda e: e and e[0].done_at)
         assert entry.outcome == "written" and entry.attempts == 2
         assert len(base.calls()) == 1
     finally:
@@ -146,7 +122,7 @@ async def test_a_missed_call_is_a_task_for_the_1c_manager_and_a_reminder_in_1c(
     try:
         service.call_store.save([finished_call(2, missed=True)])
         await service.call_store.flush()
-        await settle(service, lambda e: e and e[0].done_at)
+        await settle_outbox(service, lambda e: e and e[0].done_at)
         async with service.sessions() as session:
             [task] = list(await session.scalars(select(CallbackTask)))
         assert (task.number, task.assignee_extension) == (PARTNER_NUMBER, "102")
@@ -171,11 +147,11 @@ async def test_an_outage_gives_unavailable_pops_and_the_write_back_waits(
         assert pop.match is None and pop.unavailable
         service.call_store.save([finished_call(3)])
         await service.call_store.flush()
-        [entry] = await settle(service, lambda e: e and e[0].attempts >= 2)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].attempts >= 2)
         assert entry.done_at is None and "HTTP 503" in entry.outcome
         assert base.calls() == []
         base.down = False
-        [entry] = await settle(service, lambda e: e and e[0].done_at)
+        [entry] = await settle_outbox(service, lambda e: e and e[0].done_at)
         assert entry.outcome == "written" and len(base.calls()) == 1
         health = service.directory.stats()
         assert health["failures"] >= 1 and health["connector"]["index_numbers"] == 1

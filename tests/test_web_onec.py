@@ -26,12 +26,11 @@ from e2e_helpers import (
     start_office,
     stop_office,
 )
-from pydantic import SecretStr
+from helpers import onec_crm
 
 from crm_bridge.onec.links import navigation_ref
 from crm_bridge.onec.reporter import document_ref
 from crm_bridge.onec.standin import OneCStandIn
-from cti.config import CrmConfig
 
 pytestmark = BROWSER_TESTS
 __all__ = ["browser", "new_page"]  # the shared fixtures this module uses
@@ -58,11 +57,8 @@ async def base() -> AsyncIterator[OneCStandIn]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def office(tmp_path_factory, base: OneCStandIn) -> AsyncIterator[Office]:
-    crm = CrmConfig(
-        type="onec",
-        onec_url=base.url(),
-        onec_username="Администратор",
-        onec_password=SecretStr("пароль 1С"),
+    crm = onec_crm(
+        base,
         onec_users={base.manager: "102"},
         onec_thin_client="e1c://srv1c/ut11",
         lookup_budget_ms=2000,

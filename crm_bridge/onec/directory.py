@@ -353,7 +353,7 @@ class OneCDirectory:
             user = await self.client.entity(
                 self.names.users,
                 user_ref,
-                ["Ref_Key", "Description", *([attribute] * bool(attribute))],
+                ["Ref_Key", "Description", *([attribute] if attribute else [])],
             )
         except OneCError as exc:
             if exc.retryable:
