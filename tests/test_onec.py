@@ -438,3 +438,23 @@ def test_unknown_names_are_refused() -> None:
     assert OneCNames.with_overrides({"users": "Catalog_Сотрудники"}).users == "Catalog_Сотрудники"
     with pytest.raises(ValueError, match="unknown names: partnerz"):
         OneCNames.with_overrides({"partnerz": "x"})
+
+
+def test_the_configuration_is_checked_and_its_password_kept_secret() -> None:
+    from pydantic import SecretStr, ValidationError
+
+    from cti.config import Config, CrmConfig
+
+    with pytest.raises(ValidationError, match=r"standard\.odata"):
+        CrmConfig(type="onec", onec_url="https://1c.example.ru/ut11/")
+    with pytest.raises(ValidationError, match="not a 1C user reference"):
+        CrmConfig(onec_users={"Иванов": "101"})
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        CrmConfig(onec_time_zone="Москва")
+    crm = CrmConfig(
+        type="onec",
+        onec_url="https://1c.example.ru/ut11/odata/standard.odata/",
+        onec_password=SecretStr("пароль 1С"),
+    )
+    assert "пароль 1С" in Config(crm=crm).secrets()
+    assert "пароль 1С" not in repr(crm)
