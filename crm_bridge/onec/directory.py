@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from crm_bridge.onec.links import OpenIn, object_link
 from crm_bridge.onec.metadata import Published, problems
 from crm_bridge.onec.names import OneCNames
-from crm_bridge.onec.odata import EMPTY_REF, ODataClient, OneCError, ref_of
+from crm_bridge.onec.odata import ODataClient, OneCError, ref_of
 from crm_bridge.onec.phone_index import Owner, OwnerKind, PhoneIndex, numbers_in
 from crm_bridge.onec.refresh import refresh_index
 from cti.backoff import delay_for
@@ -376,6 +376,3 @@ class OneCDirectory:
         if resolved is None:
             return None
         return ref_of(resolved.partner.get(f"{self.names.partner_manager}_Key"))
-
-
-__all__ = ["EMPTY_REF", "OneCDirectory", "Resolved"]

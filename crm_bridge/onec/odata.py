@@ -93,12 +93,10 @@ class ODataClient:
         if "standard.odata" not in parts.path:
             raise ValueError("onec_url must end in /odata/standard.odata/")
         self.url = url.rstrip("/") + "/"
-        self.base_url = url[: url.index("/odata/")] if "/odata/" in url else url
         self.page_size = page_size
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {credentials}"}  # UTF-8, as 1C reads it
         self._http = LazySession(timeout_seconds)
-        self.requests = 0
 
     def __repr__(self) -> str:
         return f"ODataClient(url={self.url!r})"
@@ -114,7 +112,6 @@ class ODataClient:
     async def _request(
         self, method: str, path: str, query: Mapping[str, Any], body: Any = None
     ) -> tuple[int, bytes]:
-        self.requests += 1
         what = f"{method} {path.split('(')[0]}"
         try:
             async with self._http.session().request(
@@ -149,7 +146,6 @@ class ODataClient:
             raise OneCError(f"{method} {path.split('(')[0]}", 200, "not JSON") from None
 
     async def metadata(self) -> bytes:
-        self.requests += 1
         try:
             async with self._http.session().get(
                 URL(f"{self.url}$metadata", encoded=True),
