@@ -27,6 +27,10 @@ from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints
 from cti.domain import LineState, utcnow
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
     from cti.bus import EventBus
     from cti.calls import Call, CallSink
     from cti.directory import Directory
@@ -108,6 +112,9 @@ class PbxContext:
     directory: Directory  # for the PBX's own questions (caller name, routing)
     tasks: TaskMonitor | None = None
     clock: Callable[[], datetime] = utcnow
+    time_zone: str = "UTC"  # the office's, for PBXs that write wall-clock times
+    data_dir: Path | None = None  # where an adapter may keep files of its own
+    metrics: CollectorRegistry | None = None  # where an adapter may add its counters
 
 
 class PbxAdapter(Protocol):

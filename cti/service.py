@@ -122,7 +122,17 @@ class Service:
             ],
         )
 
-        pbx_context = PbxContext(region, bus, links, call_store, directory, tasks)
+        pbx_context = PbxContext(
+            region,
+            bus,
+            links,
+            call_store,
+            directory,
+            tasks,
+            time_zone=config.server.time_zone,
+            data_dir=config.server.data_dir,
+            metrics=metrics,
+        )
         pbx = {s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled}
         faxes.outbox.send = fax_sender(pbx, config.fax.pbx)
         recordings = Recordings.create(

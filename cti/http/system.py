@@ -3,10 +3,15 @@ the OpenAPI document (behind a token, like all of /api)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cti.domain import Role
 from cti.http.api import Api, json_response
+from cti.http.errors import ApiError
 from cti.http.keys import API_KEY, SERVICE_KEY
 
 
@@ -39,6 +44,11 @@ async def healthz(request: web.Request) -> web.Response:
             }
             for name, link in service.modems.items()
         ]
+    adapters = {
+        name: report() for name, adapter in service.pbx.items() if (report := _status(adapter))
+    }
+    if adapters:  # what some PBXs cannot do (SMDR: finished calls only), and their counts
+        body["pbx"] = adapters
     stats = getattr(service.directory, "stats", None)
     if stats is not None:  # an external CRM behind its cache and circuit breaker
         body["directory"] = stats()
@@ -46,6 +56,11 @@ async def healthz(request: web.Request) -> web.Response:
         body,
         status=503 if status == "down" else 200,
     )
+
+
+def _status(adapter: object) -> Callable[[], dict[str, Any]] | None:
+    """An adapter's own status for /healthz, when it has one."""
+    return getattr(adapter, "status", None)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -56,6 +71,23 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, api: Api) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+
+    @api.operation(
+        "GET",
+        "/api/pbx/{name}/rejected",
+        summary="The latest lines of a PBX's call record stream (SMDR) that could not be "
+        "read, newest first, each with why and when: kept for the supervisor",
+        tag="system",
+        roles=(Role.SUPERVISOR,),
+        errors=(404,),
+    )
+    async def rejected_lines(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        adapter = request.app[SERVICE_KEY].pbx.get(name)
+        rejected = getattr(adapter, "rejected", None)
+        if rejected is None:
+            raise ApiError(404, f"no PBX {name!r} that reads call records")
+        return json_response({"pbx": name, "rejected": rejected()})
 
     @api.operation("GET", "/api/openapi.json", summary="This API, described", tag="system")
     async def openapi(request: web.Request) -> web.Response:
