@@ -117,7 +117,7 @@ secret = "from-file"
             "pbx[0].username: is required",
         ),
         (
-            "[[pbx]]\ntype = 'avaya'\nhost = 'h'\nusername = 'u'\nsecret = 'x'\n",
+            "[[pbx]]\ntype = 'mitel'\nhost = 'h'\nusername = 'u'\nsecret = 'x'\n",
             {},
             "pbx[0].type: Input should be 'asterisk'",
         ),

@@ -82,7 +82,7 @@ def test_the_factory_knows_both_adapters_and_the_config_their_options(tmp_path: 
     path.write_text(scripted_toml(tmp_path, 'host = "pbx.local"'))
     with pytest.raises(ConfigError, match=r"pbx\[0\]\.host: unknown option"):
         load_config(path, environ={})
-    path.write_text(scripted_toml(tmp_path).replace('"scripted"', '"avaya"'))
+    path.write_text(scripted_toml(tmp_path).replace('"scripted"', '"mitel"'))
     with pytest.raises(ConfigError, match=r"pbx\[0\]\.type: Input should be 'asterisk' or"):
         load_config(path, environ={})
 
