@@ -109,9 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
     demo.add_argument(
         "--pbx",
-        choices=("asterisk", "freeswitch"),
+        choices=("asterisk", "freeswitch", "panasonic", "avaya"),
         default="asterisk",
-        help="which PBX the demo simulates, replaying its recorded calls (asterisk)",
+        help="which PBX the demo simulates, replaying its recorded calls (asterisk); "
+        "panasonic and avaya add one printing SMDR call records beside the Asterisk",
     )
     demo.add_argument(
         "--data-dir",

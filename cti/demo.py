@@ -1,12 +1,14 @@
 """``cti demo``: the service with embedded defaults, demo users, a simulated PBX replaying
 real Asterisk (or, ``--pbx freeswitch``, FreeSWITCH) calls, and a small client directory:
-nothing to set up."""
+nothing to set up. ``--pbx panasonic`` or ``--pbx avaya`` adds, next to the simulated
+Asterisk, a simulated Panasonic or IP Office printing SMDR records of finished calls."""
 
 from __future__ import annotations
 
 import array
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -20,7 +22,9 @@ import tempfile
 import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
+from zoneinfo import ZoneInfo
 
 from cti import auth
 from cti.clients.builtin import ClientIn, ContactIn, PhoneIn, save_client
@@ -56,10 +60,18 @@ from pbx_adapters.freeswitch.simulator import LAB_PBX_OPTIONS as FS_LAB_OPTIONS
 from pbx_adapters.freeswitch.simulator import EslSimulator
 from pbx_adapters.freeswitch.simulator import load_all as load_fs_recordings
 from pbx_adapters.freeswitch.simulator import replay_forever as replay_fs_forever
+from pbx_adapters.smdr.avaya.settings import AvayaSettings
+from pbx_adapters.smdr.avaya.simulator import IpOfficeSmdr
+from pbx_adapters.smdr.avaya.simulator import print_day as print_avaya
+from pbx_adapters.smdr.day import office_day
+from pbx_adapters.smdr.panasonic.settings import PanasonicSettings
+from pbx_adapters.smdr.panasonic.simulator import NetworkSmdr
+from pbx_adapters.smdr.panasonic.simulator import print_day as print_panasonic
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 SECONDS_BETWEEN_CALLS = 4.0
 SECONDS_BETWEEN_SMS = 45.0
+SECONDS_BETWEEN_SMDR_CALLS = 7.0
 # What the demo's clients write to the emulated SIM card, in turn.
 DEMO_SMS = [
     "Добрый день! Подскажите, когда будет готов наш заказ?",
@@ -340,12 +352,67 @@ async def _freeswitch(data_dir: Path, pbx_fax: Path) -> DemoPbx:
     return DemoPbx(settings, FS_LAB_FAX, str(data_dir / "recordings"), replay, switch.stop)
 
 
+async def _smdr(pbx_type: str) -> DemoPbx:
+    """A Panasonic on its network SMDR port, or an IP Office listening for the service,
+    printing a finished call of the demo's callers now and then."""
+    callers = [(_as_trunk_sends(number), "") for number, _ in DEMO_CALLERS]
+    if pbx_type == "panasonic":
+        password = secrets.token_urlsafe(12)
+        panasonic = NetworkSmdr(password=password)
+        await panasonic.start()
+        settings: PbxSettings = PanasonicSettings(
+            name="demo-panasonic",
+            type="panasonic",
+            transport="connect",
+            host="127.0.0.1",
+            port=panasonic.port,
+            password=password,
+        )
+        send, stop = panasonic.print, panasonic.stop
+
+        def lines(calls: list) -> list[str]:
+            return print_panasonic(calls).lines[4:]  # no page header each time
+    else:
+        ip_office = IpOfficeSmdr("listen")
+        await ip_office.start()
+        settings = AvayaSettings(
+            name="demo-ipoffice",
+            type="avaya",
+            transport="connect",
+            host="127.0.0.1",
+            port=ip_office.port,
+            trunk_prefixes=["9"],
+        )
+        send, stop = ip_office.send, ip_office.stop
+
+        def lines(calls: list) -> list[str]:
+            return print_avaya(calls).lines
+
+    async def replay() -> None:
+        zone = ZoneInfo(ServerConfig().time_zone)
+        for n in itertools.count():
+            await asyncio.sleep(SECONDS_BETWEEN_SMDR_CALLS)
+            now = datetime.now(zone).replace(tzinfo=None, microsecond=0)
+            [call] = office_day(now, 1, seed=n, callers=callers)
+            for line in lines([dataclasses.replace(call, ended=now)]):
+                send(line)
+
+    return DemoPbx(settings, "", "", lambda _numbers: replay(), stop)
+
+
+def _as_trunk_sends(e164: str) -> str:
+    """A number as a Russian trunk delivers it: 8 and the national number, or 810 and
+    the international one."""
+    return "8" + e164[2:] if e164.startswith("+7") else "810" + e164[1:]
+
+
 async def _run(host: str, port: int, data_dir: Path, fresh: bool, pbx_type: str) -> None:
     modem = ModemEmulator()  # a GSM modem with a SIM card, on a pseudo-terminal
     modem.plug()
     pbx_fax = data_dir / "pbx-fax"
     pbx_fax.mkdir(parents=True, exist_ok=True)
     pbx = await (_freeswitch if pbx_type == "freeswitch" else _asterisk)(data_dir, pbx_fax)
+    smdr = await _smdr(pbx_type) if pbx_type in ("panasonic", "avaya") else None
     recordings = data_dir / "recordings"
     config = Config(
         server=ServerConfig(host=host, port=port, data_dir=data_dir, log_format="text"),
@@ -354,7 +421,7 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool, pbx_type: str)
         recordings=RecordingsConfig(dir=str(recordings), pbx_dir=pbx.recordings_pbx_dir),
         crm=CrmConfig(default_manager_extension="100"),
         modem=[ModemConfig(name="demo-sim", port=str(modem.path), ring_extensions=["100"])],
-        pbx=[pbx.settings],
+        pbx=[pbx.settings] + ([smdr.settings] if smdr else []),
     )
     background: list[asyncio.Task[None]] = []
 
@@ -367,10 +434,19 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool, pbx_type: str)
             if users
             else f"\nCTI demo is running at {url} with the users of {data_dir}\n"
         )
+        if smdr is not None:
+            text += (
+                f"\nBeside it, a simulated {pbx_type.capitalize()} prints an SMDR record of a "
+                f"finished call every {SECONDS_BETWEEN_SMDR_CALLS:.0f} s ({smdr.settings.name}):"
+                "\nits calls reach the call log, missed calls and callback tasks, with no pops."
+                f"\n  curl {url}/healthz   # its 'pbx' entry: live_events false, record counts\n"
+            )
         print(text, flush=True)
         reprint_on_enter(text)
         replay = pbx.replay([number for number, _ in DEMO_CALLERS])
         background.append(asyncio.create_task(replay))  # type: ignore[arg-type]
+        if smdr is not None:
+            background.append(asyncio.create_task(smdr.replay([])))  # type: ignore[arg-type]
         background.append(asyncio.create_task(_text_now_and_then(modem)))
 
     try:
@@ -381,6 +457,8 @@ async def _run(host: str, port: int, data_dir: Path, fresh: bool, pbx_type: str)
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await pbx.stop()
+        if smdr is not None:
+            await smdr.stop()
         modem.close()
 
 

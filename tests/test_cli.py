@@ -273,10 +273,16 @@ async def test_watch_says_when_the_token_is_refused_and_when_it_ends(client, ser
     assert watching.returncode == 1
 
 
-async def test_demo_with_a_simulated_freeswitch_logs_its_calls(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("pbx", "name"),
+    [("freeswitch", "demo-fs"), ("panasonic", "demo-panasonic"), ("avaya", "demo-ipoffice")],
+)
+async def test_demo_with_another_simulated_pbx_logs_its_calls(tmp_path: Path, pbx, name) -> None:
+    """FreeSWITCH instead of the Asterisk; a Panasonic or an IP Office printing SMDR
+    records beside it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
     process = await asyncio.create_subprocess_exec(
-        *CTI, "demo", "--port", "0", "--pbx", "freeswitch", cwd=tmp_path, env=env,
+        *CTI, "demo", "--port", "0", "--pbx", pbx, cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     seen: list[str] = []
@@ -287,14 +293,18 @@ async def test_demo_with_a_simulated_freeswitch_logs_its_calls(tmp_path: Path) -
 
             async def logged() -> list[dict]:
                 async with http.get(f"{url}/api/calls", headers=bearer(boss.group(1))) as r:
-                    return [c for c in (await r.json())["calls"] if not c["in_progress"]]
+                    calls = (await r.json())["calls"]
+                    return [c for c in calls if c["pbx"] == name and not c["in_progress"]]
 
             await eventually(logged, seconds=60)
-            [call, *_] = await logged()
-            assert call["pbx"] == "demo-fs" and call["direction"] == "inbound"
             async with http.get(f"{url}/healthz") as response:
                 health = await response.json()
             assert health["status"] == "ok", health
+            if pbx == "freeswitch":
+                assert (await logged())[0]["direction"] == "inbound"
+            else:  # beside the simulated Asterisk, telling of finished calls only
+                assert {link["name"] for link in health["links"]} == {"demo-pbx", name, "demo-sim"}
+                assert health["pbx"][name]["live_events"] is False
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.communicate(), 30)
