@@ -152,6 +152,8 @@ def test_what_is_missed_and_what_is_not() -> None:
         "01/12/26 10:07AM 101   01 <I>84957770133           0'05            RC",  # notices
         "01/12/26 10:07AM 101   01 <I>84957770133           0'05            AN",
         "01/12/26 10:08AM 101   02 84957770133                   00:00'00",  # dialled, no answer
+        "01/12/26 10:09AM 101   01 <I>84957770133           0'05 00:00'00           TR",
+        "01/12/26 10:10AM 102   01 <I>84957770133                00:00'40",  # passed on
     ]
     calls = calls_of(panasonic(), lines)
     assert [(c.direction.value, c.outcome.value, c.missed) for c in calls] == [
@@ -160,6 +162,8 @@ def test_what_is_missed_and_what_is_not() -> None:
         ("inbound", "unknown", False),
         ("inbound", "answered", False),
         ("outbound", "no_answer", False),
+        ("inbound", "answered", False),  # transferred at once: taken, not missed
+        ("inbound", "answered", False),
     ]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from cti.calls import Call, CallLeg, CallTransfer
@@ -50,7 +51,7 @@ class PanasonicCalls:
         time_zone: ZoneInfo,
         *,
         date_order: DateOrder = "MDY",
-        time_is: str = "end",
+        time_is: Literal["end", "start"] = "end",
     ) -> None:
         self.pbx = pbx
         self.rules = rules
@@ -141,7 +142,7 @@ class PanasonicCalls:
         leg = CallLeg(ext, call.started_at) if ext else None
         if leg is not None:
             call.legs.append(leg)
-        if talk or record.condition == "FW":
+        if talk or record.condition in PAIRED:  # taken, or passed on by someone who took it
             call.outcome = Outcome.ANSWERED
             call.answered_at = at
             if leg is not None and talk:
