@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
@@ -29,21 +28,13 @@ from pydantic import (
     model_validator,
 )
 
-from cti.domain import EXTENSION_PATTERN
+from cti.domain import EXTENSION_PATTERN, known_time_zone
 from cti.pbx import LinkName, PbxSettings, plugins
 
 ENV_PREFIX = "CTI_"
 # CTI_* variables that are not configuration keys.
 ENV_NOT_CONFIG = {"CTI_CONFIG"}
 ENV_NOT_CONFIG_PREFIXES = ("CTI_TEST_",)
-
-
-def known_time_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 class ConfigError(Exception):

@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Role(StrEnum):
@@ -82,3 +83,12 @@ def utcnow() -> datetime:
 
 # Where a call's recording stands, as the API shows it.
 RecordingState = Literal["pending", "available", "missing", "deleted"]
+
+
+def known_time_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows (Europe/Moscow)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

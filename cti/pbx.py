@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,12 +25,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints
 
-from cti.domain import LineState, utcnow
+from cti.domain import LineState, known_time_zone, utcnow
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter
 
     from cti.bus import EventBus
     from cti.calls import Call, CallSink
@@ -101,6 +102,35 @@ def regular_expressions(
     return patterns
 
 
+def time_zone_name(name: str) -> str:
+    """For an adapter's settings validators: ``name`` is an IANA time zone, or empty
+    (the office's); ValueError otherwise."""
+    if name and not known_time_zone(name):
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Moscow)")
+    return name
+
+
+_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Counter]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def adapter_counter(
+    context: PbxContext, name: str, documentation: str, labels: list[str]
+) -> Counter | None:
+    """A Prometheus counter in the service's registry, made once however many adapters
+    ask for it (several links of one type share it, told apart by their labels); None
+    when the context has no registry."""
+    from prometheus_client import Counter
+
+    if context.metrics is None:
+        return None
+    made = _COUNTERS.setdefault(context.metrics, {})
+    if name not in made:
+        made[name] = Counter(name, documentation, labels, registry=context.metrics)
+    return made[name]
+
+
 @dataclass(frozen=True)
 class PbxContext:
     """What the core gives every adapter it builds."""
@@ -115,6 +145,7 @@ class PbxContext:
     time_zone: str = "UTC"  # the office's, for PBXs that write wall-clock times
     data_dir: Path | None = None  # where an adapter may keep files of its own
     metrics: CollectorRegistry | None = None  # where an adapter may add its counters
+    recordings_dir: Path | None = None  # where a recording an adapter fetches is written
 
 
 class PbxAdapter(Protocol):
@@ -169,6 +200,32 @@ class PbxAdapter(Protocol):
         """Ids of calls this PBX's references in a file name point at (a recording the
         PBX named after its own call id), most likely first; [] when none."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """An HTTP request a cloud PBX sent to ``/pbx/<name>/<path>``, as the adapter sees it:
+    no token came with it, so the adapter checks the provider's signature first."""
+
+    method: str
+    path: str  # after /pbx/<name>/
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+    remote: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    status: int = 200
+    text: str = ""
+    content_type: str = "text/plain"
+
+
+class WebhookReceiver(Protocol):
+    """An adapter the PBX calls over HTTP (a cloud PBX's event webhooks)."""
+
+    async def webhook(self, request: WebhookRequest) -> WebhookResponse: ...
 
 
 class PbxService(Protocol):

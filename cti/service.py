@@ -132,6 +132,7 @@ class Service:
             time_zone=config.server.time_zone,
             data_dir=config.server.data_dir,
             metrics=metrics,
+            recordings_dir=config.recordings_dir,
         )
         pbx = {s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled}
         faxes.outbox.send = fax_sender(pbx, config.fax.pbx)

@@ -232,24 +232,31 @@ async def start_office(
             await asyncio.wait_for(adapter.link_up.wait(), 10)
         for link in service.modems.values():
             await eventually(lambda link=link: link.modem.ready)
-        async with service.sessions() as session:
-            for username, user in USERS.items():
-                await auth.create_user(session, username, password=PASSWORD, **user)
-            for client in CLIENTS:
-                await save_client(session, client, config.phone.default_region)
-            await session.commit()
-        runner = web.AppRunner(build_app(service), access_log=logging.getLogger("e2e.access"))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        url, runner = await serve_with_people(service)
     except BaseException:
         await service.close()
         await pbx.stop()
         if switch is not None:
             await switch.stop()
         raise
+    return Office(service, pbx, url, runner, switch=switch)
+
+
+async def serve_with_people(service: Service) -> tuple[str, web.AppRunner]:
+    """The e2e users and clients added to ``service``, and its pages served on a free
+    port: (its URL, the runner to clean up)."""
+    async with service.sessions() as session:
+        for username, user in USERS.items():
+            await auth.create_user(session, username, password=PASSWORD, **user)
+        for client in CLIENTS:
+            await save_client(session, client, service.config.phone.default_region)
+        await session.commit()
+    runner = web.AppRunner(build_app(service), access_log=logging.getLogger("e2e.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
     host, port = runner.addresses[0][:2]
-    return Office(service, pbx, f"http://{host}:{port}", runner, switch=switch)
+    return f"http://{host}:{port}", runner
 
 
 async def stop_office(office: Office) -> None:

@@ -155,3 +155,37 @@ def onec_crm(standin, **options):
         onec_password=SecretStr(standin.password),
         **options,
     )
+
+
+async def stored_calls(service: Service) -> list[Call]:
+    """Every call the service has written so far, in the order they ended."""
+    from sqlalchemy import select
+
+    from cti.db.models import CallRecord
+
+    await service.call_store.flush()
+    async with service.sessions() as session:
+        rows = await session.scalars(
+            select(CallRecord.details).order_by(CallRecord.ended_at, CallRecord.id)
+        )
+        return [Call.from_dict(details) for details in rows]
+
+
+async def dial_through_api(service: Service, client, extension: str, number: str):
+    """Dial ``number`` from ``extension`` through the API, as its operator: (the request's
+    answer, the OriginateResult event that follows)."""
+    token = await new_token(service, "operator", extension)
+    results = service.bus.subscribe(prefixes=["call.originate"])
+    response = await client.post("/api/calls", json={"number": number}, headers=bearer(token))
+    assert response.status in (200, 201, 202), await response.text()
+    return response, await asyncio.wait_for(results.get(), 5)
+
+
+async def ended_calls(service: Service) -> list[Call]:
+    """The stored calls that are over, once there is one."""
+
+    async def over() -> list[Call]:
+        return [c for c in await stored_calls(service) if c.ended_at is not None]
+
+    await eventually(over)
+    return await over()

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import bearer, eventually, new_token
+from helpers import bearer, eventually, new_token, stored_calls
 from sqlalchemy import func, select
 
 from cti.calls import Call
@@ -70,12 +70,6 @@ def panasonic(port: int, password: str = SMDR_PASSWORD, **options) -> PanasonicS
         idle_seconds=0.3,
         **options,
     )
-
-
-async def stored_calls(service: Service) -> list[Call]:
-    async with service.sessions() as session:
-        rows = await session.scalars(select(CallRecord.details).order_by(CallRecord.ended_at))
-        return [Call.from_dict(details) for details in rows]
 
 
 async def settle(service: Service, count: int) -> list[Call]:

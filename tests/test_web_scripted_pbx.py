@@ -13,20 +13,16 @@ import pytest_asyncio
 from aiohttp import web
 from e2e_helpers import (
     BROWSER_TESTS,
-    CLIENTS,
     MANAGER_NAME,
-    PASSWORD,
-    USERS,
     browser,
     card,
     expect,
     new_page,
+    serve_with_people,
     shot,
     sign_in,
 )
 
-from cti import auth
-from cti.clients.builtin import save_client
 from cti.config import load_config
 from cti.http.app import build_app
 from cti.service import Service
@@ -54,18 +50,8 @@ async def office(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Scri
         '[[pbx]]\nname = "fake"\ntype = "scripted"\n'
     )
     service = await Service.start(load_config(path, environ={}))
-    async with service.sessions() as session:
-        for username, user in USERS.items():
-            await auth.create_user(session, username, password=PASSWORD, **user)
-        for client in CLIENTS:
-            await save_client(session, client, "RU")
-        await session.commit()
-    runner = web.AppRunner(build_app(service), access_log=logging.getLogger("e2e.access"))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield ScriptedOffice(service, f"http://{host}:{port}", runner)
+    url, runner = await serve_with_people(service)
+    yield ScriptedOffice(service, url, runner)
     await runner.cleanup()
     await service.close()
 

@@ -22,6 +22,7 @@ from cti.http import (
     sms,
     system,
     users,
+    webhooks,
 )
 from cti.http.api import PRINCIPAL_KEY, Api, input_problem
 from cti.http.errors import ApiError, error_response
@@ -61,6 +62,7 @@ def build_app(service: Service) -> web.Application:
     audit.add_routes(api)
     api.add_routes(app)
     app.router.add_get("/ws", websocket)
+    webhooks.add_routes(app)  # cloud PBXs' events: signed by the provider, not a token
     cti.web.add_routes(app)  # the operator desktop: /, /static/*
 
     async def close_live_connections(app: web.Application) -> None:

@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cti import audit, auth
-from cti.config import known_time_zone
 from cti.db.models import User
-from cti.domain import Role
+from cti.domain import Role, known_time_zone
 from cti.http.api import Api, json_response, principal, read_body
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,13 +25,11 @@ from types import MappingProxyType
 from typing import Any
 
 import serial_asyncio
-from prometheus_client import CollectorRegistry
-from prometheus_client import Counter as MetricCounter
 
 from cti.backoff import Backoff
 from cti.calls import Call
 from cti.domain import LineState, utcnow
-from cti.pbx import DialPlaced, PbxContext, PbxUnsupported
+from cti.pbx import DialPlaced, PbxContext, PbxUnsupported, adapter_counter
 from pbx_adapters.smdr.lines import LineSplitter
 from pbx_adapters.smdr.records import Decoded, RecordDecoder, Rejected, Skipped
 from pbx_adapters.smdr.settings import ListeningSmdrSettings, SerialSmdrSettings, SmdrSettings
@@ -45,7 +42,6 @@ LOGIN_TIMEOUT = 20.0
 RECENT_IDS = 20000  # ids stored lately: a replayed record is known without a query
 REJECTS_KEPT = 200  # the latest unreadable lines, for GET /api/pbx/{name}/rejected
 NO_LINES: Mapping[str, LineState] = MappingProxyType({})
-_COUNTERS: weakref.WeakKeyDictionary[CollectorRegistry, MetricCounter] = weakref.WeakKeyDictionary()
 
 
 class Handshake:
@@ -93,7 +89,12 @@ class SmdrAdapter:
         self._writer: asyncio.StreamWriter | None = None
         self._accepted_sessions: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()  # one connection's records at a time, in order
-        self._metric = _counter(context.metrics) if context.metrics is not None else None
+        self._metric = adapter_counter(
+            context,
+            "cti_smdr_records",
+            "SMDR lines read, by PBX and what they were: call, duplicate, skipped, rejected",
+            ["pbx", "result"],
+        )
         self.backoff = Backoff(first=1.0, most=settings.reconnect_max_seconds)
         self.listening_port: int | None = None  # transport "listen": the bound port
 
@@ -378,15 +379,3 @@ async def _shake(handshake: Handshake, writer: asyncio.StreamWriter, data: bytes
         writer.write(reply)
         await writer.drain()
     return stream
-
-
-def _counter(registry: CollectorRegistry) -> MetricCounter:
-    """One counter per registry, shared by its SMDR adapters."""
-    if registry not in _COUNTERS:
-        _COUNTERS[registry] = MetricCounter(
-            "cti_smdr_records",
-            "SMDR lines read, by PBX and what they were: call, duplicate, skipped, rejected",
-            ["pbx", "result"],
-            registry=registry,
-        )
-    return _COUNTERS[registry]

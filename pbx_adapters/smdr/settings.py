@@ -2,8 +2,8 @@
 serial port, a TCP connection to the PBX, or a TCP port the PBX connects to), how they
 are written and what the numbers in them mean.
 
-Imported when the configuration is read: it imports nothing but the core's ``cti.pbx``,
-``cti.config``'s time zone check and pydantic.
+Imported when the configuration is read: it imports nothing but the core's ``cti.pbx``
+and pydantic.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cti.config import known_time_zone
-from cti.pbx import PbxSettings
+from cti.pbx import PbxSettings, time_zone_name
 
 Transport = Literal["serial", "connect", "listen"]
 
@@ -45,9 +44,7 @@ class SmdrSettings(PbxSettings):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, name: str) -> str:
-        if name and not known_time_zone(name):
-            raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Moscow)")
-        return name
+        return time_zone_name(name)
 
     @field_validator("trunk_prefixes")
     @classmethod
