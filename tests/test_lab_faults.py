@@ -256,7 +256,9 @@ async def test_the_dialplan_asks_the_service_through_cti_agi(tmp_path, aiohttp_s
         )
         await session.commit()
     settings = tmp_path / "cti-agi.toml"
-    agi = AgiConfig(service_url=f"http://127.0.0.1:{server.port}", timeout=3.0)
+    # The most the AGI may wait for the service: a loaded CI machine must not turn a slow
+    # answer into the default route (this test is about the route, not its speed).
+    agi = AgiConfig(service_url=f"http://127.0.0.1:{server.port}", timeout=10.0)
     settings.write_text(
         f'[agi]\nservice_url = "{agi.service_url}"\ntoken = "{token}"\ntimeout = {agi.timeout}\n',
         encoding="utf-8",
@@ -267,6 +269,8 @@ async def test_the_dialplan_asks_the_service_through_cti_agi(tmp_path, aiohttp_s
     AGI_BIN.chmod(0o755)
     try:
         lab = service.pbx["lab"]
+        # Both phones registered and free (the test before may have just hung them up).
+        await eventually(lambda: {lab.lines().get(e) for e in ("101", "102")} == {"idle"})
         await call_in("4953000", number, "", hold_seconds=6, context="agi-test")
         await eventually(lambda: lab.lines().get("102") == "ringing", seconds=15)
         assert lab.lines().get("101") != "ringing"
