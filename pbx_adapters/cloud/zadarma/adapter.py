@@ -91,10 +91,11 @@ class ZadarmaAdapter(CloudAdapter):
                 return self.refuse("an old event (a replay?)", 409)
         if "pbx_call_id" not in fields:
             return self.refuse("no pbx_call_id", 400)
+        fresh = not self.book.heard(fields)
         events = self.book.notify(fields, now)
         self._match_originates()
         self.publish(events)
-        if fields["event"] == "NOTIFY_RECORD" and fields.get("call_id_with_rec"):
+        if fresh and fields["event"] == "NOTIFY_RECORD" and fields.get("call_id_with_rec"):
             self._fetch_later(fields["pbx_call_id"], fields["call_id_with_rec"])
         return WebhookResponse(200, "")
 

@@ -85,6 +85,11 @@ class ZadarmaBook:
         self._changed[call.id] = call
         return call_events(before, call, over=over)
 
+    def heard(self, fields: dict[str, str]) -> bool:
+        """Whether this notification came before."""
+        entry = self.entries.get(fields["pbx_call_id"])
+        return entry is not None and key_of(fields) in entry.seen
+
     def call_start(self, fields: dict[str, str]) -> datetime:
         start = datetime.strptime(fields["call_start"], "%Y-%m-%d %H:%M:%S")
         return start.replace(tzinfo=self.time_zone)
