@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.calls import Call
-from cti.db.engine import upsert_insert
 from cti.db.models import CallExtensionRecord, CallLegRecord, CallRecord, Recording
 from cti.tasks import TaskMonitor, cancel
 
@@ -33,6 +35,10 @@ AfterWrite = Callable[[list[dict[str, Any]]], Awaitable[None]]
 
 
 WRITE_BATCH = 200  # calls a transaction: a burst is written in turns with the API's writes
+# Changes are gathered this long before a write: one transaction (one disk sync) carries
+# every call that changed meanwhile, and a call that changed ten times is written once.
+# It is also the most a crash can take back (docs/architecture.md, "What a crash loses").
+WRITE_INTERVAL_SECONDS = 0.05
 RETRY_SECONDS = 1.0  # after the database failed a write
 QUARANTINE_SECONDS = 60.0  # a call that fails on its own is tried again this often
 STOP_FLUSH_SECONDS = 10.0  # at shutdown, the database gets this long to take what is left
@@ -45,8 +51,10 @@ class CallStore:
         tasks: TaskMonitor | None = None,
         *,
         after_write: Iterable[AfterWrite] = (),
+        write_interval: float = WRITE_INTERVAL_SECONDS,
     ) -> None:
         self._sessions = sessions
+        self.write_interval = write_interval
         self.tasks = tasks or TaskMonitor()
         # Run after each batch is committed, with the rows written (e.g. the directory's
         # follow-ups). A failing hook is logged; the calls themselves are already safe.
@@ -59,6 +67,9 @@ class CallStore:
         self._quarantine: dict[str, Call] = {}
         self._quarantine_due = 0.0
         self._writing: set[str] = set()  # ids of the batch being written now
+        # children_key() of each call in progress as last written: its legs and
+        # extension rows are rewritten only when that changes.
+        self._children: dict[str, tuple[Any, ...]] = {}
         self.last_error: str | None = None  # why the last write failed; None once one works
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -130,6 +141,8 @@ class CallStore:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wakeup.wait()
+            if self.write_interval > 0:
+                await asyncio.sleep(self.write_interval)  # let the changes gather
             self._wakeup.clear()
             if self._quarantine and loop.time() >= self._quarantine_due:
                 self._pending = {**self._quarantine, **self._pending}
@@ -171,9 +184,16 @@ class CallStore:
             await asyncio.sleep(0)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
+        keys = {row["id"]: children_key(row) for row in rows}
+        changed = {call_id for call_id, key in keys.items() if self._children.get(call_id) != key}
         async with self._sessions() as session:
-            await upsert_calls(session, rows)
+            await upsert_calls(session, rows, children=changed)
             await session.commit()
+        for row in rows:
+            if row["in_progress"]:
+                self._children[row["id"]] = keys[row["id"]]
+            else:
+                self._children.pop(row["id"], None)
 
     async def _write_one_by_one(
         self, batch: dict[str, Call], rows: list[dict[str, Any]]
@@ -249,42 +269,102 @@ def _dt(value: str | None) -> datetime | None:
 UPSERT_CHUNK = 200  # rows a statement: well under SQLite's limit on bound parameters
 
 
-async def upsert_calls(session: AsyncSession, calls: list[dict[str, Any]]) -> None:
+async def upsert_calls(
+    session: AsyncSession, calls: list[dict[str, Any]], *, children: set[str] | None = None
+) -> None:
+    """Write these calls (their dict form) over whatever is stored. ``children``: the ids
+    whose legs and extensions changed since they were last written (None: every call's).
+    Each statement is compiled once and run for all the rows (executemany)."""
+    statements = _statements(session.bind.dialect.name)
     for start in range(0, len(calls), UPSERT_CHUNK):
-        await _upsert_chunk(session, calls[start : start + UPSERT_CHUNK])
+        chunk = calls[start : start + UPSERT_CHUNK]
+        await session.execute(statements.upsert, [_row(data) for data in chunk])
+        rewrite = [data for data in chunk if children is None or data["id"] in children]
+        if not rewrite:
+            continue
+        ids = [data["id"] for data in rewrite]
+        await session.execute(statements.delete_legs, {"ids": ids})
+        await session.execute(statements.delete_extensions, {"ids": ids})
+        legs = [
+            {
+                "call_id": data["id"],
+                "seq": seq,
+                "extension": leg["extension"],
+                "ring_started_at": datetime.fromisoformat(leg["ring_started_at"]),
+                "answered_at": _dt(leg["answered_at"]),
+                "ended_at": _dt(leg["ended_at"]),
+                "result": leg["result"],
+            }
+            for data in rewrite
+            for seq, leg in enumerate(data["legs"])
+        ]
+        if legs:
+            await session.execute(statements.insert_legs, legs)
+        extensions = [
+            {
+                "call_id": data["id"],
+                "extension": extension,
+                "started_at": datetime.fromisoformat(data["started_at"]),
+            }
+            for data in rewrite
+            for extension in extensions_of(data)
+        ]
+        if extensions:
+            await session.execute(statements.insert_extensions, extensions)
 
 
-async def _upsert_chunk(session: AsyncSession, calls: list[dict[str, Any]]) -> None:
-    rows = [_row(data) for data in calls]
-    insert = upsert_insert(session)
-    statement = insert(CallRecord).values(rows)
-    updated = {c: statement.excluded[c] for c in rows[0] if c != "id"}
-    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=updated))
-    ids = [row["id"] for row in rows]
-    await session.execute(delete(CallLegRecord).where(CallLegRecord.call_id.in_(ids)))
-    await session.execute(delete(CallExtensionRecord).where(CallExtensionRecord.call_id.in_(ids)))
-    legs = [
-        {
-            "call_id": data["id"],
-            "seq": seq,
-            "extension": leg["extension"],
-            "ring_started_at": datetime.fromisoformat(leg["ring_started_at"]),
-            "answered_at": _dt(leg["answered_at"]),
-            "ended_at": _dt(leg["ended_at"]),
-            "result": leg["result"],
-        }
-        for data in calls
-        for seq, leg in enumerate(data["legs"])
-    ]
-    if legs:
-        await session.execute(insert(CallLegRecord).values(legs))
-    extensions = [
-        {"call_id": row["id"], "extension": extension, "started_at": row["started_at"]}
-        for row in rows
-        for extension in Call.from_dict(row["details"]).extensions()
-    ]
-    if extensions:
-        await session.execute(insert(CallExtensionRecord).values(extensions))
+_LEG_FIELDS = ("extension", "ring_started_at", "answered_at", "ended_at", "result")
+
+
+def children_key(data: dict[str, Any]) -> tuple[Any, ...]:
+    """What the legs and extension rows of a call are made from: when it is unchanged
+    since the last write, those rows need not be rewritten."""
+    return (
+        data["started_at"],
+        tuple(tuple(leg[key] for key in _LEG_FIELDS) for leg in data["legs"]),
+        extensions_of(data),
+    )
+
+
+def extensions_of(data: dict[str, Any]) -> tuple[str, ...]:
+    """``Call.extensions()`` of a call's dict form, without rebuilding the call."""
+    found = dict.fromkeys(leg["extension"] for leg in data["legs"])
+    for extension in (data["caller_extension"], data["answered_by"]):
+        if extension:
+            found[extension] = None
+    for transfer in data["transfers"]:
+        if transfer["from"]:
+            found[transfer["from"]] = None
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    upsert: Any
+    delete_legs: Any
+    delete_extensions: Any
+    insert_legs: Any
+    insert_extensions: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    calls = CallRecord.__table__
+    upsert = insert(calls)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["id"],
+        set_={c.name: upsert.excluded[c.name] for c in calls.columns if c.name != "id"},
+    )
+    legs, extensions = CallLegRecord.__table__, CallExtensionRecord.__table__
+    ids = bindparam("ids", expanding=True)
+    return _Statements(
+        upsert=upsert,
+        delete_legs=delete(legs).where(legs.c.call_id.in_(ids)),
+        delete_extensions=delete(extensions).where(extensions.c.call_id.in_(ids)),
+        insert_legs=insert(legs),
+        insert_extensions=insert(extensions),
+    )
 
 
 @dataclass(frozen=True)
@@ -319,10 +399,22 @@ async def find_calls(
 ) -> list[dict[str, Any]]:
     """Newest first. ``visible_to_extension``: True for everything, else only calls that
     involve that extension (None: an operator without one sees nothing)."""
+    query = calls_query(flt, visible_to_extension=visible_to_extension, limit=limit, before=before)
+    return [] if query is None else list((await session.scalars(query)).all())
+
+
+def calls_query(
+    flt: CallFilter,
+    *,
+    visible_to_extension: str | bool | None = True,
+    limit: int = 50,
+    before: tuple[datetime, str] | None = None,
+) -> Select | None:
+    """``find_calls``'s query (of the calls' ``details``); None when nothing can match."""
     if visible_to_extension is None:
-        return []
+        return None
     if flt.numbers is not None and not flt.numbers:
-        return []
+        return None
     extensions = [] if visible_to_extension is True else [str(visible_to_extension)]
     if flt.extension and flt.extension not in extensions:  # the panel sends its own
         extensions.append(flt.extension)
@@ -364,8 +456,7 @@ async def find_calls(
         # (bench/calllog.py: deep pages at 1,000,000 calls went from ~300 ms to ~2 ms).
         at, last = before
         conditions.append(and_(started <= at, or_(started < at, call_id < last)))
-    query = query.where(*conditions).order_by(started.desc(), call_id.desc()).limit(limit)
-    return list((await session.scalars(query)).all())
+    return query.where(*conditions).order_by(started.desc(), call_id.desc()).limit(limit)
 
 
 async def walk_calls(

@@ -87,10 +87,10 @@ async def test_a_call_the_database_refuses_waits_aside_and_the_others_are_stored
     refuse = {"office:poison"}
     upsert = callstore_module.upsert_calls
 
-    async def refusing(session, rows):
+    async def refusing(session, rows, **options):
         if refuse & {row["id"] for row in rows}:
             raise ValueError("the database refuses this row")
-        await upsert(session, rows)
+        await upsert(session, rows, **options)
 
     monkeypatch.setattr(callstore_module, "upsert_calls", refusing)
     store = service.call_store
