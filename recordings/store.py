@@ -96,6 +96,9 @@ class FileState:
     size: int | None  # bytes, when available
 
 
+HANDLED_MEMORY = 20_000  # announced recordings remembered: more than the calls in progress
+
+
 def _stem(path: str) -> str:
     """A recording's identity: transcoding changes only its extension."""
     return str(PurePosixPath(path).with_suffix(""))
@@ -113,6 +116,8 @@ class RecordingStore:
         self._pbx_dir = PurePosixPath(options.pbx_dir) if options.pbx_dir else None
         self.missing_after = timedelta(seconds=options.missing_after_seconds)
         self._refused: set[tuple[str, str]] = set()  # (call, path) logged as refused
+        # (call, file as the PBX named it) already attached or refused, oldest first.
+        self._handled: dict[tuple[str, str], None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._transcoding: set[int] = set()
         self._no_ffmpeg_logged = False
@@ -172,17 +177,40 @@ class RecordingStore:
     async def after_write(self, calls: list[dict[str, Any]]) -> None:
         """CallStore hook: attach the files each call announced, once each, however often
         the call is written. A file still being recorded is attached too (serving checks
-        that it exists)."""
+        that it exists). What was attached is remembered, so the next writes of the call
+        cost no query."""
         wanted: dict[str, dict[str, None]] = {}
+        with_files: set[str] = set()
+        handled: list[tuple[str, str]] = []
         for call in calls:
             for announced in call.get("recordings") or ():
+                key = (call["id"], announced)
+                if key in self._handled:
+                    with_files.add(call["id"])
+                    continue
+                handled.append(key)
                 relative = self.from_pbx(announced)
                 if relative is not None:
                     wanted.setdefault(call["id"], {})[relative] = None
                 else:
                     self._refuse(call["id"], announced, "outside the recordings folder")
-        if not wanted:
-            return
+        if wanted:
+            await self._attach_announced(calls, wanted)
+        for key in handled:
+            self._handled[key] = None
+        while len(self._handled) > HANDLED_MEMORY:
+            del self._handled[next(iter(self._handled))]
+        if self.options.transcode == "opus":
+            with_files.update(wanted)
+            ended = [
+                call["id"] for call in calls if call["id"] in with_files and not call["in_progress"]
+            ]
+            if ended:
+                await self._transcode_later(ended)
+
+    async def _attach_announced(
+        self, calls: list[dict[str, Any]], wanted: dict[str, dict[str, None]]
+    ) -> None:
         started = {call["id"]: datetime.fromisoformat(call["started_at"]) for call in calls}
         async with self.sessions() as session:
             rows = await session.scalars(
@@ -213,12 +241,6 @@ class RecordingStore:
                         )
                     )
             await session.commit()
-        if self.options.transcode == "opus":
-            ended = [
-                call["id"] for call in calls if call["id"] in wanted and not call["in_progress"]
-            ]
-            if ended:
-                await self._transcode_later(ended)
 
     def _refuse(self, call_id: str, path: str, why: str) -> None:
         if (call_id, path) not in self._refused:  # the call is written again and again
