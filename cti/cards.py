@@ -84,6 +84,9 @@ class PopCards:
                 await task
         if self._lines_flush is not None:
             self._lines_flush.cancel()
+        close = getattr(self.enrich, "close", None)  # e.g. PopHistory's reader
+        if close is not None:
+            close()
 
     def _publish_card(self, card: PopCard) -> None:
         self.publish("pop", frozenset(card.extensions), card.to_dict(self.line_of))
