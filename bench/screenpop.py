@@ -52,6 +52,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import cProfile
 import json
 import os
 import re
@@ -63,6 +64,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,11 +72,14 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from scratch_postgres import scratch_postgres  # bench/, beside this script
+from sqlalchemy import select
 
 from cti import cli, feed
 from cti.auth import create_user, issue_token
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
+from cti.db.models import CallRecord
 from pbx_adapters.asterisk.channels import ChannelMap
 from pbx_adapters.asterisk.frames import AmiParser, Frame, encode_action
 from pbx_adapters.asterisk.settings import DEFAULT_EXTENSION_CHANNELS
@@ -97,6 +102,8 @@ PBX_NAME = "bench"
 RINGING_DELAY = 0.010  # the phone's "180 Ringing" after DialBegin
 CONNECT_CONCURRENCY = 100
 LAG_TICK = 0.005
+PARSE_CALLS = 500  # calls parsed for the parse-only cost
+POLL_EVERY = 0.1  # the supervisor's call log, fetched this often during the run
 FRAMINGS = ("direct", "send_str")
 
 # The card of docs/websocket.md, for --only baseline (otherwise ours' real pop is used).
@@ -150,8 +157,9 @@ def population(clients: int, receptionists: int, all_see_all: bool) -> list[Clie
     return specs
 
 
-async def create_users(database_url: str, specs: list[ClientSpec]) -> None:
-    """Users and their tokens, straight into the service's (migrated) database."""
+async def create_users(database_url: str, specs: list[ClientSpec]) -> str:
+    """Users and their tokens, straight into the service's (migrated) database; returns
+    the token of a supervisor (not a WebSocket client) who reads the call log meanwhile."""
     engine = create_engine(database_url)
     try:
         await migrate.upgrade(engine)
@@ -161,9 +169,59 @@ async def create_users(database_url: str, specs: list[ClientSpec]) -> None:
                     session, spec.username, spec.role, extension=spec.extension
                 )
                 spec.token = await issue_token(session, user, label="bench")
+            supervisor = await create_user(session, "bench-supervisor", "supervisor")
+            token = await issue_token(session, supervisor, label="bench")
             await session.commit()
+        return token
     finally:
         await engine.dispose()
+
+
+async def logged_calls(database_url: str, keys: list[str]) -> tuple[int, int]:
+    """(stored, stored and ended) of the calls whose Linkedid is one of ``keys``."""
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            rows = (await session.execute(select(CallRecord.id, CallRecord.in_progress))).all()
+    finally:
+        await engine.dispose()
+    wanted = set(keys)
+    mine = [in_progress for call_id, in_progress in rows if call_id.rsplit(":", 1)[-1] in wanted]
+    return len(mine), sum(1 for in_progress in mine if not in_progress)
+
+
+class ApiPoller:
+    """A supervisor's call log, fetched every ``POLL_EVERY`` s: its latencies."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            while True:
+                started = time.monotonic()
+                try:
+                    async with http.get(f"{self.url}/api/calls?limit=50") as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                self.latencies.append(time.monotonic() - started)
+                self.failures += not ok
+                await asyncio.sleep(POLL_EVERY)
 
 
 # --- the calls ----------------------------------------------------------------------------
@@ -634,6 +692,12 @@ class Result:
     others_cpu: float = 0.0  # CPUs busy with anything but the server and this script
     loop_lag: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    calls: int = 0  # started, warm-up included
+    measured_calls: int = 0  # started in the window
+    logged: int = 0  # of them in the call log after the run
+    logged_ended: int = 0
+    api_latencies: list[float] = field(default_factory=list)  # GET /api/calls meanwhile
+    api_failures: int = 0
 
 
 class LagMonitor:
@@ -704,6 +768,7 @@ async def drive(
     result.loop_lag = lag.samples
     lag.stop()
     await asyncio.gather(*tasks)
+    result.measured_calls = len(calls) - args.warmup
     measured = {c.key: stamps[c.key] for c in calls[args.warmup :] if c.key in stamps}
     # Wait for stragglers while they keep coming; what has not come by then is missing.
     expected = sum(recipients_of(clients.specs, c.extension) for c in calls)  # warm-up too
@@ -755,15 +820,15 @@ async def run_ours(
     calls: list[Call],
     tmp: Path,
     framing: str,
+    database_url: str,
+    title: str,
 ) -> tuple[Result, str | None]:
-    result = Result(f"ours ({framing}): cti serve, /ws")
-    tmp = tmp / framing
-    tmp.mkdir()
+    result = Result(f"ours ({framing}, {title}): cti serve, /ws")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{framing}-", dir=tmp))
     ami = AmiServer()
     ami_port = await ami.start()
     port = free_port()
-    database = tmp / "cti.db"
-    await create_users(f"sqlite+aiosqlite:///{database}", specs)
+    supervisor_token = await create_users(database_url, specs)
     trunks = ", ".join(f"'{p}'" for p in LAB_PBX_OPTIONS["trunk_channels"])
     contexts = ", ".join(f'"{c}"' for c in LAB_PBX_OPTIONS["inbound_contexts"])
     config = tmp / "cti.toml"
@@ -775,7 +840,7 @@ port = {port}
 data_dir = "{tmp}"
 
 [database]
-url = "sqlite+aiosqlite:///{database}"
+url = "{database_url}"
 auto_migrate = true
 
 [[pbx]]
@@ -802,6 +867,7 @@ inbound_contexts = [{contexts}]
         )
     url = f"http://127.0.0.1:{port}"
     clients = Clients(specs)
+    poller = ApiPoller(url, supervisor_token)
     try:
         await wait_healthy(url, process, log)
         async with asyncio.timeout(10):
@@ -824,12 +890,18 @@ inbound_contexts = [{contexts}]
 
         if args.py_spy:
             await start_py_spy(args, process.pid)
+        poller.start()
         stamps = await drive(result, clients, calls, args, start_call, process.pid)
+        await poller.stop()
         score(result, clients, calls, stamps)
     finally:
+        await poller.stop()
         clients.close()
-        await stop_process(process)
+        await stop_process(process)  # SIGTERM: what is pending is written first
         await ami.stop()
+    result.api_latencies, result.api_failures = poller.latencies, poller.failures
+    result.logged, result.logged_ended = await logged_calls(database_url, [c.key for c in calls])
+    result.calls = len(calls)
     if ami.logins != 1:
         result.notes.append(f"the service logged in to AMI {ami.logins} times (link dropped?)")
     if ami.lost_sends or ami.buffered_sends:
@@ -946,7 +1018,7 @@ def quantiles(samples: list[float]) -> tuple[float, float, float]:
     return cuts[49], cuts[98], max(samples)
 
 
-def report(result: Result, clients: int) -> None:
+def report(result: Result, clients: int, parse_cost: float) -> None:
     print(f"\n== {result.name}")
     per_connection = (result.rss_after - result.rss_before) / clients
     print(
@@ -981,6 +1053,19 @@ def report(result: Result, clients: int) -> None:
         f"other processes {result.others_cpu:.0%} (of {os.cpu_count()} cpus); "
         f"bench loop lag p50 {ms(lag50)} p99 {ms(lag99)} max {ms(lag_max)}"
     )
+    if result.measured_calls:
+        cost = cpu_per_call(result)
+        print(
+            f"  server CPU per call: {ms(cost)} ({cost / parse_cost:.1f}x parse + track); "
+            f"{result.measured_calls / result.window:.0f} calls/s"
+        )
+    if result.api_latencies:
+        a50, a99, a_max = quantiles(result.api_latencies)
+        print(
+            f"  GET /api/calls meanwhile, {len(result.api_latencies)} requests: p50 {ms(a50)}"
+            f"  p99 {ms(a99)}  max {ms(a_max)}, {result.api_failures} failed; calls logged "
+            f"{result.logged} of {result.calls}, ended {result.logged_ended}"
+        )
     for note in result.notes:
         print(f"  note: {note}")
 
@@ -994,14 +1079,46 @@ def raise_fd_limit(needed: int) -> None:
         raise SystemExit(f"need {needed} file descriptors, the hard limit is {hard}")
 
 
+def parse_cost_per_call(calls: list[Call]) -> float:
+    """CPU seconds per call of parsing and tracking its frames alone (AmiParser +
+    CallTracker, as in bench/ami_pipeline.py): the floor of what a call can cost."""
+    data = [c.setup + c.ring + c.ringing + c.answer + c.hangup for c in calls[:PARSE_CALLS]]
+    tracker, parser = _tracker(), AmiParser(version="")
+    now = datetime.now(UTC)
+    started = time.process_time()
+    for chunk in data:
+        for frame in parser.feed(chunk):
+            tracker.feed(frame, now)
+        tracker.take_changed()
+    return (time.process_time() - started) / len(data)
+
+
+@dataclass
+class Run:
+    """One run of ours: at ``rate`` calls/s for ``seconds``, after ``warmup`` calls."""
+
+    label: str
+    rate: float
+    seconds: float
+    warmup: int
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(backend: str, tmp: Path, name: str) -> AsyncIterator[str | None]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix=f'{name}-', dir=tmp)}/cti.db"
+        return
+    async with scratch_postgres(f"cti_bench_screenpop_{name}") as url:
+        yield url
+
+
 async def main(args: argparse.Namespace) -> None:
     specs = population(args.clients, args.receptionists, args.all_see_all)
     raise_fd_limit(2 * len(specs) + 200)  # the server process inherits it
     script = load_script(Path(args.transcript))
-    count = args.warmup + int(args.seconds * args.rate)
-    calls = make_calls(script, specs, count)
+    probe = make_calls(script, specs, PARSE_CALLS)
     everyone = sum(1 for s in specs if s.sees_all)
-    per_pop = statistics.mean(recipients_of(specs, c.extension) for c in calls[:1000])
+    per_pop = statistics.mean(recipients_of(specs, c.extension) for c in probe)
     frames = script.frames
     print(
         f"clients: {len(specs)} ({everyone} receptionists see every pop, "
@@ -1009,70 +1126,143 @@ async def main(args: argparse.Namespace) -> None:
         f"{per_pop:.0f} recipients per pop"
     )
     print(
-        f"calls: {args.rate:g}/s for {args.seconds:g} s after {args.warmup} warm-up calls, "
-        f"ring {args.ring_seconds:g} s, talk {args.talk_seconds:g} s (~"
-        f"{args.rate * (args.ring_seconds + args.talk_seconds):.0f} live); "
+        f"calls: ring {args.ring_seconds:g} s, talk {args.talk_seconds:g} s; "
         f"{Path(args.transcript).name}: {len(frames)} frames a call, the pop's trigger is "
         f"frame {script.ring + 1}, {frames[script.ring]['Event']}; python "
         f"{sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cpus"
     )
-    ours: dict[str, Result] = {}
-    base: Result | None = None
+    parse_cost = parse_cost_per_call(probe)
+    print(f"parse + track only (AmiParser + CallTracker, this process): {ms(parse_cost)} a call")
+    runs = [Run("main", args.rate, args.seconds, args.warmup)]
+    if args.burst:
+        runs.append(Run("burst", args.burst / args.burst_seconds, args.burst_seconds, 0))
+    runs += [Run(f"sweep {rate:g}/s", rate, args.sweep_seconds, 0) for rate in args.sweep]
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     framings = FRAMINGS if args.framing == "both" else (args.framing,)
+    ours: dict[str, dict[str, Result]] = {}  # backend -> label -> result
+    base: Result | None = None
+    sample = json.dumps({"type": "pop", "seq": 1, "data": DOC_POP_CARD}, ensure_ascii=False)
     with tempfile.TemporaryDirectory(prefix="cti-bench-screenpop-") as tmp_name:
         tmp = Path(tmp_name)
-        sample = json.dumps({"type": "pop", "seq": 1, "data": DOC_POP_CARD}, ensure_ascii=False)
-        if args.only in (None, "ours"):
-            sample_pops = []
-            for framing in framings:
-                ours[framing], sample_pop = await run_ours(args, specs, calls, tmp, framing)
-                report(ours[framing], len(specs))
-                sample_pops += [sample_pop] if sample_pop is not None else []
-            if sample_pops:
-                sample = sample_pops[0]
-            else:
-                print("  (no pop arrived: the baseline uses the card of docs/websocket.md)")
+        for backend in backends if args.only in (None, "ours") else ():
+            for run in runs:
+                for framing in framings if run.label == "main" else ("direct",):
+                    label = run.label if framing == "direct" else f"{run.label}, {framing}"
+                    async with fresh_database(backend, tmp, f"{backend}_{len(ours)}") as url:
+                        if url is None:
+                            break
+                        result, sample_pop = await run_ours(
+                            argparse.Namespace(**{**vars(args), **vars(run)}),
+                            specs,
+                            make_calls(script, specs, run.warmup + int(run.seconds * run.rate)),
+                            tmp,
+                            framing,
+                            url,
+                            f"{backend}, {label}",
+                        )
+                    ours.setdefault(backend, {})[label] = result
+                    report(result, len(specs), parse_cost)
+                    if sample_pop is not None and run.label == "main":
+                        sample = sample_pop
         if args.only in (None, "baseline"):
             print(f"\nbaseline payload: {len(sample.encode())} bytes a pop frame")
-            base = await run_baseline(args, specs, calls, tmp, sample)
-            report(base, len(specs))
-    compare(ours, base)
+            count = args.warmup + int(args.seconds * args.rate)
+            base = await run_baseline(args, specs, make_calls(script, specs, count), tmp, sample)
+            report(base, len(specs), parse_cost)
+    for backend, results in ours.items():
+        compare(backend, results, base, parse_cost, args)
 
 
-def compare(ours: dict[str, Result], base: Result | None) -> None:
-    """Ratios: each of ours to the bare broadcast, send_str to direct, and the goal."""
-    if base is not None:
-        b50, b99, _ = quantiles(base.latencies)
-        for framing, result in ours.items():
-            o50, o99, _ = quantiles(result.latencies)
-            print(
-                f"\nratio ours ({framing}) / bare broadcast: p50 {o50 / b50:.2f}x, "
-                f"p99 {o99 / b99:.2f}x"
-            )
-    if len(ours) == 2:
-        d50, d99, _ = quantiles(ours["direct"].latencies)
-        s50, s99, _ = quantiles(ours["send_str"].latencies)
-        verdict = "send_str would do" if s99 <= d99 * 1.3 else "direct writes are needed"
+def compare(
+    backend: str,
+    ours: dict[str, Result],
+    base: Result | None,
+    parse_cost: float,
+    args: argparse.Namespace,
+) -> None:
+    """Each goal of docs/performance.md against this run's own baselines."""
+    print(f"\n== goals, {backend}")
+    main = ours.get("main")
+    if main is not None:
+        o50, o99, _ = quantiles(main.latencies)
+        cost = cpu_per_call(main)
         print(
-            f"framing, send_str / direct: p50 {s50 / d50:.2f}x, p99 {s99 / d99:.2f}x "
-            f"({verdict}: the threshold is 1.3x at p99)"
+            f"  CPU per call at {args.rate:g} calls/s: {ms(cost)} = {cost / parse_cost:.1f}x "
+            f"parse + track ({ms(parse_cost)}); goal <= 2.5 ms: "
+            f"{'met' if cost <= 0.0025 else 'NOT met'}"
         )
-    direct = ours.get("direct")
-    if direct is not None:
-        o99 = quantiles(direct.latencies)[1]
-        clean = direct.missing == 0 and direct.unexpected == 0
-        goal = f"goal p99 < 20 ms: {'met' if o99 < 0.020 else 'NOT met'} ({o99 * 1000:.2f} ms)"
+        line = f"  pop p99 {ms(o99)}: goal < 20 ms {'met' if o99 < 0.020 else 'NOT met'}"
         if base is not None:
-            ratio = o99 / quantiles(base.latencies)[1]
-            goal += f"; within 2x of the bare broadcast: {'met' if ratio <= 2 else 'NOT met'}"
-        print(f"{goal}; every pop to exactly its recipients: {'yes' if clean else 'NO'}")
+            b50, b99, _ = quantiles(base.latencies)
+            line += (
+                f"; / bare broadcast p99 ({ms(b99)}): {o99 / b99:.2f}x (p50 {o50 / b50:.2f}x), "
+                f"goal <= 2x {'met' if o99 <= 2 * b99 else 'NOT met'}"
+            )
+        print(line)
+        per_connection = (main.rss_after - main.rss_before) / args.clients / 1024
+        print(
+            f"  memory per WebSocket: {per_connection:.1f} KiB; goal <= 16 KiB: "
+            f"{'met' if per_connection <= 16 else 'NOT met'}"
+        )
+    if "main" in ours and "main, send_str" in ours:
+        d99 = quantiles(ours["main"].latencies)[1]
+        s99 = quantiles(ours["main, send_str"].latencies)[1]
+        verdict = "send_str would do" if s99 <= d99 * 1.3 else "direct writes are needed"
+        print(f"  framing, send_str / direct p99: {s99 / d99:.2f}x ({verdict}: threshold 1.3x)")
+    burst = ours.get("burst")
+    if burst is not None:
+        a99 = quantiles(burst.api_latencies)[1]
+        complete = burst.missing == 0 and burst.logged_ended == burst.calls
+        print(
+            f"  burst of {burst.calls} calls in {args.burst_seconds:g} s: pops missing "
+            f"{burst.missing}, logged {burst.logged_ended} of {burst.calls}; GET /api/calls "
+            f"p99 {ms(a99)} meanwhile ({burst.api_failures} failed): "
+            f"{'all logged and popped' if complete else 'NOT all logged and popped'}"
+        )
+    swept = [(label, r) for label, r in ours.items() if label.startswith("sweep")]
+    if swept:
+        good = [
+            r.measured_calls / r.window
+            for _, r in swept
+            if r.missing == 0 and r.logged_ended == r.calls and quantiles(r.latencies)[1] < 0.050
+        ]
+        for label, r in swept:
+            print(
+                f"  {label}: p99 {ms(quantiles(r.latencies)[1])}, server CPU {r.server_cpu:.0%}, "
+                f"missing pops {r.missing}, logged {r.logged_ended} of {r.calls}"
+            )
+        best = f"{max(good):.0f} calls/s" if good else "none of the rates tried"
+        print(f"  highest rate with p99 < 50 ms and nothing lost: {best} (goal: 200)")
+
+
+def cpu_per_call(result: Result) -> float:
+    return result.server_cpu * result.window / max(1, result.measured_calls)
 
 
 def serve_ours(framing: str, config: str) -> None:
-    """``cti serve``, sending frames the way ``framing`` says (see the module docstring)."""
+    """``cti serve``, sending frames the way ``framing`` says (see the module docstring);
+    under cProfile when BENCH_CPROFILE names a file for the stats."""
     if framing == "send_str":
         feed.WRITE_BUFFER_LIMIT = 0  # no frame goes straight out: all through send_str
-    raise SystemExit(cli.main(["serve", "-c", config]))
+    if os.environ.get("BENCH_YAPPI"):  # CPU time per function, coroutines and threads too
+        import yappi
+
+        yappi.set_clock_type("cpu")
+        yappi.start()
+        try:
+            cli.main(["serve", "-c", config])
+        finally:
+            yappi.stop()
+            yappi.get_func_stats().save(os.environ["BENCH_YAPPI"], type="pstat")
+        return
+    profile_to = os.environ.get("BENCH_CPROFILE")
+    if not profile_to:
+        raise SystemExit(cli.main(["serve", "-c", config]))
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(cli.main, ["serve", "-c", config])
+    finally:
+        profiler.dump_stats(profile_to)
 
 
 def parse_args() -> argparse.Namespace:
@@ -1094,9 +1284,31 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--framing",
         choices=[*FRAMINGS, "both"],
+        default="direct",
+        help="how ours sends frames: encoded once, straight to the sockets (direct, the "
+        "default), or aiohttp's send_str per viewer (send_str); both compares them",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgresql", "both"],
         default="both",
-        help="how ours sends frames: encoded once, straight to the sockets (direct), or "
-        "aiohttp's send_str per viewer (send_str); both (default) compares them",
+        help="the service's database (both: each in turn; PostgreSQL at "
+        "CTI_BENCH_POSTGRES_URL, skipped when it does not answer)",
+    )
+    parser.add_argument(
+        "--burst", type=int, default=2000, help="calls of the burst run (2000; 0: none)"
+    )
+    parser.add_argument(
+        "--burst-seconds", type=float, default=10, help="the burst arrives within (10)"
+    )
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [float(r) for r in text.split(",") if r],
+        default=[100.0, 150.0, 200.0],
+        help="rates to try for the highest one that keeps p99 < 50 ms (100,150,200; '': none)",
+    )
+    parser.add_argument(
+        "--sweep-seconds", type=float, default=10, help="measured seconds of each rate (10)"
     )
     parser.add_argument("--transcript", default=str(TRANSCRIPT), help=argparse.SUPPRESS)
     parser.add_argument(
