@@ -83,11 +83,14 @@ class CallWriteBack:
                     )
                 )
             )
+            todo = []
             for call in calls:
-                if call["id"] in seen:
-                    continue
-                seen.add(call["id"])
-                events += await self._one(session, call)
+                if call["id"] not in seen:
+                    seen.add(call["id"])
+                    todo.append(call)
+            open_tasks = await _open_tasks(session, [c.get("external_number") for c in todo])
+            for call in todo:
+                events += await self._one(session, call, open_tasks)
                 session.add(CallFollowUp(call_id=call["id"], done_at=utcnow()))
                 if self.outbox is not None and call["direction"] != "internal":
                     enqueue(session, call, utcnow())
@@ -97,11 +100,16 @@ class CallWriteBack:
         if self.outbox is not None:
             self.outbox.wake()
 
-    async def _one(self, session: AsyncSession, call: dict[str, Any]) -> list[DomainEvent]:
+    async def _one(
+        self, session: AsyncSession, call: dict[str, Any], open_tasks: OpenTasks
+    ) -> list[DomainEvent]:
         number = call.get("external_number")
         if not number or call["direction"] == "internal":
             return []
-        builtin = await lookup_in(session, number, self.suffix_digits)
+        # What this batch added is written at the commit, in one statement a table,
+        # rather than before each lookup (the lookup reads no row the batch adds).
+        with session.no_autoflush:
+            builtin = await lookup_in(session, number, self.suffix_digits)
         # The configured CRM says whose client this is (and who calls back); the built-in
         # tables keep the history of their own clients, and answer when the CRM cannot.
         match = (await self._ask_external(number) if self.external else None) or builtin
@@ -143,9 +151,11 @@ class CallWriteBack:
                 )
             )
         if call["missed"]:
-            return [await self._open_task(session, call, number, match, client_id, ended)]
+            return [
+                await self._open_task(session, call, number, match, client_id, ended, open_tasks)
+            ]
         if call["outcome"] == "answered":
-            return await self._close_tasks(session, call, number, ended)
+            return self._close_tasks(call, number, ended, open_tasks)
         return []
 
     async def _ask_external(self, number: str) -> Match | None:
@@ -163,44 +173,53 @@ class CallWriteBack:
         match: Match | None,
         client_id: int | None,  # a built-in client's (an external CRM's clients have none)
         ended: datetime,
+        open_tasks: OpenTasks,
     ) -> DomainEvent:
-        task = await session.scalar(
-            select(CallbackTask)
-            .where(CallbackTask.number == number, CallbackTask.closed_at.is_(None))
-            .limit(1)
-        )
+        task = next(iter(open_tasks.get(number, ())), None)
         if task is not None:
             task.missed_calls += 1
-        else:
-            manager = match.manager if match is not None else None
-            assignee = (manager.extension if manager else None) or self.default_extension or None
-            task = CallbackTask(
-                number=number,
-                client_id=client_id,
-                assignee_extension=assignee,
-                missed_call_id=call["id"],
-                created_at=ended,
-                missed_calls=1,
-            )
-            session.add(task)
-        await session.flush()
+            return task_event(task)
+        manager = match.manager if match is not None else None
+        assignee = (manager.extension if manager else None) or self.default_extension or None
+        task = CallbackTask(
+            number=number,
+            client_id=client_id,
+            assignee_extension=assignee,
+            missed_call_id=call["id"],
+            created_at=ended,
+            missed_calls=1,
+        )
+        session.add(task)
+        await session.flush()  # its id, for the event
+        open_tasks.setdefault(number, []).append(task)
         return task_event(task)
 
-    async def _close_tasks(
-        self, session: AsyncSession, call: dict[str, Any], number: str, ended: datetime
+    def _close_tasks(
+        self, call: dict[str, Any], number: str, ended: datetime, open_tasks: OpenTasks
     ) -> list[DomainEvent]:
-        tasks = list(
-            await session.scalars(
-                select(CallbackTask).where(
-                    CallbackTask.number == number, CallbackTask.closed_at.is_(None)
-                )
-            )
-        )
+        tasks = open_tasks.pop(number, [])
         reason = "called_back" if call["direction"] == "outbound" else "called_again"
         for task in tasks:
             task.closed_at, task.closed_by_call_id, task.closed_reason = ended, call["id"], reason
-        await session.flush()
         return [task_event(task) for task in tasks]
+
+
+# The open callback tasks of the batch's numbers, loaded once and kept up to date by it.
+OpenTasks = dict[str, list[CallbackTask]]
+
+
+async def _open_tasks(session: AsyncSession, numbers: list[str | None]) -> OpenTasks:
+    wanted = sorted({n for n in numbers if n})
+    found: OpenTasks = {}
+    if wanted:
+        rows = await session.scalars(
+            select(CallbackTask)
+            .where(CallbackTask.number.in_(wanted), CallbackTask.closed_at.is_(None))
+            .order_by(CallbackTask.created_at, CallbackTask.id)
+        )
+        for task in rows:
+            found.setdefault(task.number, []).append(task)
+    return found
 
 
 def task_event(task: CallbackTask) -> CallbackTaskChanged:
