@@ -109,6 +109,7 @@ class Service:
             outbox=crm_outbox,
             # An external CRM says whose client a caller is (and who calls back).
             external=None if directory is builtin else directory,
+            builtin_lookup=builtin.lookup,
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
         faxes = Faxes.create(sessions, config, directory, bus, tasks)

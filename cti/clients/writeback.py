@@ -15,7 +15,7 @@ is picked up by ``catch_up`` at the next start.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ from cti.clients.builtin import ClientIn, PhoneIn, lookup_in, save_client
 from cti.clients.models import Activity, CallbackTask, CallFollowUp
 from cti.crm_outbox import CallReportOutbox, enqueue
 from cti.db.models import CallRecord
-from cti.directory import Directory, Match
+from cti.directory import Directory, Found, Match
 from cti.domain import utcnow
 from cti.events import CallbackTaskChanged, DomainEvent
 
@@ -48,6 +48,9 @@ class CallWriteBack:
     outbox: CallReportOutbox | None = None
     # An external CRM's directory: who a number is when the built-in one does not know.
     external: Directory | None = None
+    # The built-in directory's own lookup (SqlDirectory.lookup: on SQLite a read on the
+    # loop's thread), instead of a query in the batch's transaction for every call.
+    builtin_lookup: Callable[[str], Awaitable[Found]] | None = None
 
     async def after_write(self, calls: list[dict[str, Any]]) -> None:
         """CallStore hook: follow up the calls that have just ended."""
@@ -89,8 +92,9 @@ class CallWriteBack:
                     seen.add(call["id"])
                     todo.append(call)
             open_tasks = await _open_tasks(session, [c.get("external_number") for c in todo])
+            leads: dict[str, Match] = {}  # created by this batch: not committed yet
             for call in todo:
-                events += await self._one(session, call, open_tasks)
+                events += await self._one(session, call, open_tasks, leads)
                 session.add(CallFollowUp(call_id=call["id"], done_at=utcnow()))
                 if self.outbox is not None and call["direction"] != "internal":
                     enqueue(session, call, utcnow())
@@ -101,15 +105,16 @@ class CallWriteBack:
             self.outbox.wake()
 
     async def _one(
-        self, session: AsyncSession, call: dict[str, Any], open_tasks: OpenTasks
+        self,
+        session: AsyncSession,
+        call: dict[str, Any],
+        open_tasks: OpenTasks,
+        leads: dict[str, Match],
     ) -> list[DomainEvent]:
         number = call.get("external_number")
         if not number or call["direction"] == "internal":
             return []
-        # What this batch added is written at the commit, in one statement a table,
-        # rather than before each lookup (the lookup reads no row the batch adds).
-        with session.no_autoflush:
-            builtin = await lookup_in(session, number, self.suffix_digits)
+        builtin = await self._builtin(session, number, leads)
         # The configured CRM says whose client this is (and who calls back); the built-in
         # tables keep the history of their own clients, and answer when the CRM cannot.
         match = (await self._ask_external(number) if self.external else None) or builtin
@@ -127,6 +132,8 @@ class CallWriteBack:
                     self.region,
                 )
                 match = builtin = await lookup_in(session, number, self.suffix_digits)
+                if builtin is not None:
+                    leads[number] = builtin
                 log.info("new lead from an unknown caller", extra={"fields": {"client": lead.id}})
         client_id = int(builtin.client_id) if builtin is not None else None
         if client_id is not None:  # history lives with built-in clients
@@ -157,6 +164,20 @@ class CallWriteBack:
         if call["outcome"] == "answered":
             return self._close_tasks(call, number, ended, open_tasks)
         return []
+
+    async def _builtin(
+        self, session: AsyncSession, number: str, leads: dict[str, Match]
+    ) -> Match | None:
+        """The built-in client of ``number``, as this batch's transaction sees it."""
+        if number in leads:
+            return leads[number]
+        if self.builtin_lookup is not None and not (leads and not number.startswith("+")):
+            found = await self.builtin_lookup(number)
+            return found if isinstance(found, Match) else None
+        # What this batch added is written at the commit, in one statement a table,
+        # rather than before each lookup (a lookup reads no row but the leads, flushed).
+        with session.no_autoflush:
+            return await lookup_in(session, number, self.suffix_digits)
 
     async def _ask_external(self, number: str) -> Match | None:
         try:
