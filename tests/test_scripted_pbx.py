@@ -113,7 +113,11 @@ async def test_a_scripted_call_is_logged_and_commanded_like_any_other(
             response = await client.get(f"/api/calls/{call_id}", headers=headers)
             return await response.json() if response.status == 200 else {}
 
-        await eventually(lambda: logged("fake:a"))
+        async def ended(call_id: str) -> dict:
+            call = await logged(call_id)
+            return call if call.get("ended_at") else {}
+
+        await eventually(lambda: ended("fake:a"))  # written within the write interval
         call = await logged("fake:a")
         assert (call["outcome"], call["answered_by"], call["missed"]) == ("answered", "101", False)
         assert call["client"]["name"] == "ООО «Ромашка»" and "pbx_ref" not in call
@@ -132,7 +136,7 @@ async def test_a_scripted_call_is_logged_and_commanded_like_any_other(
         )
         response = await client.post("/api/calls/fake:b/hangup", json={}, headers=headers)
         assert response.status == 202 and fake.live_call("fake:b") is None
-        await eventually(lambda: logged("fake:b"))
+        await eventually(lambda: ended("fake:b"))
         assert (await logged("fake:b"))["outcome"] == "no_answer"
         response = await client.post("/api/calls/fake:b/hangup", json={}, headers=headers)
         assert (response.status, (await response.json())["error"]["reason"]) == (409, "call_over")
