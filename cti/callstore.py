@@ -1,8 +1,9 @@
 """Writing calls down as they happen, and reading them back for the log.
 
-Adapters hand every changed call to ``CallStore.save``; a single writer task upserts
-them in batches. Changes to the same call made while a write is in flight coalesce into
-the next write, so memory is bounded by the calls in flight, not by the event rate.
+Adapters hand every changed call to ``CallStore.save``; a single writer task gathers the
+changes for ``WRITE_INTERVAL_SECONDS`` and upserts them in batches. Changes to the same
+call made meanwhile, or while a write is in flight, coalesce into the next write, so
+memory is bounded by the calls in flight, not by the event rate.
 Writes are upserts keyed by the call id: the same stream seen twice stores the same rows.
 """
 

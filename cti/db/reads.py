@@ -10,6 +10,8 @@ Either way the statement's column types apply (JSON, UTC times), as in a session
 
 from __future__ import annotations
 
+import sqlite3
+import urllib.parse
 from typing import Any
 
 from sqlalchemy import Executable, create_engine
@@ -24,11 +26,14 @@ class LoopReader:
         self._sync: Engine | None = None
         path = engine.url.database
         if engine.dialect.name == "sqlite" and path and path != ":memory:":
+            uri = f"file:{urllib.parse.quote(path)}?mode=ro"  # any folder name, read-only
+
+            def connect() -> sqlite3.Connection:
+                return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+            # One connection, only ever used on the loop's thread.
             self._sync = create_engine(
-                f"sqlite:///file:{path}?mode=ro&uri=true",
-                poolclass=StaticPool,  # one connection, only ever used on this thread
-                connect_args={"check_same_thread": False},
-                hide_parameters=True,
+                "sqlite://", creator=connect, poolclass=StaticPool, hide_parameters=True
             )
 
     async def all(self, statement: Executable) -> list[Any]:
