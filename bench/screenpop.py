@@ -210,6 +210,22 @@ async def logged_calls(database_url: str, keys: list[str]) -> tuple[int, int]:
     return len(mine), sum(1 for in_progress in mine if not in_progress)
 
 
+async def caught_up(database_url: str, calls: list[Call], patience: float) -> None:
+    """Until every call is logged as ended, or ``patience`` s go by with none more: a
+    service still working through its backlog is slow, not losing calls."""
+    keys = [c.key for c in calls]
+    last, deadline = -1, 0.0
+    while True:
+        _, ended = await logged_calls(database_url, keys)
+        if ended == len(keys):
+            return
+        if ended != last:
+            last, deadline = ended, time.monotonic() + patience
+        elif time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
 class ApiPoller:
     """A supervisor's call log, fetched every ``POLL_EVERY`` s: its latencies."""
 
@@ -915,6 +931,7 @@ inbound_contexts = [{contexts}]
         stamps = await drive(result, clients, calls, args, start_call, process.pid)
         await poller.stop()
         score(result, clients, calls, stamps)
+        await caught_up(database_url, calls, args.drain)
     finally:
         await poller.stop()
         clients.close()
@@ -1207,7 +1224,7 @@ def compare(
     parse_cost: float,
     args: argparse.Namespace,
 ) -> None:
-    """Each goal of docs/performance.md against this run's own baselines."""
+    """Each goal (docs/performance.md) against this run's own baselines."""
     print(f"\n== goals, {backend}")
     main = ours.get("main")
     if main is not None:
