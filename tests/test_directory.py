@@ -273,9 +273,9 @@ async def test_each_call_is_followed_up_once(client, service, staff) -> None:
     assert len(full["history"]) == 1
 
 
-async def test_unknown_callers_go_to_the_default_and_may_become_leads(
-    db_url, tmp_path, aiohttp_client
-) -> None:
+@pytest.fixture
+async def leads_desk(db_url, tmp_path, aiohttp_client):
+    """A service that turns unknown callers into leads: (service, client, supervisor)."""
     config = Config(
         server=ServerConfig(data_dir=tmp_path),
         database=DatabaseConfig(url=db_url, auto_migrate=True),
@@ -284,52 +284,40 @@ async def test_unknown_callers_go_to_the_default_and_may_become_leads(
     service = await Service.start(config)
     try:
         client = await aiohttp_client(build_app(service))
-        token = await new_token(service, "supervisor")
-        call = a_call(1, "+74957770133")
-        call.external_name = "Иван Петров"
-        service.call_store.save([call])
-        await service.call_store.flush()
-        [task] = await tasks(client, token)
-        assert task["assignee_extension"] == "100"
-        leads = (
-            await (
-                await client.get("/api/clients", params={"q": "иван"}, headers=bearer(token))
-            ).json()
-        )["clients"]
-        assert [(c["name"], c["is_lead"]) for c in leads] == [("Иван Петров", True)]
+        yield service, client, await new_token(service, "supervisor")
     finally:
         await service.close()
 
 
-async def test_an_unknown_caller_calling_twice_in_one_batch_becomes_one_lead(
-    db_url, tmp_path, aiohttp_client
-) -> None:
-    config = Config(
-        server=ServerConfig(data_dir=tmp_path),
-        database=DatabaseConfig(url=db_url, auto_migrate=True),
-        crm=CrmConfig(default_manager_extension="100", create_leads=True),
-    )
-    service = await Service.start(config)
-    try:
-        client = await aiohttp_client(build_app(service))
-        token = await new_token(service, "supervisor")
-        first, again = a_call(1, "+74957770134"), a_call(2, "+74957770134")
-        first.external_name = again.external_name = "Пётр Иванов"
-        service.call_store.save([first, again])  # one write: the lead is not committed yet
-        await service.call_store.flush()
-        [task] = await tasks(client, token)
-        assert task["missed_calls"] == 2
-        leads = (
-            await (
-                await client.get("/api/clients", params={"q": "пётр"}, headers=bearer(token))
-            ).json()
-        )["clients"]
-        assert [(c["name"], c["is_lead"]) for c in leads] == [("Пётр Иванов", True)]
-        [lead] = leads
-        detail = await client.get(f"/api/clients/{lead['id']}", headers=bearer(token))
-        assert [h["ref"] for h in (await detail.json())["history"]] == ["lab:2.1", "lab:1.1"]
-    finally:
-        await service.close()
+async def clients_named(client, token: str, text: str) -> list[dict]:
+    response = await client.get("/api/clients", params={"q": text}, headers=bearer(token))
+    return (await response.json())["clients"]
+
+
+async def test_unknown_callers_go_to_the_default_and_may_become_leads(leads_desk) -> None:
+    service, client, token = leads_desk
+    call = a_call(1, "+74957770133")
+    call.external_name = "Иван Петров"
+    service.call_store.save([call])
+    await service.call_store.flush()
+    [task] = await tasks(client, token)
+    assert task["assignee_extension"] == "100"
+    found = await clients_named(client, token, "иван")
+    assert [(c["name"], c["is_lead"]) for c in found] == [("Иван Петров", True)]
+
+
+async def test_an_unknown_caller_calling_twice_in_one_batch_becomes_one_lead(leads_desk) -> None:
+    service, client, token = leads_desk
+    first, again = a_call(1, "+74957770134"), a_call(2, "+74957770134")
+    first.external_name = again.external_name = "Пётр Иванов"
+    service.call_store.save([first, again])  # one write: the lead is not committed yet
+    await service.call_store.flush()
+    [task] = await tasks(client, token)
+    assert task["missed_calls"] == 2
+    [lead] = await clients_named(client, token, "пётр")
+    assert (lead["name"], lead["is_lead"]) == ("Пётр Иванов", True)
+    detail = await client.get(f"/api/clients/{lead['id']}", headers=bearer(token))
+    assert [h["ref"] for h in (await detail.json())["history"]] == ["lab:2.1", "lab:1.1"]
 
 
 async def test_follow_ups_a_crash_left_undone_are_caught_up_at_start(db_url, tmp_path) -> None:
