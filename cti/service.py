@@ -63,6 +63,7 @@ class Service:
     tasks: TaskMonitor
     authenticator: TokenAuthenticator
     directory: Directory
+    builtin_directory: SqlDirectory  # the built-in tables' (the directory, or beside it)
     crm_outbox: CallReportOutbox | None
     writeback: CallWriteBack
     call_store: CallStore
@@ -169,6 +170,7 @@ class Service:
             tasks=tasks,
             authenticator=TokenAuthenticator(sessions),
             directory=directory,
+            builtin_directory=builtin,
             crm_outbox=crm_outbox,
             writeback=writeback,
             call_store=call_store,
@@ -277,6 +279,8 @@ class Service:
         close = getattr(self.directory, "close", None)
         if close is not None:
             await close()
+        if self.builtin_directory is not self.directory:  # the write-back's lookups
+            await self.builtin_directory.close()
         self.bus.close()
         await self.engine.dispose()
 
