@@ -465,7 +465,7 @@ async def test_script_does_not_wait_for_a_hanging_service(fake_service, tmp_path
     [
         ("wrong", "HTTP 401"),
         ("no token", "no [agi] token is configured"),
-        ("broken", "the configuration cannot be read"),
+        ("broken", "cannot be read (ConfigError)"),
     ],
 )
 async def test_script_failures_are_reported_and_harmless(

@@ -284,8 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     region = PhoneConfig().default_region
     try:
         config = load_config(os.environ.get("CTI_CONFIG") or None)
-    except Exception:  # no details: a configuration error may quote a token
-        lookup = _unavailable("the configuration cannot be read; check it with cti check-config")
+    except Exception as e:  # no details but the kind: a configuration error may quote a token
+        where = os.environ.get("CTI_CONFIG") or "the default file"
+        lookup = _unavailable(
+            f"the configuration ({where}) cannot be read ({type(e).__name__}); "
+            "check it with cti check-config"
+        )
     else:
         region = config.phone.default_region
         agi_config = config.agi
