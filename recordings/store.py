@@ -116,8 +116,9 @@ class RecordingStore:
         self._pbx_dir = PurePosixPath(options.pbx_dir) if options.pbx_dir else None
         self.missing_after = timedelta(seconds=options.missing_after_seconds)
         self._refused: set[tuple[str, str]] = set()  # (call, path) logged as refused
-        # (call, file as the PBX named it) already attached or refused, oldest first.
-        self._handled: dict[tuple[str, str], None] = {}
+        # (call, file as the PBX named it) already attached (True) or refused as outside
+        # the folder (False), oldest first.
+        self._handled: dict[tuple[str, str], bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._transcoding: set[int] = set()
         self._no_ffmpeg_logged = False
@@ -180,24 +181,24 @@ class RecordingStore:
         that it exists). What was attached is remembered, so the next writes of the call
         cost no query."""
         wanted: dict[str, dict[str, None]] = {}
-        with_files: set[str] = set()
-        handled: list[tuple[str, str]] = []
+        with_files: set[str] = set()  # calls with a file in the folder, handled before
+        handled: dict[tuple[str, str], bool] = {}
         for call in calls:
             for announced in call.get("recordings") or ():
                 key = (call["id"], announced)
                 if key in self._handled:
-                    with_files.add(call["id"])
+                    if self._handled[key]:
+                        with_files.add(call["id"])
                     continue
-                handled.append(key)
                 relative = self.from_pbx(announced)
+                handled[key] = relative is not None
                 if relative is not None:
                     wanted.setdefault(call["id"], {})[relative] = None
                 else:
                     self._refuse(call["id"], announced, "outside the recordings folder")
         if wanted:
             await self._attach_announced(calls, wanted)
-        for key in handled:
-            self._handled[key] = None
+        self._handled.update(handled)
         while len(self._handled) > HANDLED_MEMORY:
             del self._handled[next(iter(self._handled))]
         if self.options.transcode == "opus":
