@@ -5,9 +5,15 @@ queue is full, its backlog is dropped and its next ``get()`` raises ``Subscriber
 it must reload current state (resync) and then goes on receiving new events. A publisher
 is therefore never blocked and memory stays bounded, whatever a subscriber does.
 
+A listener (``listen``) is the other kind of reader: called with each event in the
+publisher's own turn, with no queue and no task between. It is for a reader that only
+updates memory and must never fall behind (the live feed: a screen pop then leaves in the
+same turn of the loop as the PBX frame that made it). A listener that raises is logged;
+the publisher and the other readers go on.
+
 ``EventBus`` is the whole interface; ``InProcessBus`` implements it with asyncio for one
-node. A Redis or NATS backend implements the same three methods (``publish``,
-``publish_nowait``, ``subscribe``), carrying events as
+node. A Redis or NATS backend implements the same methods (``publish``,
+``publish_nowait``, ``subscribe``, ``listen``), carrying events as
 ``DomainEvent.to_dict()``; everything publishes and subscribes through it.
 """
 
@@ -15,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cti.events import DomainEvent
+
+log = logging.getLogger("cti.bus")
 
 
 class SubscriberLagged(Exception):
@@ -60,6 +69,13 @@ class EventBus(Protocol):
     ) -> Subscription:
         """Events whose type starts with one of ``prefixes`` (all events when empty)."""
         ...
+
+    def listen(self, listener: Listener, *, name: str = "") -> Callable[[], None]:
+        """Call ``listener`` with every event as it is published; returns what stops it."""
+        ...
+
+
+Listener = Callable[[DomainEvent], None]
 
 
 class _QueueSubscription:
@@ -125,6 +141,7 @@ class InProcessBus:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self._subscriptions: list[_QueueSubscription] = []
+        self._listeners: list[tuple[Listener, str]] = []
         registry = registry or CollectorRegistry()
         self._published = Counter(
             "cti_bus_events_published", "Domain events published", ["type"], registry=registry
@@ -148,6 +165,11 @@ class InProcessBus:
         if counter is None:  # a child per type, kept: labels() costs more than the rest
             counter = self._published_of[event.type] = self._published.labels(event.type)
         counter.inc()
+        for listener, name in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a bus listener failed on an event", extra={"fields": {"name": name}})
         for sub in self._subscriptions:
             if sub.wants(event) and not sub.offer(event):
                 self._lagged.labels(sub.name or "unnamed").inc()
@@ -160,7 +182,13 @@ class InProcessBus:
         self._subscribers.set(len(self._subscriptions))
         return sub
 
+    def listen(self, listener: Listener, *, name: str = "") -> Callable[[], None]:
+        entry = (listener, name)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry) if entry in self._listeners else None
+
     def close(self) -> None:
+        self._listeners.clear()
         for sub in list(self._subscriptions):
             sub.close()
 

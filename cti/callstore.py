@@ -1,9 +1,11 @@
 """Writing calls down as they happen, and reading them back for the log.
 
 Adapters hand every changed call to ``CallStore.save``; a single writer task gathers the
-changes for ``WRITE_INTERVAL_SECONDS`` and upserts them in batches. Changes to the same
-call made meanwhile, or while a write is in flight, coalesce into the next write, so
-memory is bounded by the calls in flight, not by the event rate.
+changes for ``WRITE_INTERVAL_SECONDS`` and writes them in batches: one transaction holds
+the calls and what follows from them (``CallFollower``: their recordings, history,
+callback tasks), so one disk sync carries it all and a follow-up is never done twice nor
+lost. Changes to the same call made meanwhile, or while a write is in flight, coalesce
+into the next write, so memory is bounded by the calls in flight, not by the event rate.
 Writes are upserts keyed by the call id: the same stream seen twice stores the same rows.
 """
 
@@ -14,32 +16,54 @@ import contextlib
 import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.calls import Call
 from cti.db.models import CallExtensionRecord, CallLegRecord, CallRecord, Recording
+from cti.db.writer import Writer
 from cti.tasks import TaskMonitor, cancel
 
 log = logging.getLogger("cti.callstore")
 
 
 AfterWrite = Callable[[list[dict[str, Any]]], Awaitable[None]]
+AfterCommit = Callable[[], None]
+
+
+class CallFollower(Protocol):
+    """Work that belongs with the calls it follows, in the same transaction: the files
+    a call recorded, a finished call's history and callback task."""
+
+    async def prepare(self, calls: list[dict[str, Any]]) -> Any:
+        """Before the transaction: what has to be awaited (a CRM's answer), given to
+        ``write``; None when there is nothing to do for these calls."""
+        ...
+
+    def write(
+        self, conn: Connection, calls: list[dict[str, Any]], prepared: Any
+    ) -> AfterCommit | Generator[None, None, AfterCommit | None] | None:
+        """Inside it; returns what to do once it is committed (publish events). It may
+        be a generator, yielding between parts of a long job: the loop runs other work
+        there (on SQLite, where the statements run on the loop's thread)."""
+        ...
 
 
 WRITE_BATCH = 200  # calls a transaction: a burst is written in turns with the API's writes
+WRITE_STEP = 5  # calls written (or followed up) between two turns of the loop
 # Changes are gathered this long before a write: one transaction (one disk sync) carries
 # every call that changed meanwhile, and a call that changed ten times is written once.
 # It is also the most a crash can take back (docs/architecture.md, "What a crash loses").
-WRITE_INTERVAL_SECONDS = 0.05
+WRITE_INTERVAL_SECONDS = 0.2
 RETRY_SECONDS = 1.0  # after the database failed a write
 QUARANTINE_SECONDS = 60.0  # a call that fails on its own is tried again this often
 STOP_FLUSH_SECONDS = 10.0  # at shutdown, the database gets this long to take what is left
@@ -49,16 +73,22 @@ class CallStore:
     def __init__(
         self,
         sessions: async_sessionmaker,
+        writer: Writer,
         tasks: TaskMonitor | None = None,
         *,
+        followers: Iterable[CallFollower] = (),
         after_write: Iterable[AfterWrite] = (),
-        write_interval: float = WRITE_INTERVAL_SECONDS,
+        write_interval: float | None = None,
     ) -> None:
         self._sessions = sessions
-        self.write_interval = write_interval
+        self.writer = writer
+        self.write_interval = WRITE_INTERVAL_SECONDS if write_interval is None else write_interval
         self.tasks = tasks or TaskMonitor()
-        # Run after each batch is committed, with the rows written (e.g. the directory's
-        # follow-ups). A failing hook is logged; the calls themselves are already safe.
+        # In each batch's transaction. When one fails, the batch is written again without
+        # them (the calls matter most; the follow-ups are caught up at the next start).
+        self.followers: list[CallFollower] = list(followers)
+        # Run after each batch is committed, with the rows written (e.g. a fax received).
+        # A failing hook is logged; the calls themselves are already safe.
         self.after_write: list[AfterWrite] = list(after_write)
         # Latest state by call id; serialized when written, so a call changed ten times
         # between two writes costs one row.
@@ -167,8 +197,7 @@ class CallStore:
             ids = list(itertools.islice(self._pending, WRITE_BATCH))
             batch = {call_id: self._pending.pop(call_id) for call_id in ids}
             self._writing = set(batch)
-            # Snapshot now, before the first await: the tracker keeps changing these calls.
-            rows = [call.to_dict() for call in batch.values()]
+            rows = await self._snapshot(list(batch.values()))
             try:
                 try:
                     await self._write(rows)
@@ -184,17 +213,67 @@ class CallStore:
             await self._after_write(rows)
             await asyncio.sleep(0)
 
+    async def _snapshot(self, calls: list[Call]) -> list[dict[str, Any]]:
+        """The calls' dict forms, a step at a time. Each is the call as it is when taken
+        (the tracker goes on changing them: what changes after is saved again)."""
+        rows = []
+        for start in range(0, len(calls), WRITE_STEP):
+            rows += [call.to_dict() for call in calls[start : start + WRITE_STEP]]
+            await asyncio.sleep(0)
+        return rows
+
     async def _write(self, rows: list[dict[str, Any]]) -> None:
         keys = {row["id"]: children_key(row) for row in rows}
         changed = {call_id for call_id, key in keys.items() if self._children.get(call_id) != key}
-        async with self._sessions() as session:
-            await upsert_calls(session, rows, children=changed)
-            await session.commit()
+        ready = [(f, await self._prepare(f, rows)) for f in self.followers]
+        ready = [(follower, prepared) for follower, prepared in ready if prepared is not None]
+
+        def work(followers: list[tuple[CallFollower, Any]]) -> Callable[[Connection], Any]:
+            # In one transaction, in steps: on SQLite the statements run on the loop's
+            # thread, which runs other work (a pop) between the steps.
+            def write(conn: Connection) -> Generator[None, None, list[AfterCommit]]:
+                for start in range(0, len(rows), WRITE_STEP):
+                    write_calls(conn, rows[start : start + WRITE_STEP], children=changed)
+                    yield
+                done = []
+                for follower, prepared in followers:
+                    after = follower.write(conn, rows, prepared)
+                    if isinstance(after, Generator):  # a follower may work in steps too
+                        after = yield from after
+                    if after is not None:
+                        done.append(after)
+                return done
+
+            return write
+
+        try:
+            committed = await self.writer.run(work(ready))
+        except Exception as error:
+            if not ready:
+                raise
+            # Without their follow-ups: if the calls fail too, the caller sets them aside.
+            committed = await self.writer.run(work([]))
+            log.error(
+                "a call follow-up failed; the calls went in without it (retried at the next start)",
+                exc_info=error,
+            )
         for row in rows:
             if row["in_progress"]:
                 self._children[row["id"]] = keys[row["id"]]
             else:
                 self._children.pop(row["id"], None)
+        for after in committed:
+            try:
+                after()
+            except Exception:
+                log.exception("a call follow-up failed after its commit")
+
+    async def _prepare(self, follower: CallFollower, rows: list[dict[str, Any]]) -> Any:
+        try:
+            return await follower.prepare(rows)
+        except Exception:
+            log.exception("a call follow-up could not get ready; it is retried at the next start")
+            return None
 
     async def _write_one_by_one(
         self, batch: dict[str, Call], rows: list[dict[str, Any]]
@@ -273,19 +352,26 @@ UPSERT_CHUNK = 200  # rows a statement: well under SQLite's limit on bound param
 async def upsert_calls(
     session: AsyncSession, calls: list[dict[str, Any]], *, children: set[str] | None = None
 ) -> None:
+    """``write_calls`` in a session's transaction."""
+    await session.run_sync(lambda sync: write_calls(sync.connection(), calls, children=children))
+
+
+def write_calls(
+    conn: Connection, calls: list[dict[str, Any]], *, children: set[str] | None = None
+) -> None:
     """Write these calls (their dict form) over whatever is stored. ``children``: the ids
     whose legs and extensions changed since they were last written (None: every call's).
     Each statement is compiled once and run for all the rows (executemany)."""
-    statements = _statements(session.bind.dialect.name)
+    statements = _statements(conn.dialect.name)
     for start in range(0, len(calls), UPSERT_CHUNK):
         chunk = calls[start : start + UPSERT_CHUNK]
-        await session.execute(statements.upsert, [_row(data) for data in chunk])
+        conn.execute(statements.upsert, [_row(data) for data in chunk])
         rewrite = [data for data in chunk if children is None or data["id"] in children]
         if not rewrite:
             continue
         ids = [data["id"] for data in rewrite]
-        await session.execute(statements.delete_legs, {"ids": ids})
-        await session.execute(statements.delete_extensions, {"ids": ids})
+        conn.execute(statements.delete_legs, {"ids": ids})
+        conn.execute(statements.delete_extensions, {"ids": ids})
         legs = [
             {
                 "call_id": data["id"],
@@ -300,7 +386,7 @@ async def upsert_calls(
             for seq, leg in enumerate(data["legs"])
         ]
         if legs:
-            await session.execute(statements.insert_legs, legs)
+            conn.execute(statements.insert_legs, legs)
         extensions = [
             {
                 "call_id": data["id"],
@@ -311,7 +397,7 @@ async def upsert_calls(
             for extension in extensions_of(data)
         ]
         if extensions:
-            await session.execute(statements.insert_extensions, extensions)
+            conn.execute(statements.insert_extensions, extensions)
 
 
 _LEG_FIELDS = ("extension", "ring_started_at", "answered_at", "ended_at", "result")

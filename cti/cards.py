@@ -3,11 +3,18 @@ plus what needs a loop: the history and tasks loaded for a card, and line states
 coalesced. Frames go out through ``publish`` (the feed's ``append``), which numbers them.
 
 Line states change in bursts (a ring group sets several phones ringing at once) and go
-to everyone, so they are coalesced into one ``lines`` frame at most every LINES_INTERVAL.
+to everyone, so they are coalesced into one ``lines`` frame at most every LINES_INTERVAL;
+less often with many viewers, since each frame is a write to every one of them: the
+interval grows so that line states cost about LINE_SENDS_PER_SECOND writes a second
+(200 ms up to 200 viewers, 1 s for 1,000; bench/screenpop.py).
 
 A card is sent whole each time it changes (a client replaces it by its call id); once the
 directory has said who calls, the card is filled in with that client's recent history
-and open tasks by ``enrich``, in a task of its own so that no pop waits for it.
+and open tasks by ``enrich``, in a task of its own so that no pop waits for it (or, for
+an enricher that reads ``at_once``, right after the frame is out). Where the directory
+can answer without waiting (the built-in one on SQLite: a read of tens of microseconds
+on this thread), ``identify_now`` fills a new card in before its first frame: it shows
+the client and the responsible manager at once, in one frame instead of two.
 """
 
 from __future__ import annotations
@@ -15,23 +22,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from cti.events import CallIdentified, DomainEvent, LineStateChanged
+from cti.events import CallIdentified, CallRinging, DomainEvent, LineStateChanged
 from cti.screenpop import PopBoard, PopCard
 
 log = logging.getLogger("cti.cards")
 
 LINES_INTERVAL = 0.2
+LINE_SENDS_PER_SECOND = 1000
 
 # (kind, audience: the extensions it concerns, None: everyone, data) -> frame sent
 Publish = Callable[[str, frozenset[str] | None, Any], object]
-# (call id, number, directory match) -> (history, open tasks) for a pop card
-Enricher = Callable[
-    [str, str | None, dict[str, Any] | None],
-    Awaitable[tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-]
+History = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # (history, open tasks)
+
+
+class Enricher(Protocol):
+    """(call id, number, directory match) -> a pop card's history and open tasks."""
+
+    at_once: bool  # ``now`` answers without waiting (else only the call does)
+
+    async def __call__(
+        self, call_id: str, number: str | None, match: dict[str, Any] | None
+    ) -> History: ...
+
+    def now(self, call_id: str, number: str | None, match: dict[str, Any] | None) -> History: ...
+
+
+# A ringing call's ``call.identified``, when the directory can say at once; else None.
+IdentifyNow = Callable[[CallRinging], CallIdentified | None]
 
 
 class PopCards:
@@ -43,10 +63,14 @@ class PopCards:
         *,
         line_of: Callable[[str], str | None],
         enrich: Enricher | None = None,
+        identify_now: IdentifyNow | None = None,
+        viewers: Callable[[], int] = lambda: 0,
     ) -> None:
         self.publish = publish
+        self.viewers = viewers
         self.line_of = line_of
         self.enrich = enrich
+        self.identify_now = identify_now
         self.board = PopBoard()
         self._changed_lines: dict[str, str] = {}
         self._lines_flush: asyncio.TimerHandle | None = None
@@ -57,13 +81,19 @@ class PopCards:
             self._changed_lines[event.extension] = event.state.value
             if self._lines_flush is None:
                 loop = asyncio.get_running_loop()
-                self._lines_flush = loop.call_later(LINES_INTERVAL, self._flush_lines)
+                interval = max(LINES_INTERVAL, self.viewers() / LINE_SENDS_PER_SECOND)
+                self._lines_flush = loop.call_later(interval, self._flush_lines)
             return
         card = self.board.feed(event)
-        if card is not None:
-            self._publish_card(card)
-            if isinstance(event, CallIdentified) and self.enrich is not None:
-                self._start_enrichment(card)
+        if card is None:
+            return
+        if isinstance(event, CallRinging) and card.lookup == "pending":
+            identified = self.identify_now(event) if self.identify_now else None
+            if identified is not None and self.board.feed(identified) is not None:
+                event = identified  # the card shows who calls from its first frame
+        self._publish_card(card)
+        if isinstance(event, CallIdentified) and self.enrich is not None:
+            self._start_enrichment(card)
 
     def visible(
         self, sees_all: bool, extension: str | None, line_of: Callable[[str], str | None]
@@ -86,7 +116,7 @@ class PopCards:
             self._lines_flush.cancel()
         close = getattr(self.enrich, "close", None)  # e.g. PopHistory's reader
         if close is not None:
-            close()
+            await close()
 
     def _publish_card(self, card: PopCard) -> None:
         self.publish("pop", frozenset(card.extensions), card.to_dict(self.line_of))
@@ -102,7 +132,23 @@ class PopCards:
             except Exception:
                 log.exception("live feed skipped a lines frame")
 
+    def _enrich_now(self, card: PopCard) -> None:
+        assert self.enrich is not None
+        try:
+            history, tasks = self.enrich.now(card.call_id, card.number, card.match)
+        except Exception:
+            log.exception("could not load the history for a screen pop")
+            return
+        changed = self.board.enrich(card.call_id, history, tasks)
+        if changed is not None:
+            self._publish_card(changed)
+
     def _start_enrichment(self, card: PopCard) -> None:
+        loop = asyncio.get_running_loop()
+        if self.enrich is not None and self.enrich.at_once:  # after this frame, no task
+            loop.call_soon(self._enrich_now, card)
+            return
+
         async def enrich() -> None:
             assert self.enrich is not None
             try:
@@ -114,6 +160,6 @@ class PopCards:
             if changed is not None:
                 self._publish_card(changed)
 
-        task = asyncio.get_running_loop().create_task(enrich())
+        task = loop.create_task(enrich())
         self._enrichments.add(task)
         task.add_done_callback(self._enrichments.discard)

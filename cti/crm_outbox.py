@@ -41,11 +41,6 @@ class CallReporter(Protocol):
     async def close(self) -> None: ...
 
 
-def enqueue(session: AsyncSession, call: dict[str, Any], now: datetime) -> None:
-    """Add a finished call to the outbox (inside the caller's transaction)."""
-    session.add(CrmOutbox(call_id=call["id"], call=call, attempts=0, next_attempt_at=now))
-
-
 class CallReportOutbox:
     def __init__(
         self,

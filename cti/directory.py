@@ -7,6 +7,7 @@ external CRM connectors implement it. ``InMemoryDirectory`` serves tests.
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -90,6 +91,23 @@ class Directory(Protocol):
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         """Clients whose name, contact or number contains ``text``."""
         ...
+
+
+class Later(enum.Enum):
+    """A directory's answer that needs waiting for (see ``lookup_now``)."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
+
+
+def lookup_now(directory: Directory, number: str) -> Found | Later:
+    """The answer without waiting, from a directory that can give one at once (the
+    built-in one on SQLite: a read on this thread in microseconds), so that a screen pop
+    shows the client from its first frame; ``LATER`` from any other (an external CRM)."""
+    now = getattr(directory, "lookup_now", None)
+    return LATER if now is None else now(number)
 
 
 async def lookup_many(

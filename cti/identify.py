@@ -3,7 +3,10 @@
 The directory is given ``[crm] lookup_budget_ms``: an answer in time is published at
 once; a slower one when it arrives, so the pop shows the number straight away and fills
 in the client later. Each call is looked up once; extensions rung later (a ring group,
-a transfer) get the same answer from memory.
+a transfer) get the same answer from memory. A directory that can answer without
+waiting (``cti.directory.lookup_now``) is asked at once, with no task, and the live
+feed asks through ``identify_now`` before a pop's first frame, which then shows the
+client already.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 from collections import OrderedDict
 
 from cti.bus import EventBus, SubscriberLagged, Subscription, SubscriptionClosed
-from cti.directory import Directory, DirectoryUnavailable, Found
+from cti.directory import LATER, Directory, DirectoryUnavailable, Found, lookup_now
 from cti.events import CallIdentified, CallRinging, describe
 from cti.tasks import TaskMonitor
 
@@ -60,9 +63,35 @@ class CallerIdentifier:
             except SubscriptionClosed:
                 return
             if isinstance(event, CallRinging) and event.external_number:
+                identified = self.identify_now(event)
+                if identified is not None:
+                    await self.bus.publish(identified)
+                    continue
                 task = asyncio.create_task(self._identify(event))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def identify_now(self, ringing: CallRinging) -> CallIdentified | None:
+        """The call's ``call.identified`` when it can be had without waiting: looked up
+        already, or from a directory that answers at once; None otherwise (and for
+        hidden numbers). Not published: the caller uses it, ``_run`` publishes it."""
+        number = ringing.external_number
+        if not number:
+            return None
+        lookup = self._lookups.get(ringing.call_id)
+        if lookup is None:
+            try:
+                found = lookup_now(self.directory, number)
+            except Exception as e:  # a failing directory: the waiting path says so
+                log.warning("caller lookup failed: %r", e)
+                return None
+            if found is LATER:
+                return None
+            lookup = self._remember(ringing.call_id, asyncio.get_running_loop().create_future())
+            lookup.set_result(found)
+        if not lookup.done() or lookup.cancelled() or lookup.exception() is not None:
+            return None
+        return _identified(ringing, lookup.result())
 
     async def _identify(self, ringing: CallRinging) -> None:
         try:
@@ -73,11 +102,10 @@ class CallerIdentifier:
     async def _look_up(self, ringing: CallRinging) -> None:
         lookup = self._lookups.get(ringing.call_id)
         if lookup is None:
-            lookup = self._lookups[ringing.call_id] = asyncio.ensure_future(
-                self.directory.lookup(ringing.external_number or "")
+            lookup = self._remember(
+                ringing.call_id,
+                asyncio.ensure_future(self.directory.lookup(ringing.external_number or "")),
             )
-            if len(self._lookups) > REMEMBERED_CALLS:
-                self._lookups.popitem(last=False)
         match, late, unavailable = None, False, False
         try:
             try:
@@ -89,13 +117,23 @@ class CallerIdentifier:
             unavailable = True
             if not isinstance(e, DirectoryUnavailable):
                 log.warning("caller lookup failed: %r", e)
-        await self.bus.publish(
-            CallIdentified(
-                call_id=ringing.call_id,
-                extension=ringing.extension,
-                number=ringing.external_number or "",
-                match=None if match is None else match.to_dict(),
-                late=late,
-                unavailable=unavailable,
-            )
-        )
+        await self.bus.publish(_identified(ringing, match, late=late, unavailable=unavailable))
+
+    def _remember(self, call_id: str, lookup: asyncio.Future[Found]) -> asyncio.Future[Found]:
+        self._lookups[call_id] = lookup
+        if len(self._lookups) > REMEMBERED_CALLS:
+            self._lookups.popitem(last=False)
+        return lookup
+
+
+def _identified(
+    ringing: CallRinging, match: Found, *, late: bool = False, unavailable: bool = False
+) -> CallIdentified:
+    return CallIdentified(
+        call_id=ringing.call_id,
+        extension=ringing.extension,
+        number=ringing.external_number or "",
+        match=None if match is None else match.to_dict(),
+        late=late,
+        unavailable=unavailable,
+    )

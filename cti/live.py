@@ -7,7 +7,9 @@ event goes to the cards, then out as a frame of its own (``call.ringing`` ... to
 it concerns, ``link.state`` to everyone; line states only coalesced, as ``lines``).
 
 ``LiveFeed`` is the feed itself (the WebSocket handler attaches viewers to it), with the
-cards and the bus subscription added, so the service builds and stops one object.
+cards and the bus added, so the service builds and stops one object. It is a listener of
+the bus (``EventBus.listen``): each event is shown in its publisher's turn, so a pop
+leaves in the same turn of the loop as the PBX frame that made it, queued behind nothing.
 
 The domain events behind the pops (``call.ringing`` ... ``call.ended``) double the
 frames and the desktop does not need them; a client asks for them (``?events=calls``).
@@ -15,18 +17,15 @@ frames and the desktop does not need them; a client asks for them (``?events=cal
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from cti.bus import EventBus, SubscriberLagged, SubscriptionClosed
-from cti.cards import Enricher, PopCards
+from cti.bus import EventBus
+from cti.cards import Enricher, IdentifyNow, PopCards
 from cti.events import DomainEvent, LineStateChanged, describe
 from cti.feed import Feed, FeedFrame, Viewer, json_dumps
-from cti.tasks import TaskMonitor
 
 __all__ = ["Enricher", "FeedFrame", "LiveFeed", "Viewer", "json_dumps"]
 
@@ -47,11 +46,11 @@ class LiveFeed(Feed):
         line_of: Callable[[str], str | None],
         links: Callable[[], list[dict[str, Any]]],
         enrich: Enricher | None = None,
+        identify_now: IdentifyNow | None = None,
         replay_seconds: float = 120.0,
         replay_frames: int = 20_000,
         send_buffer: int = 1000,
         clock: Callable[[], float] = time.monotonic,
-        tasks: TaskMonitor | None = None,
     ) -> None:
         super().__init__(
             state=self._state,
@@ -61,22 +60,24 @@ class LiveFeed(Feed):
             clock=clock,
         )
         self.bus = bus
-        self.tasks = tasks or TaskMonitor()
         self.lines = lines
         self.links = links
-        self.cards = PopCards(self.append, line_of=line_of, enrich=enrich)
+        self.cards = PopCards(
+            self.append,
+            line_of=line_of,
+            enrich=enrich,
+            identify_now=identify_now,
+            viewers=self.viewers,
+        )
         self.board = self.cards.board
-        self._task: asyncio.Task[None] | None = None
+        self._stop_listening: Callable[[], None] = lambda: None
 
     def start(self) -> None:
-        subscription = self.bus.subscribe(maxsize=100_000, name="live-feed")
-        self._task = self.tasks.spawn(self._run(subscription), "live-feed")
+        self._stop_listening = self.bus.listen(self._on_event, name="live-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        super().stop()
+        self._stop_listening()
         await self.cards.stop()
 
     def handle(self, event: DomainEvent) -> None:
@@ -86,24 +87,12 @@ class LiveFeed(Feed):
         audience = None if event.type in PUBLIC_EVENTS else event.extensions()
         self.append(event.type, audience, event.to_dict(), call_event=event.type in CALL_EVENTS)
 
-    async def _run(self, subscription: Any) -> None:
+    def _on_event(self, event: DomainEvent) -> None:
         try:
-            while True:
-                try:
-                    event = await subscription.get()
-                except SubscriberLagged as lag:
-                    log.warning("live feed fell behind the bus; every viewer resyncs: %s", lag)
-                    self.lag_everyone()
-                    continue
-                try:
-                    self.handle(event)
-                except Exception:
-                    # One event that cannot be shown must not stop everyone's pops.
-                    log.exception("live feed skipped an event", extra={"fields": describe(event)})
-        except SubscriptionClosed:
-            return
-        finally:
-            subscription.close()
+            self.handle(event)
+        except Exception:
+            # One event that cannot be shown must not stop everyone's pops.
+            log.exception("live feed skipped an event", extra={"fields": describe(event)})
 
     def _state(self, viewer: Viewer) -> dict[str, Any]:
         """What a resync carries: the viewer's cards, every line and every link."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ def parse_number(raw: str, region: str) -> ParsedNumber:
     return ParsedNumber(e164, e164[1:] if e164 else digits, extension)
 
 
+@functools.lru_cache(maxsize=8192)  # a PBX names a call's number in frame after frame
 def to_e164(raw: str | None, region: str) -> str | None:
     """The E.164 form of a number as a PBX or a person wrote it; None when it is not a
     valid phone number (internal extensions, 'anonymous', garbage)."""

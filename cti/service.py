@@ -27,6 +27,7 @@ from cti.crm_outbox import CallReportOutbox
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.health import DatabaseHealth
+from cti.db.writer import Writer
 from cti.directory import Directory
 from cti.domain import LineState, Role
 from cti.identify import CallerIdentifier
@@ -100,8 +101,10 @@ class Service:
         directory = directory or build_directory(crm, builtin, region, config.server.data_dir)
         reporter = build_call_reporter(crm, directory, config.server.time_zone)
         crm_outbox = CallReportOutbox(sessions, reporter, tasks=tasks) if reporter else None
+        writer = Writer(engine)
         writeback = CallWriteBack(
             sessions,
+            writer,
             bus.publish_nowait,
             region=region,
             suffix_digits=crm.suffix_digits,
@@ -110,18 +113,15 @@ class Service:
             outbox=crm_outbox,
             # An external CRM says whose client a caller is (and who calls back).
             external=None if directory is builtin else directory,
-            builtin_lookup=builtin.lookup,
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
         faxes = Faxes.create(sessions, config, directory, bus, tasks)
         call_store = CallStore(
             sessions,
+            writer,
             tasks,
-            after_write=[
-                writeback.after_write,
-                recording_store.after_write,
-                faxes.inbox.after_write,
-            ],
+            followers=[writeback, recording_store],
+            after_write=[faxes.inbox.after_write],
         )
 
         pbx_context = PbxContext(
@@ -141,16 +141,17 @@ class Service:
         recordings = Recordings.create(
             recording_store, config, tasks, calls_named_by=lambda name: calls_named_by(pbx, name)
         )
+        identifier = CallerIdentifier(bus, directory, crm.lookup_budget_ms / 1000, tasks)
         live = LiveFeed(
             bus,
             lines=lambda: line_states(pbx),
             line_of=lambda extension: line_state_of(pbx, extension),
             links=lambda: [status.to_dict() for status in links.all()],
             enrich=PopHistory(sessions, builtin=directory is builtin),
+            identify_now=identifier.identify_now,
             replay_seconds=config.server.ws_replay_seconds,
             replay_frames=config.server.ws_replay_frames,
             send_buffer=config.server.ws_send_buffer,
-            tasks=tasks,
         )
         sms_outbox = SmsOutbox(
             sessions,
@@ -179,7 +180,7 @@ class Service:
             pbx_services=_pbx_services(config, pbx_context),
             recordings=recordings,
             faxes=faxes,
-            identifier=CallerIdentifier(bus, directory, crm.lookup_budget_ms / 1000, tasks),
+            identifier=identifier,
             live=live,
             sms_outbox=sms_outbox,
             sms_inbox=SmsInbox(sessions, bus.publish_nowait, SenderLookup(sessions, directory)),
@@ -282,6 +283,7 @@ class Service:
         if self.builtin_directory is not self.directory:  # the write-back's lookups
             await self.builtin_directory.close()
         self.bus.close()
+        self.call_store.writer.dispose()
         await self.engine.dispose()
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -22,7 +23,11 @@ from cti.tasks import TaskMonitor, cancel
 
 log = logging.getLogger("cti.sockets")
 
-Close = Callable[[int, str], Awaitable[object]]  # (code, reason)
+
+class Connection(Protocol):
+    async def close(self, *, code: int, message: bytes) -> object: ...
+
+
 CLOSE_UNAUTHORIZED = 4401  # application close codes mirror HTTP statuses
 CLOSE_GOING_AWAY = 1001
 
@@ -34,7 +39,7 @@ class SocketGuard:
         self.sessions = sessions
         self.tasks = tasks
         self.interval = interval
-        self._open: dict[object, tuple[int, Close]] = {}  # connection -> (token id, close)
+        self._open: dict[Connection, int] = {}  # connection -> its token's id
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -45,10 +50,10 @@ class SocketGuard:
         await cancel(self._task)
         self._task = None
 
-    def add(self, connection: object, token_id: int, close: Close) -> None:
-        self._open[connection] = (token_id, close)
+    def add(self, connection: Connection, token_id: int) -> None:
+        self._open[connection] = token_id
 
-    def remove(self, connection: object) -> None:
+    def remove(self, connection: Connection) -> None:
         self._open.pop(connection, None)
 
     def recheck_soon(self) -> None:
@@ -57,7 +62,7 @@ class SocketGuard:
     async def close_all(self, reason: str = "the service is stopping") -> None:
         connections, self._open = self._open, {}
         await asyncio.gather(
-            *(close(CLOSE_GOING_AWAY, reason) for _, close in connections.values()),
+            *(_close(c, CLOSE_GOING_AWAY, reason) for c in connections),
             return_exceptions=True,
         )
 
@@ -67,12 +72,12 @@ class SocketGuard:
             return 0
         snapshot = dict(self._open)
         async with self.sessions() as session:
-            valid = await valid_token_ids(session, (t for t, _ in snapshot.values()))
-        ended = [(c, close) for c, (token, close) in snapshot.items() if token not in valid]
-        for connection, _ in ended:
+            valid = await valid_token_ids(session, snapshot.values())
+        ended = [c for c, token in snapshot.items() if token not in valid]
+        for connection in ended:
             self._open.pop(connection, None)
         await asyncio.gather(
-            *(close(CLOSE_UNAUTHORIZED, "signed out or token ended") for _, close in ended),
+            *(_close(c, CLOSE_UNAUTHORIZED, "signed out or token ended") for c in ended),
             return_exceptions=True,
         )
         if ended:
@@ -89,3 +94,7 @@ class SocketGuard:
                 await self.recheck()
             except Exception:
                 log.exception("could not check the live connections' tokens; trying again")
+
+
+def _close(connection: Connection, code: int, reason: str) -> Awaitable[object]:
+    return connection.close(code=code, message=reason.encode())

@@ -17,12 +17,14 @@ import asyncio
 import logging
 import shutil
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.config import RecordingsConfig
@@ -97,6 +99,30 @@ class FileState:
 
 
 HANDLED_MEMORY = 20_000  # announced recordings remembered: more than the calls in progress
+PREPARE_STEP = 5  # new files looked at between two turns of the loop
+
+
+# The recordings of these calls, and those with these paths (any call's), in one query;
+# built once, as it runs in every batch that brings a new file.
+_ATTACHED = select(Recording.call_id, Recording.path).where(
+    or_(
+        Recording.call_id.in_(bindparam("calls", expanding=True)),
+        Recording.path.in_(bindparam("paths", expanding=True)),
+    )
+)
+_ATTACH = insert(Recording)
+
+
+@dataclass
+class Announced:
+    """What a batch of calls announced, for ``RecordingStore.write``."""
+
+    # call id -> {file relative to dir: its size, None while it has no audio}
+    wanted: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    started: dict[str, datetime] = field(default_factory=dict)
+    # (call id, file as the PBX named it) -> attached (True) or refused (False)
+    handled: dict[tuple[str, str], bool] = field(default_factory=dict)
+    with_files: set[str] = field(default_factory=set)  # attached before this batch
 
 
 def _stem(path: str) -> str:
@@ -175,73 +201,85 @@ class RecordingStore:
         relative = str(path)
         return relative if len(relative) <= 500 and self.file_of(relative) else None
 
-    async def after_write(self, calls: list[dict[str, Any]]) -> None:
-        """CallStore hook: attach the files each call announced, once each, however often
-        the call is written. A file still being recorded is attached too (serving checks
-        that it exists). What was attached is remembered, so the next writes of the call
-        cost no query."""
-        wanted: dict[str, dict[str, None]] = {}
-        with_files: set[str] = set()  # calls with a file in the folder, handled before
-        handled: dict[tuple[str, str], bool] = {}
+    # -- CallFollower: in the transaction that stores the calls -------------------------
+
+    async def prepare(self, calls: list[dict[str, Any]]) -> Announced | None:
+        """The files each call announced that are new since it was last written, found
+        in the folder (a file still being recorded is attached too: serving checks that
+        it exists). What was attached is remembered, so the next writes of the call cost
+        no query."""
+        found = Announced()
         for call in calls:
             for announced in call.get("recordings") or ():
                 key = (call["id"], announced)
                 if key in self._handled:
                     if self._handled[key]:
-                        with_files.add(call["id"])
+                        found.with_files.add(call["id"])
                     continue
+                if len(found.handled) % PREPARE_STEP == PREPARE_STEP - 1:
+                    await asyncio.sleep(0)  # the file checks are on the loop: let it turn
                 relative = self.from_pbx(announced)
-                handled[key] = relative is not None
+                found.handled[key] = relative is not None
                 if relative is not None:
-                    wanted.setdefault(call["id"], {})[relative] = None
+                    file = self.audio_of(relative)
+                    size = file.stat().st_size if file else None  # None: not yet
+                    found.wanted.setdefault(call["id"], {})[relative] = size
+                    found.started[call["id"]] = datetime.fromisoformat(call["started_at"])
                 else:
                     self._refuse(call["id"], announced, "outside the recordings folder")
-        if wanted:
-            await self._attach_announced(calls, wanted)
-        self._handled.update(handled)
-        while len(self._handled) > HANDLED_MEMORY:
-            del self._handled[next(iter(self._handled))]
-        if self.options.transcode == "opus":
-            with_files.update(wanted)
-            ended = [
-                call["id"] for call in calls if call["id"] in with_files and not call["in_progress"]
-            ]
-            if ended:
-                await self._transcode_later(ended)
+        return found if found.handled or found.with_files else None
 
-    async def _attach_announced(
-        self, calls: list[dict[str, Any]], wanted: dict[str, dict[str, None]]
-    ) -> None:
-        started = {call["id"]: datetime.fromisoformat(call["started_at"]) for call in calls}
-        async with self.sessions() as session:
-            rows = await session.scalars(
-                select(Recording).where(Recording.call_id.in_(list(wanted)))
-            )
-            known = {(row.call_id, _stem(row.path)) for row in rows}
-            every = [relative for paths in wanted.values() for relative in paths]
-            taken = set(
-                await session.scalars(select(Recording.path).where(Recording.path.in_(every)))
-            )
-            for call_id, paths in wanted.items():
-                for relative in paths:
-                    if (call_id, _stem(relative)) in known:
-                        continue
-                    if relative in taken:
-                        self._refuse(call_id, relative, "already another call's recording")
-                        continue
-                    taken.add(relative)
-                    file = self.audio_of(relative)
-                    session.add(
-                        Recording(
-                            call_id=call_id,
-                            path=relative,
-                            content_type=content_type_of(relative),
-                            size=file.stat().st_size if file else None,  # None: not yet
-                            created_at=started[call_id],
-                            source="pbx",
-                        )
-                    )
-            await session.commit()
+    def write(
+        self, conn: Connection, calls: list[dict[str, Any]], found: Announced
+    ) -> Callable[[], None]:
+        """Attach the files each call announced, once each, however often the call is
+        written."""
+        if found.wanted:
+            self._attach_announced(conn, found)
+
+        def committed() -> None:
+            self._handled.update(found.handled)
+            while len(self._handled) > HANDLED_MEMORY:
+                del self._handled[next(iter(self._handled))]
+            if self.options.transcode == "opus":
+                with_files = found.with_files | set(found.wanted)
+                ended = [c["id"] for c in calls if c["id"] in with_files and not c["in_progress"]]
+                if ended:
+                    self._spawn(self._transcode_later(ended))
+
+        return committed
+
+    def _attach_announced(self, conn: Connection, found: Announced) -> None:
+        every = {relative for paths in found.wanted.values() for relative in paths}
+        rows = conn.execute(_ATTACHED, {"calls": list(found.wanted), "paths": sorted(every)}).all()
+        known = {(call_id, _stem(path)) for call_id, path in rows if call_id in found.wanted}
+        taken = {path for _, path in rows if path in every}
+        new = []
+        for call_id, paths in found.wanted.items():
+            for relative, size in paths.items():
+                if (call_id, _stem(relative)) in known:
+                    continue
+                if relative in taken:
+                    self._refuse(call_id, relative, "already another call's recording")
+                    continue
+                taken.add(relative)
+                new.append(
+                    {
+                        "call_id": call_id,
+                        "path": relative,
+                        "content_type": content_type_of(relative),
+                        "size": size,
+                        "created_at": found.started[call_id],
+                        "source": "pbx",
+                    }
+                )
+        if new:
+            conn.execute(_ATTACH, new)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _refuse(self, call_id: str, path: str, why: str) -> None:
         if (call_id, path) not in self._refused:  # the call is written again and again
@@ -319,9 +357,7 @@ class RecordingStore:
             for recording_id in ids:
                 if recording_id not in self._transcoding:
                     self._transcoding.add(recording_id)
-                    task = asyncio.create_task(self._transcode(recording_id))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._transcode(recording_id))
 
     async def _transcode(self, recording_id: int) -> None:
         try:

@@ -222,15 +222,17 @@ async def test_a_burst_of_calls_that_never_end_does_not_starve_the_api(
         token = await make_user("supervisor")
         upserts, per_transaction = [0], []
 
-        def count(conn, cursor, statement, *args) -> None:
-            upserts[0] += statement.startswith("INSERT INTO calls ")
+        def count(conn, cursor, statement, parameters, context, executemany) -> None:
+            if statement.startswith("INSERT INTO calls "):  # the calls' rows it writes
+                upserts[0] += len(parameters) if executemany else 1
 
         def commit(conn) -> None:
             per_transaction.append(upserts[0])
             upserts[0] = 0
 
-        event.listen(service.engine.sync_engine, "before_cursor_execute", count)
-        event.listen(service.engine.sync_engine, "commit", commit)
+        calls_written_by = service.call_store.writer.engine
+        event.listen(calls_written_by, "before_cursor_execute", count)
+        event.listen(calls_written_by, "commit", commit)
         burst = asyncio.create_task(pbx.play(never_ending_calls(2000)))
         answers = []
         while not burst.done() or service.call_store.backlog:
@@ -245,7 +247,7 @@ async def test_a_burst_of_calls_that_never_end_does_not_starve_the_api(
         await service.call_store.flush()
         assert len(service.pbx["lab"].tracker.calls) == 2000
         # Written in turns: never more than one batch of calls in a transaction.
-        assert max(per_transaction) == 1 and sum(per_transaction) >= 2000 / WRITE_BATCH
+        assert max(per_transaction) <= WRITE_BATCH and sum(per_transaction) >= 2000
         page = await (await api.get("/api/calls?limit=1", headers=bearer(token))).json()
         assert page["calls"][0]["in_progress"]
     finally:

@@ -167,3 +167,22 @@ def test_published_events_are_counted_by_type() -> None:
 def test_event_ids_are_unique_128_bit_hex() -> None:
     ids = {ringing(0).event_id for _ in range(1000)}
     assert len(ids) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+async def test_a_listener_hears_each_event_in_the_publishers_turn(caplog) -> None:
+    bus = InProcessBus()
+    heard: list[str] = []
+
+    def fails(event) -> None:
+        raise RuntimeError("cannot take this one")
+
+    bus.listen(fails, name="broken")
+    stop = bus.listen(lambda event: heard.append(event.call_id), name="feed")
+    queued = bus.subscribe(name="queued")
+    bus.publish_nowait(ringing(1))
+    assert heard == ["c1"]  # at once, before anything awaited
+    assert (await queued.get()).call_id == "c1"  # the others go on
+    assert any(r.getMessage() == "a bus listener failed on an event" for r in caplog.records)
+    stop()
+    bus.publish_nowait(ringing(2))
+    assert heard == ["c1"]

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 from cti import cards
+from cti import feed as feed_module
 from cti.bus import InProcessBus
 from cti.domain import Direction, LineState
 from cti.events import CallRinging, LineStateChanged
@@ -32,7 +33,7 @@ def ringing(call_id: str, extension: str) -> CallRinging:
 def drain(viewer: Viewer) -> list[tuple[str, int]]:
     found = []
     while viewer.pending:
-        frame = viewer.pending.popleft()
+        frame = viewer.pending.pop(0)
         found.append((frame.text.split('"type": "')[1].split('"')[0], frame.seq))
     return found
 
@@ -69,34 +70,118 @@ class FakeTransport:
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.buffered = 0
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def frames(self) -> list[dict]:
+        """What was written, as the client reads it (a write may hold several frames)."""
+        data, found = b"".join(self.written), []
+        while data:
+            assert data[0] == 0x81  # a final text frame, unmasked
+            length, at = data[1], 2
+            if length == 126:
+                length, at = int.from_bytes(data[2:4], "big"), 4
+            found.append(json.loads(data[at : at + length]))
+            data = data[at + length :]
+        return found
+
+
+async def turns(n: int = 5) -> None:
+    """Let the feed's sender have a few turns of the loop."""
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 async def test_idle_viewers_get_frames_straight_on_their_socket_in_order() -> None:
     f = feed()
     viewer, _ = f.attach(sees_all=True, extension=None, call_events=True)
-    viewer.transport = transport = FakeTransport()
+    transport = FakeTransport()
+    f.start_sending(viewer, transport, heartbeat=0)
     f.handle(ringing("c1", "101"))
     assert not viewer.pending and viewer.seq == 2
     assert transport.written[0] == websocket_frame(f._journal[0].text)
-    viewer.sending = True  # its task is mid-send: what comes now must wait behind
+    transport.buffered = WRITE_BUFFER_LIMIT  # a slow socket: queue instead
     f.handle(ringing("c2", "101"))
-    viewer.sending = False
-    f.handle(ringing("c3", "101"))  # still behind the queue, never ahead of it
+    transport.buffered = 0
+    f.handle(ringing("c3", "101"))  # behind the queue, never ahead of it
     assert [frame.seq for frame in viewer.pending] == [3, 4, 5, 6]
     assert len(transport.written) == 2
-    viewer.pending.clear()
-    transport.buffered = WRITE_BUFFER_LIMIT  # a slow socket: queue instead
-    f.handle(ringing("c4", "101"))
-    assert len(viewer.pending) == 2 and len(transport.written) == 2
+    await asyncio.sleep(0.1)  # the sender tries the slow socket again: room now
+    assert not viewer.pending and len(transport.written) == 3  # the four in one write
+    assert [frame["seq"] for frame in transport.frames()] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_frame_for_everyone_goes_out_in_slices_and_keeps_its_place() -> None:
+    f = feed()
+    viewers = []
+    for n in range(3 * feed_module.SEND_SLICE):
+        viewer, _ = f.attach(sees_all=False, extension=str(1000 + n), call_events=True)
+        f.start_sending(viewer, FakeTransport(), heartbeat=0)
+        viewers.append(viewer)
+    f.append("lines", None, {"1000": "ringing"})
+    # Queued for all, not written in one go: the loop would stall for a thousand writes.
+    assert all(len(v.pending) == 1 for v in viewers)
+    last = viewers[-1]
+    f.handle(ringing("c1", last.extension))  # after the lines frame, on its connection too
+    await asyncio.sleep(0)
+    written = sum(1 for v in viewers if v.transport.written)
+    assert feed_module.SEND_SLICE <= written < len(viewers)
+    await turns()
+    assert [frame["type"] for frame in last.transport.frames()] == ["lines", "pop", "call.ringing"]
+    assert all(v.transport.frames()[0]["type"] == "lines" and not v.pending for v in viewers)
+
+
+async def test_a_viewer_that_fell_behind_is_sent_a_resync_when_its_socket_has_room() -> None:
+    f = feed(send_buffer=3)
+    viewer, _ = f.attach(sees_all=True, extension=None, call_events=True)
+    transport = FakeTransport()
+    transport.buffered = WRITE_BUFFER_LIMIT
+    f.start_sending(viewer, transport, heartbeat=0)
+    for n in range(5):
+        f.handle(ringing(f"c{n}", "101"))
+    assert viewer.lagged and not viewer.pending
+    await asyncio.sleep(0.1)
+    assert transport.written == []  # still no room
+    transport.buffered = 0
+    await asyncio.sleep(0.1)
+    (resync,) = transport.frames()
+    assert resync["type"] == "resync" and resync["reason"] == "lagged"
+    assert len(resync["state"]["pops"]) == 5 and not viewer.lagged
+
+
+async def test_quiet_viewers_get_heartbeats_and_busy_ones_do_not() -> None:
+    f = feed()
+    quiet, _ = f.attach(sees_all=False, extension="101", call_events=True)
+    busy, _ = f.attach(sees_all=False, extension="102", call_events=True)
+    for viewer in (quiet, busy):
+        f.start_sending(viewer, FakeTransport(), heartbeat=0.2)
+    for n in range(6):
+        f.handle(ringing(f"c{n}", "102"))
+        await asyncio.sleep(0.05)
+    assert [frame["type"] for frame in quiet.transport.frames()] == ["heartbeat"]
+    assert {frame["type"] for frame in busy.transport.frames()} == {"pop", "call.ringing"}
+    f.pong(quiet)
+    await turns()
+    assert quiet.transport.frames()[-1] == {"type": "pong", "seq": 0}
+    await f.stop()
+
+
+async def test_call_events_nobody_asked_for_are_never_encoded() -> None:
+    f = feed()
+    anna, _ = f.attach(sees_all=False, extension="101")  # pops only
+    f.start_sending(anna, FakeTransport(), heartbeat=0)
+    f.handle(ringing("c1", "101"))
+    pop, event = f._journal
+    assert pop._text is not None and event.call_event and event._text is None
+    assert json.loads(event.text)["type"] == "call.ringing"  # made when a resume needs it
 
 
 def test_websocket_frame_lengths() -> None:
@@ -200,3 +285,15 @@ async def test_a_line_event_from_one_pbx_does_not_hide_the_others_state(monkeypa
     await asyncio.sleep(0.05)
     (frame,) = anna.pending
     assert '"data": {"101": "in_use"}' in frame.text
+
+
+async def test_lines_go_out_less_often_the_more_viewers_they_go_to(monkeypatch) -> None:
+    monkeypatch.setattr(cards, "LINES_INTERVAL", 0.01)
+    monkeypatch.setattr(cards, "LINE_SENDS_PER_SECOND", 20)  # 6 viewers: every 0.3 s
+    f = feed()
+    viewers = [f.attach(sees_all=True, extension=None)[0] for _ in range(6)]
+    f.handle(LineStateChanged(extension="101", state=LineState.RINGING))
+    await asyncio.sleep(0.1)
+    assert not viewers[0].pending  # 10 ms with one viewer; not yet with six
+    await asyncio.sleep(0.35)
+    assert [len(v.pending) for v in viewers] == [1] * 6

@@ -14,14 +14,16 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
-from sqlalchemy import Select, bindparam, delete, func, or_, select
+from sqlalchemy import Select, bindparam, delete, func, insert, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
 from cti.clients.models import Client, Contact, Phone
 from cti.db.models import User
-from cti.directory import Found, Match, ResponsibleManager, SharedNumber
+from cti.directory import LATER, Found, Later, Match, ResponsibleManager, SharedNumber
 from cti.domain import utcnow
 from cti.phone import NotAPhoneNumber, parse_number, to_e164
 
@@ -102,13 +104,13 @@ def _pick(rows: Sequence[Any], exact: bool) -> Found:
     return _to_match(rows[0])
 
 
-async def lookup_in(session: AsyncSession, number: str, suffix_digits: int) -> Match | None:
+def lookup_in(conn: Connection, number: str, suffix_digits: int) -> Match | None:
     """A lookup inside the caller's transaction: the one client, or None (unknown, or a
     number several clients share: its work goes to nobody's manager by a guess)."""
     plan = _plan(number, suffix_digits)
     if plan is None:
         return None
-    found = _pick((await session.execute(*plan)).all(), plan[0] is _BY_NUMBER)
+    found = _pick(conn.execute(*plan).all(), plan[0] is _BY_NUMBER)
     return found if isinstance(found, Match) else None
 
 
@@ -160,8 +162,11 @@ class _SqliteReader:
         self.db: sqlite3.Connection | None = None
 
     async def rows(self, query: Select, params: dict[str, str]) -> list[Any]:
+        return self.rows_now(query, params)
+
+    def rows_now(self, query: Select, params: dict[str, str]) -> list[Any]:
         if self.db is None:
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self.db = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True)
         compiled = self.compiled[query]
         values = compiled.construct_params(params)
         args = [values[name] for name in compiled.positiontup or ()]
@@ -224,6 +229,15 @@ class SqlDirectory:
         if plan is None:
             return None
         return _pick(await self._reader.rows(*plan), plan[0] is _BY_NUMBER)
+
+    def lookup_now(self, number: str) -> Found | Later:
+        """``lookup`` at once on SQLite (``cti.directory.lookup_now``); LATER elsewhere."""
+        if not isinstance(self._reader, _SqliteReader):
+            return LATER
+        plan = _plan(number, self.suffix_digits)
+        if plan is None:
+            return None
+        return _pick(self._reader.rows_now(*plan), plan[0] is _BY_NUMBER)
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         async with self.sessions() as session:
@@ -352,6 +366,38 @@ async def save_client(
     client.contacts = contacts
     client.phones = phones
     return await _touched(session, client)
+
+
+def add_lead(conn: Connection, name: str, number: str, region: str) -> int:
+    """A new client from an unknown caller (a lead: a person with that one number), in
+    the caller's transaction; its id. DirectoryError when the number is not one."""
+    phone = _phone(PhoneIn(number), region)
+    name = " ".join(name.split())[:200] or phone.number
+    now = utcnow()
+    client_id = conn.execute(
+        insert(Client)
+        .values(
+            name=name,
+            kind="person",
+            is_lead=True,
+            tags=[],
+            notes="",
+            search_text=search_text(name, (), (phone.number,)),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(Client.id)
+    ).scalar_one()
+    conn.execute(
+        insert(Phone).values(
+            client_id=client_id,
+            number=phone.number,
+            extension=phone.extension,
+            label=phone.label,
+            reversed_digits=phone.reversed_digits,
+        )
+    )
+    return client_id
 
 
 def _contact(data: ContactIn, fallback_name: str, contact: Contact | None = None) -> Contact:

@@ -19,6 +19,8 @@ from cti.http.errors import ApiError, error_response
 
 
 class _JsonErrors(RequestHandler):
+    __slots__ = ()  # as aiohttp's: no dict for each connection
+
     def handle_error(
         self,
         request: BaseRequest,

@@ -14,9 +14,9 @@ FRAME_BURST); a client that sends more is closed (1008), as is one that sends bi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ AUTH_TIMEOUT = 10.0
 MAX_CLIENT_FRAME = 4096  # bytes: an auth frame with its token fits many times over
 FRAME_BURST = 20  # frames a client may send at once before the rate applies
 CLOSE_POLICY = 1008
+DEAD_PEER_HEARTBEATS = 3  # a connection that acknowledges nothing for this long is dropped
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -47,6 +48,8 @@ def bearer_token(header: str | None) -> str | None:
 
 class FrameRate:
     """A token bucket: ``rate`` frames a second on average, ``burst`` at once."""
+
+    __slots__ = ("burst", "clock", "last", "rate", "tokens")
 
     def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
@@ -74,17 +77,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     stream, last_seq = _resume_point(request)
     call_events = request.query.get("events") == "calls"
 
-    heartbeat = service.config.server.ws_heartbeat_seconds
-    # Protocol pings find dead peers; the JSON heartbeat lets a browser notice a dead server.
-    # No compression: the live feed writes its pre-encoded frames to the socket itself.
-    ws = web.WebSocketResponse(heartbeat=heartbeat, max_msg_size=MAX_CLIENT_FRAME, compress=False)
+    # No protocol pings (a timer or two for each connection): the feed's heartbeat frames
+    # let a browser notice a dead server, and their being left unacknowledged lets the
+    # kernel drop a dead browser (TCP_USER_TIMEOUT, below). No compression: the live feed
+    # writes its pre-encoded frames to the socket itself.
+    ws = web.WebSocketResponse(heartbeat=None, max_msg_size=MAX_CLIENT_FRAME, compress=False)
     await ws.prepare(request)
     if found is None:
         found = await _authenticate_first_frame(ws, service)
         if found is None:
             return ws
     token_id, who = found
-    service.sockets.add(ws, token_id, lambda code, why: ws.close(code=code, message=why.encode()))
+    service.sockets.add(ws, token_id)
     try:
         await _stream(request, ws, service, who, stream, last_seq, call_events)
     finally:
@@ -111,74 +115,64 @@ async def _stream(
         call_events=call_events,
     )
     try:
-        hello = {
-            "type": "hello",
-            "seq": viewer.seq,
-            "stream": feed.stream,
-            "resumed": resumed,
-            "user": who.to_dict(),
-            "heartbeat": heartbeat,
-            "features": service.features(who),
-            # For showing times and numbers: the office's time zone (the user's own, in
-            # user.time_zone, wins) and the region of numbers written without a country.
-            "office": {
-                "time_zone": service.config.server.time_zone,
-                "region": service.config.phone.default_region,
-            },
-        }
-        await ws.send_str(json_dumps(hello))
-        if not resumed:
-            await ws.send_str(feed.resync_frame(viewer, "gap" if stream else "connect"))
-        viewer.transport = request.transport  # from now on frames may go straight out
-        sender = asyncio.create_task(_send_frames(ws, feed, viewer, heartbeat))
+        await _greet(ws, service, who, viewer, resumed, "gap" if stream else "connect")
+        if request.transport is None:
+            return  # the peer went away while it was greeted
+        _drop_when_unacknowledged(request.transport, DEAD_PEER_HEARTBEATS * heartbeat)
+        feed.start_sending(viewer, request.transport, heartbeat)  # frames go straight out
         rate = FrameRate(service.config.server.ws_client_frames_per_second, FRAME_BURST)
-        try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT or not rate.allow():
-                    log.warning(
-                        "closed a live connection that sent too much",
-                        extra={"fields": {"user": who.username, "remote": request.remote}},
-                    )
-                    await ws.close(code=CLOSE_POLICY, message=b"too many or unexpected frames")
-                    break
-                if _frame(msg.data).get("type") == "ping":
-                    viewer.pong_wanted = True
-                    viewer.wakeup.set()
-        finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT or not rate.allow():
+                log.warning(
+                    "closed a live connection that sent too much",
+                    extra={"fields": {"user": who.username, "remote": request.remote}},
+                )
+                await ws.close(code=CLOSE_POLICY, message=b"too many or unexpected frames")
+                break
+            if _frame(msg.data).get("type") == "ping":
+                feed.pong(viewer)
     finally:
         feed.detach(viewer)
 
 
-async def _send_frames(
-    ws: web.WebSocketResponse, feed: LiveFeed, viewer: Viewer, heartbeat: float
+def _drop_when_unacknowledged(transport: asyncio.BaseTransport, seconds: float) -> None:
+    """Have the kernel close the connection when what was sent stays unacknowledged this
+    long (a browser that vanished: the heartbeats go unanswered), where TCP can."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if sock is not None and option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+
+
+async def _greet(
+    ws: web.WebSocketResponse,
+    service: Service,
+    who: Principal,
+    viewer: Viewer,
+    resumed: bool,
+    reason: str,
 ) -> None:
-    """Send what the viewer has waiting, in order; a resync when it fell behind. While
-    this is sending, new frames queue behind (``viewer.sending``), keeping their order."""
-    try:
-        while not ws.closed:
-            viewer.sending = True
-            if viewer.lagged:
-                await ws.send_str(feed.resync_frame(viewer, "lagged"))
-            elif viewer.pending:
-                frame = viewer.pending.popleft()
-                viewer.seq = frame.seq
-                await ws.send_str(frame.text)
-            elif viewer.pong_wanted:
-                viewer.pong_wanted = False
-                await ws.send_str(json_dumps({"type": "pong", "seq": viewer.seq}))
-            else:
-                viewer.sending = False
-                viewer.wakeup.clear()
-                try:
-                    async with asyncio.timeout(heartbeat):
-                        await viewer.wakeup.wait()
-                except TimeoutError:
-                    await ws.send_str(json_dumps({"type": "heartbeat", "seq": viewer.seq}))
-    except ConnectionError:
-        return  # the peer went away; the receive loop ends the handler
+    """``hello``, and the current state unless the connection resumed (in a function of
+    its own: what it builds is not kept for as long as the connection lasts)."""
+    feed: LiveFeed = service.live
+    hello = {
+        "type": "hello",
+        "seq": viewer.seq,
+        "stream": feed.stream,
+        "resumed": resumed,
+        "user": who.to_dict(),
+        "heartbeat": service.config.server.ws_heartbeat_seconds,
+        "features": service.features(who),
+        # For showing times and numbers: the office's time zone (the user's own, in
+        # user.time_zone, wins) and the region of numbers written without a country.
+        "office": {
+            "time_zone": service.config.server.time_zone,
+            "region": service.config.phone.default_region,
+        },
+    }
+    await ws.send_str(json_dumps(hello))
+    if not resumed:
+        await ws.send_str(feed.resync_frame(viewer, reason))
 
 
 def _resume_point(request: web.Request) -> tuple[str | None, int | None]:
