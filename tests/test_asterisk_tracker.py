@@ -421,6 +421,29 @@ def test_resync_adopts_live_calls_without_a_second_pop() -> None:
     assert calls["lab:500.1"]["outcome"] == "answered"
 
 
+def test_resync_answers_a_phone_that_picked_up_while_the_link_was_down() -> None:
+    """The link went down while 101 rang and came back with 101 talking: the PBX's list
+    says the phone's channel is up, so the call was answered by 101, not abandoned."""
+    t = tracker()
+    src = chan(TRUNK, "520.1", "520.1", "Ring")
+    run(t, [*inbound_start("520.1"), *dial(src, "PJSIP/101-00000010", "520.2", "520.1")])
+    assert t.lines["101"] is LineState.RINGING
+    live = [
+        {"Event": "CoreShowChannel", **chan(TRUNK, "520.1", "520.1", "Up")},
+        {"Event": "CoreShowChannel", **chan("PJSIP/101-00000010", "520.2", "520.1", "Up")},
+    ]
+    events = t.resync(live, START + timedelta(seconds=30))
+    assert [(e.type, e.extension) for e in events if e.type.startswith("call.")] == [
+        ("call.answered", "101")
+    ]
+    assert t.lines["101"] is LineState.IN_USE
+    calls, _ = run(
+        t, [hangup("PJSIP/101-00000010", "520.2", "520.1"), hangup(TRUNK, "520.1", "520.1")]
+    )
+    call = calls["lab:520.1"]
+    assert (call["outcome"], call["answered_by"], call["missed"]) == ("answered", "101", False)
+
+
 def test_resync_pops_a_phone_found_ringing_once() -> None:
     t = tracker()
     live = [  # the ringing phone listed before the call's trunk channel

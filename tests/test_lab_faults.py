@@ -184,6 +184,7 @@ async def test_a_20_second_cut_with_refused_reconnects(tmp_path, pump) -> None:
         await call_in("4952000", long, "Outlives the Cut", hold_seconds=28)
         await eventually(lambda: lab.lines().get("101") == "ringing")
         await phone("101", "accept")
+        await eventually(lambda: lab.lines().get("101") == "in_use")  # seen answered
         await call_in("4951001", short, "Ends in the Cut", hold_seconds=8, context="inbound")
         await eventually(
             lambda: any(c.external_number == short for c in lab.tracker.active_calls())

@@ -295,7 +295,7 @@ class CallTracker:
                 if found is not None:
                     ringing.append(found)
             else:
-                self.channels[uid].state = frame.get("ChannelStateDesc", self.channels[uid].state)
+                self._catch_up_channel(self.channels[uid], frame, now, events)
         for uid in [u for u in self.channels if u not in live_ids]:
             channel = self._forget_channel(uid)
             state = self.calls.get(channel.call_id)
@@ -316,6 +316,18 @@ class CallTracker:
         for ext in sorted(extensions):
             self._update_line(ext, events)
         return events
+
+    def _catch_up_channel(
+        self, channel: Channel, frame: Frame, now: datetime, events: list[DomainEvent]
+    ) -> None:
+        """A channel we knew, as the PBX lists it now: a phone that picked up while we were
+        not listening has answered (when exactly is unknown: ``now`` is when we learnt it)."""
+        channel.state = frame.get("ChannelStateDesc", channel.state)
+        state = self.calls.get(channel.call_id)
+        leg = channel.leg
+        if channel.state == "Up" and state is not None and leg is not None and leg.active:
+            self._answer_leg(state, leg, now, events)
+            self._touch(state)
 
     def _adopt_channel(self, frame: Frame, now: datetime) -> tuple[_CallState, CallLeg] | None:
         """A live channel from the PBX's list; the call and its new leg when the channel
