@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 
 from cti.db.scratch import scratch_database
 
+# Not CTI_*: the services a bench starts would take a CTI_ variable for their configuration.
 POSTGRES_URL = os.environ.get(
-    "CTI_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
 

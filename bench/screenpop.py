@@ -32,7 +32,7 @@ script and of everything else on the machine (other load distorts the numbers: r
 quiet machine), and this loop's own lag (when high, the harness adds latency too).
 
 Ours runs on SQLite and on PostgreSQL (``--backend``; PostgreSQL at
-CTI_BENCH_POSTGRES_URL), each time against a fresh database, in several runs:
+BENCH_POSTGRES_URL), each time against a fresh database, in several runs:
 
 - main: ``--rate`` calls/s for ``--seconds``: the pop latency, the server's CPU per call
   (its CPU seconds in the window / the calls started in it) next to what parsing and
@@ -1401,7 +1401,7 @@ def parse_args() -> argparse.Namespace:
         choices=["sqlite", "postgresql", "both"],
         default="both",
         help="the service's database (both: each in turn; PostgreSQL at "
-        "CTI_BENCH_POSTGRES_URL, skipped when it does not answer)",
+        "BENCH_POSTGRES_URL, skipped when it does not answer)",
     )
     parser.add_argument(
         "--burst", type=int, default=2000, help="calls of the burst run (2000; 0: none)"

@@ -83,7 +83,7 @@ async def test_work_in_steps_lets_the_loop_run_between_them(writer) -> None:
 
 async def test_another_writer_holding_the_lock_is_waited_for_off_the_loop(writer) -> None:
     if writer.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's write lock")
+        pytest.skip("only SQLite locks the whole database for a write; PostgreSQL locks rows")
     import sqlite3
 
     other = sqlite3.connect(writer.async_engine.url.database, isolation_level=None)
