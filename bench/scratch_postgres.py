@@ -9,9 +9,7 @@ from contextlib import asynccontextmanager
 from cti.db.scratch import scratch_database
 
 # Not CTI_*: the services a bench starts would take a CTI_ variable for their configuration.
-POSTGRES_URL = os.environ.get(
-    "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @asynccontextmanager

@@ -38,6 +38,7 @@ log = logging.getLogger("cti.callstore")
 
 AfterWrite = Callable[[list[dict[str, Any]]], Awaitable[None]]
 AfterCommit = Callable[[], None]
+Fence = Callable[[Connection, set[str]], set[str]]
 
 
 class CallFollower(Protocol):
@@ -79,9 +80,13 @@ class CallStore:
         followers: Iterable[CallFollower] = (),
         after_write: Iterable[AfterWrite] = (),
         write_interval: float | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self._sessions = sessions
         self.writer = writer
+        # With several nodes: of the links of the calls written, those this node may
+        # write now (asked in the transaction; the others' calls are not written).
+        self.fence = fence
         self.write_interval = WRITE_INTERVAL_SECONDS if write_interval is None else write_interval
         self.tasks = tasks or TaskMonitor()
         # In each batch's transaction. When one fails, the batch is written again without
@@ -232,12 +237,13 @@ class CallStore:
             # In one transaction, in steps: on SQLite the statements run on the loop's
             # thread, which runs other work (a pop) between the steps.
             def write(conn: Connection) -> Generator[None, None, list[AfterCommit]]:
-                for start in range(0, len(rows), WRITE_STEP):
-                    write_calls(conn, rows[start : start + WRITE_STEP], children=changed)
+                ours = self._ours(conn, rows)
+                for start in range(0, len(ours), WRITE_STEP):
+                    write_calls(conn, ours[start : start + WRITE_STEP], children=changed)
                     yield
                 done = []
                 for follower, prepared in followers:
-                    after = follower.write(conn, rows, prepared)
+                    after = follower.write(conn, ours, prepared)
                     if isinstance(after, Generator):  # a follower may work in steps too
                         after = yield from after
                     if after is not None:
@@ -267,6 +273,19 @@ class CallStore:
                 after()
             except Exception:
                 log.exception("a call follow-up failed after its commit")
+
+    def _ours(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows this node may write (all of them, but for a node of several)."""
+        if self.fence is None:
+            return rows
+        allowed = self.fence(conn, {row["pbx"] for row in rows})
+        ours = [row for row in rows if row["pbx"] in allowed]
+        if len(ours) < len(rows):
+            log.warning(
+                "calls of links this node no longer leads are not written",
+                extra={"fields": {"calls": sorted(r["id"] for r in rows if r not in ours)}},
+            )
+        return ours
 
     async def _prepare(self, follower: CallFollower, rows: list[dict[str, Any]]) -> Any:
         try:

@@ -135,11 +135,12 @@ class PopCards:
     def _enrich_now(self, card: PopCard) -> None:
         assert self.enrich is not None
         try:
-            history, tasks = self.enrich.now(card.call_id, card.number, card.match)
+            self._fill(card, self.enrich.now(card.call_id, card.number, card.match))
         except Exception:
             log.exception("could not load the history for a screen pop")
-            return
-        changed = self.board.enrich(card.call_id, history, tasks)
+
+    def _fill(self, card: PopCard, found: History) -> None:
+        changed = self.board.enrich(card.call_id, *found)
         if changed is not None:
             self._publish_card(changed)
 
@@ -152,13 +153,9 @@ class PopCards:
         async def enrich() -> None:
             assert self.enrich is not None
             try:
-                history, tasks = await self.enrich(card.call_id, card.number, card.match)
+                self._fill(card, await self.enrich(card.call_id, card.number, card.match))
             except Exception:
                 log.exception("could not load the history for a screen pop")
-                return
-            changed = self.board.enrich(card.call_id, history, tasks)
-            if changed is not None:
-                self._publish_card(changed)
 
         task = loop.create_task(enrich())
         self._enrichments.add(task)

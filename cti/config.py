@@ -295,6 +295,28 @@ class FaxConfig(_Section):
         return extensions
 
 
+class ClusterConfig(_Section):
+    """Several ``cti serve`` nodes sharing PostgreSQL and a NATS server (docs/deploy.md)."""
+
+    nats_url: SecretStr = SecretStr("")  # empty: one node, no NATS; may hold a password
+    node: str = ""  # this node's name in /healthz and the logs; empty: host name and pid
+    stream: str = "cti"  # the JetStream stream (and the subjects' prefix) the nodes share
+    # A node that stops answering keeps a link (PBX, modem) this long before another takes
+    # it; it stops driving the link itself before then.
+    lease_seconds: float = Field(5.0, ge=2, le=300)
+
+    @field_validator("stream")
+    @classmethod
+    def _subject_token(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name):
+            raise ValueError("letters, digits, - and _ only (it names NATS subjects)")
+        return name
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.nats_url.get_secret_value())
+
+
 class CoreConfig(_Section):
     """The core's sections; ``Config`` adds those the PBX adapters own."""
 
@@ -307,6 +329,16 @@ class CoreConfig(_Section):
     crm: CrmConfig = CrmConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     fax: FaxConfig = FaxConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _cluster_shares_postgresql(self) -> CoreConfig:
+        if self.cluster.enabled and not self.database.url.startswith("postgresql"):
+            raise ValueError(
+                "cluster.nats_url: several nodes share one PostgreSQL database; set "
+                "database.url to postgresql+asyncpg://..."
+            )
+        return self
 
     @model_validator(mode="after")
     def _name_links(self) -> CoreConfig:
@@ -356,6 +388,7 @@ class CoreConfig(_Section):
             values.append(self.crm.bitrix24_webhook.get_secret_value())
         if self.crm.onec_password:
             values.append(self.crm.onec_password.get_secret_value())
+        values.append(self.cluster.nats_url.get_secret_value())
         return [v for v in values if v]
 
 

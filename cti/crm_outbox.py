@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.backoff import delay_for
@@ -85,20 +86,28 @@ class CallReportOutbox:
                 pass
 
     async def send_due(self) -> int:
-        """Send the entries that are due; returns how many were tried."""
-        async with self._sending, self.sessions() as session:
-            entries = list(
-                await session.scalars(
-                    select(CrmOutbox)
-                    .where(CrmOutbox.done_at.is_(None), CrmOutbox.next_attempt_at <= self.clock())
-                    .order_by(CrmOutbox.next_attempt_at)
-                    .limit(BATCH)
-                )
-            )
-            for entry in entries:
-                await self._send(session, entry)
-                await session.commit()  # each entry's progress is kept on its own
-        return len(entries)
+        """Send the entries that are due (at most BATCH); returns how many were tried.
+        Each is claimed with its row locked (``FOR UPDATE SKIP LOCKED``, on PostgreSQL):
+        two nodes never send one entry, whatever runs where."""
+        tried = 0
+        async with self._sending:
+            while tried < BATCH:
+                async with self.sessions() as session:
+                    entry = await session.scalar(
+                        select(CrmOutbox)
+                        .where(
+                            CrmOutbox.done_at.is_(None), CrmOutbox.next_attempt_at <= self.clock()
+                        )
+                        .order_by(CrmOutbox.next_attempt_at)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
+                    )
+                    if entry is None:
+                        break
+                    await self._send(session, entry)
+                    await session.commit()  # each entry's progress is kept on its own
+                tried += 1
+        return tried
 
     async def _send(self, session: AsyncSession, entry: CrmOutbox) -> None:
         now = self.clock()
@@ -111,6 +120,15 @@ class CallReportOutbox:
                     return
                 entry.external_id = external_id
                 await session.commit()  # remembered before finishing: never registered twice
+                # Claimed again (the commit let the row go): another node that took it
+                # meanwhile finishes it, not this one.
+                try:
+                    await session.refresh(entry, with_for_update={"nowait": True})
+                except DBAPIError:
+                    await session.rollback()
+                    return
+                if entry.done_at is not None:
+                    return
             await self.reporter.call_finished(entry.call, entry.external_id)
             entry.done_at, entry.outcome = now, "written"
         except Exception as e:

@@ -313,8 +313,20 @@ class Feed:
     ) -> FeedFrame:
         """Number a frame, keep it for replay and send or queue it for everyone who sees
         it: a frame for a few goes straight out, one for many is queued for the sender."""
-        self.head += 1
-        frame = FeedFrame(self.head, self.clock(), audience, kind, data, call_event)
+        return self.deliver(self.head + 1, kind, audience, data, call_event=call_event)
+
+    def deliver(
+        self,
+        seq: int,
+        kind: str,
+        audience: frozenset[str] | None,
+        data: Any,
+        *,
+        call_event: bool = False,
+    ) -> FeedFrame:
+        """``append`` with the frame's number given (a stream several nodes share)."""
+        self.head = seq
+        frame = FeedFrame(seq, self.clock(), audience, kind, data, call_event)
         self._journal.append(frame)
         self._trim()
         if audience is None:

@@ -43,15 +43,19 @@ class LinkRegistry:
     def __init__(self, bus: EventBus, registry: CollectorRegistry) -> None:
         self._bus = bus
         self._links: dict[str, LinkStatus] = {}
+        self._buses: dict[str, EventBus] = {}  # a link's own (a node of several: fenced)
         self._down_since: dict[str, datetime] = {}  # links down after being tried
         self._gauge = Gauge(
             "cti_link_up", "1 when the PBX or modem link is up", ["name", "kind"], registry=registry
         )
 
-    def register(self, name: str, kind: str) -> LinkStatus:
+    def register(self, name: str, kind: str, *, bus: EventBus | None = None) -> LinkStatus:
+        """``bus``: where this link's changes go, when not the registry's."""
         if name in self._links:
             raise ValueError(f"link {name!r} registered twice")
         status = self._links[name] = LinkStatus(name, kind)
+        if bus is not None:
+            self._buses[name] = bus
         self._gauge.labels(name, kind).set(0)
         return status
 
@@ -63,7 +67,8 @@ class LinkRegistry:
         self._log_change(status, up, detail, now)
         status.up, status.detail, status.since = up, detail, now
         self._gauge.labels(status.name, status.kind).set(1 if up else 0)
-        await self._bus.publish(LinkStateChanged(name=name, kind=status.kind, up=up, detail=detail))
+        bus = self._buses.get(name, self._bus)
+        await bus.publish(LinkStateChanged(name=name, kind=status.kind, up=up, detail=detail))
 
     def _log_change(self, status: LinkStatus, up: bool, detail: str, now: datetime) -> None:
         fields = {"link": status.name, "kind": status.kind, "detail": detail}

@@ -68,6 +68,49 @@ class PopCard:
             if extension and extension not in self.extensions:
                 self.extensions.append(extension)
 
+    @classmethod
+    def from_dict(cls, card: dict[str, Any]) -> PopCard:
+        """The card back from ``to_dict`` (another node made it): the directory's answer
+        as far as the card shows it."""
+        match: dict[str, Any] | None = None
+        if card.get("shared_by") is not None:
+            match = {"shared_by": card["shared_by"]}
+        elif card.get("client") is not None:
+            client = card["client"]
+            match = {
+                "client_id": client.get("id"),
+                "client_name": client.get("name"),
+                "kind": client.get("kind"),
+                "tags": client.get("tags") or [],
+                "crm_url": client.get("crm_url"),
+                "contact_name": card.get("contact"),
+            }
+            manager = card.get("manager")
+            if manager is not None:
+                match["manager"] = {
+                    "name": manager.get("name"),
+                    "extension": manager.get("extension"),
+                }
+        return cls(
+            call_id=card["call_id"],
+            direction=card["direction"],
+            number=card.get("number"),
+            caller_name=card.get("caller_name"),
+            started_at=card["started_at"],
+            state=card.get("state", "ringing"),
+            ringing=list(card.get("ringing") or []),
+            answered_by=card.get("answered_by"),
+            extensions=list(card.get("extensions") or []),
+            answered_at=card.get("answered_at"),
+            ended_at=card.get("ended_at"),
+            outcome=card.get("outcome"),
+            missed=bool(card.get("missed")),
+            lookup=card.get("lookup", "pending"),
+            match=match,
+            history=list(card.get("history") or []),
+            tasks=list(card.get("tasks") or []),
+        )
+
     def to_dict(self, line_of: Callable[[str], str | None] | None = None) -> dict[str, Any]:
         """The card as the live feed sends it; ``line_of`` gives the manager's line state."""
         match = self.match or {}

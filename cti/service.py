@@ -17,16 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from crm_bridge.connectors import build_call_reporter, build_directory
 from cti import __version__
 from cti.auth import Principal, TokenAuthenticator
-from cti.bus import InProcessBus
+from cti.bus import EventBus, InProcessBus
+from cti.calls import CallSink
 from cti.callstore import CallStore, calls_in_progress
 from cti.clients.builtin import SqlDirectory
 from cti.clients.history import PopHistory
 from cti.clients.writeback import CallWriteBack
+from cti.cluster.duties import join
+from cti.cluster.node import Cluster
+from cti.cluster.pbx import ClusterPbx
 from cti.config import Config, ModemConfig
 from cti.crm_outbox import CallReportOutbox
 from cti.db import migrate
 from cti.db.engine import create_engine, session_factory
 from cti.db.health import DatabaseHealth
+from cti.db.keys import shared_key
 from cti.db.writer import Writer
 from cti.directory import Directory
 from cti.domain import LineState, Role
@@ -38,6 +43,7 @@ from cti.pbx import PbxAdapter, PbxContext, PbxService, PbxSettings, build_pbx, 
 from cti.sms import SenderLookup, SmsInbox, SmsOutbox
 from cti.sockets import SocketGuard
 from cti.tasks import TaskMonitor
+from cti.wakes import CRM, FAX, SMS, TOKENS, Wakes
 from fax import Faxes
 from gsm_modem.link import ModemLink
 from gsm_modem.sms import GSM_CODEC
@@ -80,6 +86,10 @@ class Service:
     modems: dict[str, ModemLink]
     sockets: SocketGuard
     database_health: DatabaseHealth
+    wakes: Wakes
+    fax_pbx: str | None  # the PBX that sends faxes, if one does
+    media_key: bytes  # signs recordings' media grants (the database's: every node's)
+    cluster: Cluster | None = None  # one node of several (docs/deploy.md)
 
     @classmethod
     async def start(cls, config: Config, *, directory: Directory | None = None) -> Service:
@@ -92,6 +102,16 @@ class Service:
         engine = await _open_database(config)
         region, crm = config.phone.default_region, config.crm
         metrics = _metrics()
+        cluster = None
+        if config.cluster.enabled:
+            cluster = Cluster(
+                config.cluster,
+                config.database_url,
+                replay_seconds=config.server.ws_replay_seconds,
+                registry=metrics,
+            )
+            await cluster.connect()
+        wakes = Wakes()
         bus = InProcessBus(metrics)
         links = LinkRegistry(bus, metrics)
         sessions = session_factory(engine)
@@ -113,6 +133,7 @@ class Service:
             outbox=crm_outbox,
             # An external CRM says whose client a caller is (and who calls back).
             external=None if directory is builtin else directory,
+            announce=lambda: wakes(CRM),
         )
         recording_store = RecordingStore(sessions, config.recordings_dir, config.recordings)
         faxes = Faxes.create(sessions, config, directory, bus, tasks)
@@ -122,6 +143,7 @@ class Service:
             tasks,
             followers=[writeback, recording_store],
             after_write=[faxes.inbox.after_write],
+            fence=cluster.fence if cluster is not None else None,
         )
 
         pbx_context = PbxContext(
@@ -136,8 +158,16 @@ class Service:
             metrics=metrics,
             recordings_dir=config.recordings_dir,
         )
-        pbx = {s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled}
+        pbx: dict[str, PbxAdapter] = {
+            s.name: build_pbx(s, pbx_context) for s in config.pbx if s.enabled
+        }
+        if cluster is not None:  # each driven where it is led, reached from everywhere
+            pbx = {
+                name: ClusterPbx(name, adapter, cluster.messaging, leading=lambda: False)
+                for name, adapter in pbx.items()
+            }
         faxes.outbox.send = fax_sender(pbx, config.fax.pbx)
+        faxes.outbox.announce = lambda: wakes(FAX)
         recordings = Recordings.create(
             recording_store, config, tasks, calls_named_by=lambda name: calls_named_by(pbx, name)
         )
@@ -152,6 +182,7 @@ class Service:
             replay_seconds=config.server.ws_replay_seconds,
             replay_frames=config.server.ws_replay_frames,
             send_buffer=config.server.ws_send_buffer,
+            share=cluster.messaging.publish_frame if cluster is not None else None,
         )
         sms_outbox = SmsOutbox(
             sessions,
@@ -187,8 +218,22 @@ class Service:
             modems={},
             sockets=SocketGuard(sessions, tasks, config.server.ws_auth_check_seconds),
             database_health=DatabaseHealth(engine, sessions, lambda: call_store.last_error),
+            wakes=wakes,
+            fax_pbx=_fax_pbx(pbx, config.fax.pbx),
+            media_key=await shared_key(sessions, "media-grant"),
+            cluster=cluster,
         )
-        await service._start_parts()
+        wakes.on(SMS, sms_outbox.wake)
+        wakes.on(FAX, faxes.outbox.wake)
+        wakes.on(TOKENS, service.sockets.recheck_soon)
+        if crm_outbox is not None:
+            wakes.on(CRM, crm_outbox.wake)
+        try:
+            await service._start_parts()
+        except BaseException:
+            if cluster is not None:
+                await cluster.stop()
+            raise
         return service
 
     async def _start_parts(self) -> None:
@@ -197,6 +242,9 @@ class Service:
         start_directory = getattr(self.directory, "start", None)
         if start_directory is not None:  # e.g. the 1C connector's phone index
             await start_directory()
+        if self.cluster is not None:
+            await self._start_as_one_of_several(self.cluster)
+            return
         if self.crm_outbox is not None:
             self.crm_outbox.start()
         await self.writeback.catch_up()
@@ -208,7 +256,7 @@ class Service:
         self.identifier.start()
         for adapter in self.pbx.values():
             self.links.register(adapter.name, "pbx")
-            await self._connect(adapter)
+            await self.connect_pbx(adapter)
         for modem in self.config.modem:
             if modem.enabled:
                 await self.start_modem(modem)
@@ -216,7 +264,21 @@ class Service:
         for part in self.pbx_services:
             await part.start()
 
-    async def _connect(self, adapter: PbxAdapter) -> None:
+    async def _start_as_one_of_several(self, cluster: Cluster) -> None:
+        """The parts every node runs; the links and the periodic jobs run where they are
+        led (``cti.cluster.duties``)."""
+        self.call_store.start()
+        self.sockets.start()
+        self.recordings.store.start()
+        self.faxes.inbox.start()
+        self.live.start()
+        self.identifier.start()
+        await self.sms_outbox.start()  # no modem yet: each comes with its lease
+        for part in self.pbx_services:
+            await part.start()
+        await join(self, cluster)
+
+    async def connect_pbx(self, adapter: PbxAdapter) -> None:
         """Connect to a PBX, picking up the calls it had in progress when we stopped."""
         async with self.sessions() as session:
             in_progress = await calls_in_progress(session, adapter.name)
@@ -226,19 +288,30 @@ class Service:
         """Add a PBX link while running (the configured ones start with the service);
         its link must be registered."""
         adapter = build_pbx(settings, self.pbx_context)
-        await self._connect(adapter)
+        await self.connect_pbx(adapter)
         self.pbx[adapter.name] = adapter
         return adapter
 
-    async def start_modem(self, modem: ModemConfig, **driver_options: float) -> ModemLink:
-        """Open a GSM modem; it re-opens by itself after being unplugged."""
-        self.links.register(modem.name, "modem")
+    async def start_modem(
+        self,
+        modem: ModemConfig,
+        *,
+        bus: EventBus | None = None,
+        store: CallSink | None = None,
+        register: bool = True,
+        **driver_options: float,
+    ) -> ModemLink:
+        """Open a GSM modem; it re-opens by itself after being unplugged. ``bus`` and
+        ``store``: where its events and calls go, when not the service's own (a node of
+        several: fenced by the modem's lease, its link registered once)."""
+        if register:
+            self.links.register(modem.name, "modem")
         link = ModemLink(
             modem,
             region=self.config.phone.default_region,
-            bus=self.bus,
+            bus=bus or self.bus,
             links=self.links,
-            store=self.call_store,
+            store=store or self.call_store,
             inbox=self.sms_inbox,
             outbox=self.sms_outbox,
             tasks=self.tasks,
@@ -256,10 +329,26 @@ class Service:
         return {
             "dial": has_pbx and who.extension is not None,
             "transfer": has_pbx and (who.sees_everything or who.extension is not None),
-            "sms": bool(self.modems) and who.has_role(Role.SALES, Role.OPERATOR, Role.SUPERVISOR),
+            "sms": self.sends_sms and who.has_role(Role.SALES, Role.OPERATOR, Role.SUPERVISOR),
         }
 
+    @property
+    def modem_names(self) -> set[str]:
+        """The modems an SMS may ask for: this node's, or (several nodes) any enabled."""
+        if self.cluster is not None:
+            return {modem.name for modem in self.config.modem if modem.enabled}
+        return set(self.modems)
+
+    @property
+    def sends_sms(self) -> bool:
+        """A modem here, or (a node of several) one configured: its leader sends."""
+        if self.cluster is not None:
+            return any(modem.enabled for modem in self.config.modem)
+        return bool(self.modems)
+
     async def close(self) -> None:
+        if self.cluster is not None:  # hands every duty over first
+            await self.cluster.stop()
         for part in self.pbx_services:
             await part.stop()
         for adapter in self.pbx.values():
@@ -323,8 +412,13 @@ def fax_sender(
     pbx: dict[str, PbxAdapter], name: str
 ) -> Callable[[str, str, str], Awaitable[None]] | None:
     """How faxes go out: the named PBX's adapter (empty: the first that can), or None."""
-    able = [a for a in pbx.values() if a.sends_faxes and (not name or a.name == name)]
-    return able[0].send_fax if able else None
+    able = _fax_pbx(pbx, name)
+    return pbx[able].send_fax if able else None
+
+
+def _fax_pbx(pbx: dict[str, PbxAdapter], name: str) -> str | None:
+    able = [a.name for a in pbx.values() if a.sends_faxes and (not name or a.name == name)]
+    return able[0] if able else None
 
 
 # A phone known to several PBXs (an office moving from one to another) shows the busiest

@@ -171,6 +171,15 @@ class SmsOutbox:
         if self._started:
             self._start_worker(name, modem)
 
+    def remove_modem(self, name: str) -> None:
+        """Stop sending through ``name`` (another node leads it now); a message it was
+        sending finishes or fails by the restart rule there."""
+        self.modems.pop(name, None)
+        self._wakeup.pop(name, None)
+        for task in [t for t in self._tasks if t.get_name() == f"sms-outbox-{name}"]:
+            task.cancel()
+            self._tasks.remove(task)
+
     def _start_worker(self, name: str, modem: SmsModem) -> None:
         self._wakeup[name] = asyncio.Event()
         self._tasks.append(self.tasks.spawn(self._work(name, modem), f"sms-outbox-{name}"))

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from cti.bus import EventBus
+from cti.bus import EventBus, Subscription
 from cti.config import FaxConfig
 from cti.db.models import FaxDocument, User
 from cti.domain import utcnow
@@ -43,6 +43,9 @@ log = logging.getLogger("cti.fax.outbox")
 Send = Callable[[str, str, str], Awaitable[None]]  # (number, file as the PBX names it, id)
 ATTEMPT_SECONDS = 1800.0  # no word from the PBX this long after dialling: unknown
 WAITING = ("queued", "requeued")
+# Look for due jobs this often even when not woken: a fax queued on another node whose
+# notice did not come (NATS away) still goes out.
+IDLE_SECONDS = 30.0
 LINK_DOWN_RETRY_SECONDS = 10.0  # the PBX link is down (starting up, say): try soon
 
 
@@ -65,15 +68,22 @@ class FaxOutbox:
         self.tasks = tasks or TaskMonitor()
         self.clock = clock
         self._wake = asyncio.Event()
+        # A job queued or queued again: wake the sender (with several nodes, the one that
+        # sends the faxes: the service sets this to a notice to every node).
+        self.announce: Callable[[], None] = self.wake
         self._attempts: dict[str, asyncio.Future[FaxAttempt]] = {}
         self._worker: asyncio.Task[None] | None = None
         self.mailer = FaxMailer(options)
         self._mails: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
 
     @property
     def can_send(self) -> bool:
         return self.send is not None
+
+    def wake(self) -> None:
+        self._wake.set()
 
     # -- jobs ------------------------------------------------------------------------
 
@@ -122,7 +132,7 @@ class FaxOutbox:
             job.status, job.next_at = "queued", now
             await session.commit()
         self._changed(job)
-        self._wake.set()
+        self.announce()
         return job
 
     def _convert(
@@ -148,7 +158,7 @@ class FaxOutbox:
             job.kill_at = now + timedelta(hours=self.options.kill_hours)
             await session.commit()
         self._changed(job)
-        self._wake.set()
+        self.announce()
         return job
 
     async def cancel(self, job_id: int) -> FaxDocument | None:
@@ -166,7 +176,9 @@ class FaxOutbox:
 
     async def start(self) -> None:
         await self._after_restart()
-        subscription = self.bus.subscribe(prefixes=["fax.attempt"], name="fax-outbox")
+        self._subscription = subscription = self.bus.subscribe(
+            prefixes=["fax.attempt"], name="fax-outbox"
+        )
 
         async def listen() -> None:
             while True:
@@ -186,6 +198,9 @@ class FaxOutbox:
     async def stop(self) -> None:
         await cancel(self._worker)
         await cancel(self._listener)
+        if self._subscription is not None:  # (another node may send the faxes now)
+            self._subscription.close()
+            self._subscription = None
 
     async def _after_restart(self) -> None:
         async with self.sessions() as session:
@@ -212,7 +227,7 @@ class FaxOutbox:
             if job_id is None:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(min(wait or IDLE_SECONDS, IDLE_SECONDS)):
                         await self._wake.wait()
                 continue
             try:

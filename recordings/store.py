@@ -234,6 +234,8 @@ class RecordingStore:
     ) -> Callable[[], None]:
         """Attach the files each call announced, once each, however often the call is
         written."""
+        written = {call["id"] for call in calls}  # (a node of several writes only its own)
+        found.wanted = {k: v for k, v in found.wanted.items() if k in written}
         if found.wanted:
             self._attach_announced(conn, found)
 

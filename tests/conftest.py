@@ -8,6 +8,7 @@ of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -42,17 +43,31 @@ async def _postgres_reachable() -> bool:
     return _postgres_ok
 
 
+@contextlib.asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database's URL, dropped afterwards."""
+    if not await _postgres_reachable():
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but does not answer")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer (set CTI_TEST_POSTGRES_URL)")
+    async with scratch_database(POSTGRES_URL, f"cti_test_{uuid.uuid4().hex[:12]}") as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database URL on each backend."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
         return
-    if not await _postgres_reachable():
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required but does not answer")
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer (set CTI_TEST_POSTGRES_URL)")
-    async with scratch_database(POSTGRES_URL, f"cti_test_{uuid.uuid4().hex[:12]}") as url:
+    async with fresh_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database only (several nodes share one: tests/test_cluster.py)."""
+    async with fresh_postgres() as url:
         yield url
 
 

@@ -19,6 +19,7 @@ from cti.config import FaxConfig
 from cti.db.models import FaxDocument
 from cti.events import FaxAttempt
 from cti.http.app import build_app
+from fax import outbox as outbox_module
 from fax.convert import ConversionError, to_fax
 from fax.outbox import FaxOutbox
 
@@ -151,6 +152,21 @@ async def test_a_busy_line_is_dialled_again_until_the_fax_goes(service, tmp_path
         done = await finished(service, job.id)
         assert (done.status, done.dials, done.tries, done.pages) == ("done", 3, 1, 2)
         assert len(line.sent) == 3 and line.sent[0][1].endswith(f"fax-{job.id}.tif")
+    finally:
+        await outbox.stop()
+
+
+async def test_a_fax_queued_without_a_wake_still_goes_out(service, tmp_path, monkeypatch) -> None:
+    """Queued on another node whose notice never came (NATS away): the sending node finds
+    it on its own next look."""
+    monkeypatch.setattr(outbox_module, "IDLE_SECONDS", 0.2)
+    outbox, line = await outbox_with(service, tmp_path, [attempt(success=True, pages=2)])
+    outbox.announce = lambda: None  # the notice that would have woken it is lost
+    try:
+        job = await outbox.submit(
+            "+74951234567", [tiff(tmp_path / "a.tif")], "fine", username="anna", extension="101"
+        )
+        assert (await finished(service, job.id)).status == "done" and len(line.sent) == 1
     finally:
         await outbox.stop()
 

@@ -297,3 +297,61 @@ async def test_lines_go_out_less_often_the_more_viewers_they_go_to(monkeypatch) 
     assert not viewers[0].pending  # 10 ms with one viewer; not yet with six
     await asyncio.sleep(0.35)
     assert [len(v.pending) for v in viewers] == [1] * 6
+
+
+def shared_feed() -> tuple[LiveFeed, list[tuple]]:
+    """A node's feed of several: what its cards make goes to ``shared`` (the stream)."""
+    shared: list[tuple] = []
+    f = LiveFeed(
+        InProcessBus(),
+        lines=dict,
+        line_of=lambda _: None,
+        links=list,
+        share=lambda *frame: shared.append(frame),
+    )
+    return f, shared
+
+
+async def test_a_node_of_several_shares_its_frames_and_shows_the_streams() -> None:
+    f, shared = shared_feed()
+    viewer, _ = f.attach(sees_all=True, extension=None, call_events=True)
+    f.handle(ringing("lab:c1", "101"))
+    assert not viewer.pending  # not shown here: shared, and shown when the stream brings it
+    (kind, audience, card, call_event), _event = shared
+    assert kind == "pop" and audience == frozenset({"101"}) and not call_event
+    # The stream's frames, this node's and another's, numbered by the stream.
+    f.take(7, kind, audience, card, call_event)
+    f.take(9, "lines", None, {"101": "ringing"}, False)
+    f.take(9, "lines", None, {"101": "ringing"}, False)  # a consumer started over: once
+    assert [frame.seq for frame in viewer.pending] == [7, 9] and f.head == 9
+    state = json.loads(f.resync_frame(viewer, "connect"))["state"]
+    assert [p["call_id"] for p in state["pops"]] == ["lab:c1"]
+    assert state["lines"] == {"101": "ringing"}
+    # A client that was on another node resumes here from the stream's seq.
+    resumed, ok = f.attach(sees_all=True, extension=None, stream=f.stream, last_seq=7)
+    assert ok and [frame.seq for frame in resumed.pending] == [9]
+
+
+async def test_a_resume_from_a_node_that_was_ahead_waits_for_this_one_to_catch_up() -> None:
+    f, _ = shared_feed()
+    f.take(1, "lines", None, {"101": "idle"}, False)
+    waiting = asyncio.create_task(f.ready_for(f.stream, 3))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    f.take(3, "lines", None, {"101": "ringing"}, False)
+    await asyncio.wait_for(waiting, 1)
+    _, resumed = f.attach(sees_all=True, extension=None, stream=f.stream, last_seq=3)
+    assert resumed
+
+
+async def test_a_new_leader_takes_the_cards_of_its_pbx_over_and_pops_nothing_twice() -> None:
+    old, shared = shared_feed()
+    old.handle(ringing("lab:c1", "101"))
+    new, mine = shared_feed()
+    for seq, (kind, audience, data, call_event) in enumerate(shared, 1):
+        new.take(seq, kind, audience, data, call_event)
+    assert new.adopt("lab") == 1 and new.adopt("other") == 0
+    new.handle(ringing("lab:c1", "101"))  # the PBX's state, loaded again at the takeover
+    assert [frame for frame in mine if frame[0] == "pop"] == []  # known: no second pop
+    new.forget("lab")
+    assert new.board.cards == {}

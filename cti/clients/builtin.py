@@ -7,8 +7,6 @@ so (``phones.reversed_digits`` turns "ends with" into an index range scan).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -18,11 +16,12 @@ from urllib.parse import quote
 
 from sqlalchemy import Select, bindparam, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
 from cti.clients.models import Client, Contact, Phone
 from cti.db.models import User
+from cti.db.reads import LoopReader
 from cti.directory import LATER, Found, Later, Match, ResponsibleManager, SharedNumber
 from cti.domain import utcnow
 from cti.phone import NotAPhoneNumber, parse_number, to_e164
@@ -179,37 +178,6 @@ class _SqliteReader:
             self.db = None
 
 
-class _ConnectionReader:
-    """Lookups elsewhere (PostgreSQL): one autocommit connection kept for them, instead
-    of a pool checkout (with its pre-ping) and a transaction per lookup."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.conn: AsyncConnection | None = None
-        self.lock = asyncio.Lock()
-
-    async def rows(self, query: Select, params: dict[str, str]) -> list[Any]:
-        async with self.lock:
-            if self.conn is None:
-                conn = await self.engine.connect()
-                self.conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                return list((await self.conn.execute(query, params)).all())
-            except Exception:
-                await self._drop()  # a broken connection: the next lookup opens a new one
-                raise
-
-    async def _drop(self) -> None:
-        if self.conn is not None:
-            conn, self.conn = self.conn, None
-            with contextlib.suppress(Exception):
-                await conn.close()
-
-    async def close(self) -> None:
-        async with self.lock:
-            await self._drop()
-
-
 class SqlDirectory:
     """``Directory`` over the built-in tables."""
 
@@ -218,17 +186,24 @@ class SqlDirectory:
         self.suffix_digits = suffix_digits
         engine: AsyncEngine = sessions.kw["bind"]
         path = engine.url.database
-        self._reader: _SqliteReader | _ConnectionReader
+        # SQLite: its own reader (compiled once, the row read raw); elsewhere the
+        # loop's reader (one connection kept, cti.db.reads).
+        self._reader: _SqliteReader | LoopReader
         if engine.dialect.name == "sqlite" and path and path != ":memory:":
             self._reader = _SqliteReader(path, engine.dialect)
         else:
-            self._reader = _ConnectionReader(engine)
+            self._reader = LoopReader(engine)
 
     async def lookup(self, number: str) -> Found:
         plan = _plan(number, self.suffix_digits)
         if plan is None:
             return None
-        return _pick(await self._reader.rows(*plan), plan[0] is _BY_NUMBER)
+        query, params = plan
+        if isinstance(self._reader, _SqliteReader):
+            rows = await self._reader.rows(query, params)
+        else:
+            rows = await self._reader.all(query, params)
+        return _pick(rows, query is _BY_NUMBER)
 
     def lookup_now(self, number: str) -> Found | Later:
         """``lookup`` at once on SQLite (``cti.directory.lookup_now``); LATER elsewhere."""

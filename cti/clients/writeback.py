@@ -86,6 +86,8 @@ class CallWriteBack:
     outbox: CallReportOutbox | None = None
     # An external CRM's directory: who a number is when the built-in one does not know.
     external: Directory | None = None
+    # Wakes the outbox (with several nodes, on the one that runs it); None: its own wake.
+    announce: Callable[[], None] | None = None
 
     # -- CallFollower: in the transaction that stores the calls -------------------------
 
@@ -142,7 +144,7 @@ class CallWriteBack:
         for event in events:
             self.publish(event)
         if self.outbox is not None:
-            self.outbox.wake()
+            (self.announce or self.outbox.wake)()
 
     def _follow_up(
         self, conn: Connection, *, calls: list[dict[str, Any]], external: dict[str, Match | None]

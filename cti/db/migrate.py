@@ -9,10 +9,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATING = 0x4354_495F_6D69_6772  # an advisory lock's key: "CTI_migr"
 
 
 class DatabaseNotMigrated(Exception):
@@ -64,6 +66,8 @@ async def _run(engine: AsyncEngine, step: Callable[[AlembicConfig, str], None], 
         step(cfg, to)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # nodes starting together migrate in turn
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATING})
         await conn.run_sync(run)
 
 

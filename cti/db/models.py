@@ -131,6 +131,15 @@ class HealthProbe(Base):
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ServiceKey(Base):
+    """A key the service signs with (hex), the same for every node (``cti.db.keys``)."""
+
+    __tablename__ = "service_keys"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+
+
 class CallRecord(Base):
     """A call as the log shows it; ``details`` holds the full normalized record."""
 

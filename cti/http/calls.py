@@ -8,7 +8,7 @@ import contextlib
 import csv
 import io
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -374,7 +374,7 @@ def add_routes(api: Api) -> None:
         found = [
             Line(extension=ext, state=state, pbx=name, user=names.get(ext))
             for name, pbx in service.pbx.items()
-            for ext, state in sorted(pbx.lines().items())
+            for ext, state in sorted((await _lines_of(pbx)).items())
         ]
         # Users' phones the PBX has not mentioned yet still belong on the colleagues panel.
         reported = {line.extension for line in found}
@@ -504,7 +504,9 @@ async def _pbx_with_live_call(request: web.Request, call_id: str, name: str | No
             raise ApiError(422, f"pbx: no PBX {name!r}")
         candidates = [service.pbx[name]]
     for pbx in candidates:
-        call = pbx.live_call(call_id)
+        find = getattr(pbx, "find_live_call", None)  # led by another node: asked there
+        with _pbx_errors(call_id, "find"):
+            call = await find(call_id) if find is not None else pbx.live_call(call_id)
         if call is not None:
             if not who.sees(call.extensions()):
                 break
@@ -515,6 +517,12 @@ async def _pbx_with_live_call(request: web.Request, call_id: str, name: str | No
         if record is not None and who.sees(Call.from_dict(record.details).extensions()):
             raise ApiError(409, f"call {call_id!r} is not in progress", reason="call_over")
     raise ApiError(404, f"no call {call_id!r}")
+
+
+async def _lines_of(pbx: PbxAdapter) -> Mapping[str, LineState]:
+    """A PBX's lines; asked of the node that leads it, when that is another."""
+    current = getattr(pbx, "current_lines", None)
+    return await current() if current is not None else pbx.lines()
 
 
 @contextlib.contextmanager

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,10 +139,9 @@ async def _listenable(session: AsyncSession, who: Principal, recording_id: int) 
 
 
 def add_routes(api: Api) -> None:
-    key = secrets.token_bytes(32)  # grants are this process's own: a restart ends them
-
     async def from_grant(request: web.Request, value: str) -> Principal:
-        grant = MediaGrant.read(key, value)
+        # The key is the database's: a grant from any node works on every node.
+        grant = MediaGrant.read(request.app[SERVICE_KEY].media_key, value)
         if grant is None:
             raise ApiError(401, "the media grant is not valid; ask for a new one")
         if grant.expires <= _clock():
@@ -235,7 +233,7 @@ def add_routes(api: Api) -> None:
         )
         response.set_cookie(
             GRANT_COOKIE,
-            MediaGrant(recording_id, who.user_id, token_id, expires).signed(key),
+            MediaGrant(recording_id, who.user_id, token_id, expires).signed(service.media_key),
             max_age=GRANT_SECONDS,
             path=url,  # this recording's URLs only; /grant and /listens still want the token
             httponly=True,

@@ -33,6 +33,7 @@ from cti.http.api import Api, json_response, read_body
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.http.ws import bearer_token
+from cti.wakes import TOKENS
 
 MAX_FAILURES = 5  # one user from one address
 FAILURE_WINDOW = 300.0  # seconds
@@ -185,5 +186,5 @@ def add_routes(api: Api) -> None:
             row = await auth.find_token(session, token)
             ended = row is not None and await auth.end_session(session, row)
             await session.commit()
-        service.sockets.recheck_soon()
+        service.wakes(TOKENS)
         return json_response(LoggedOut(ended=ended))

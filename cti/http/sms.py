@@ -21,6 +21,7 @@ from cti.http.keys import SERVICE_KEY
 from cti.modem import SmsTextError
 from cti.phone import to_e164
 from cti.sms import SmsOutbox, new_sms
+from cti.wakes import SMS
 
 
 class SmsRequest(BaseModel):
@@ -161,9 +162,9 @@ def add_routes(api: Api) -> None:
         body = await read_body(request, SmsRequest)
         service = request.app[SERVICE_KEY]
         settings = service.config.sms
-        if not service.modems:
+        if not service.sends_sms:
             raise ApiError(503, "no GSM modem is configured", reason="no_modem")
-        if body.modem is not None and body.modem not in service.modems:
+        if body.modem is not None and body.modem not in service.modem_names:
             raise ApiError(422, f"modem: no modem {body.modem!r}")
         number = to_e164(body.to, service.config.phone.default_region)
         if number is None:
@@ -214,7 +215,7 @@ def add_routes(api: Api) -> None:
             message.status_report = settings.status_reports
             session.add(message)
             await session.commit()
-        service.sms_outbox.wake()
+        service.wakes(SMS)  # the outbox of the node that leads a modem sends it
         return json_response(
             SmsQueued(id=message.id, to=number, parts=parts, encoding=encoding), status=202
         )

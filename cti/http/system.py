@@ -20,9 +20,15 @@ async def healthz(request: web.Request) -> web.Response:
     background task died), 503 when it does not."""
     service = request.app[SERVICE_KEY]
     database = await service.database_health.check()
-    links = [link.to_dict() for link in service.links.all()]
-    if not database["up"]:
-        status = "down"
+    cluster = service.cluster
+    links = [
+        link.to_dict()
+        for link in service.links.all()
+        # A node of several answers for the links it leads; the others are another's.
+        if cluster is None or cluster.leads(f"{link.kind}:{link.name}")
+    ]
+    if not database["up"] or (cluster is not None and not cluster.messaging.connected):
+        status = "down"  # with several nodes, one cut off from NATS serves no live feed
     elif all(link["up"] for link in links) and service.tasks.all_alive:
         status = "ok"
     else:
@@ -49,6 +55,8 @@ async def healthz(request: web.Request) -> web.Response:
     }
     if adapters:  # what some PBXs cannot do (SMDR: finished calls only), and their counts
         body["pbx"] = adapters
+    if cluster is not None:  # which links this node leads, and its link to the others
+        body["cluster"] = cluster.status()
     stats = getattr(service.directory, "stats", None)
     if stats is not None:  # an external CRM behind its cache and circuit breaker
         body["directory"] = stats()

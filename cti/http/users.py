@@ -16,6 +16,7 @@ from cti.http.api import Api, json_response, principal, read_body
 from cti.http.errors import ApiError
 from cti.http.keys import SERVICE_KEY
 from cti.http.ws import bearer_token
+from cti.wakes import TOKENS
 
 
 class UserOut(BaseModel):
@@ -169,7 +170,7 @@ def add_routes(api: Api) -> None:
                     request.remote,
                 )
             await session.commit()
-        service.sockets.recheck_soon()  # a disabled user's live connections close
+        service.wakes(TOKENS)  # a disabled user's live connections close
         return json_response(UserOut.of(user))
 
     @api.operation(
@@ -206,7 +207,7 @@ def add_routes(api: Api) -> None:
                 request.remote,
             )
             await session.commit()
-        service.sockets.recheck_soon()
+        service.wakes(TOKENS)
         return json_response(PasswordChanged(sessions_ended=ended))
 
     @api.operation(
@@ -298,7 +299,7 @@ def add_routes(api: Api) -> None:
             user = await _own_or_admin(request, session)
             count = await auth.revoke_tokens(session, user)
             await session.commit()
-        request.app[SERVICE_KEY].sockets.recheck_soon()
+        request.app[SERVICE_KEY].wakes(TOKENS)
         return json_response(Revoked(revoked=count))
 
 

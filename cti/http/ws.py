@@ -107,6 +107,7 @@ async def _stream(
 ) -> None:
     heartbeat = service.config.server.ws_heartbeat_seconds
     feed: LiveFeed = service.live
+    await feed.ready_for(stream, last_seq)  # from a node that was ahead of this one
     viewer, resumed = feed.attach(
         sees_all=who.sees_everything,
         extension=who.extension,
