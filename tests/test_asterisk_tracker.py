@@ -354,6 +354,21 @@ def test_a_transferred_call_says_who_took_it_first_and_who_had_it_last() -> None
     assert untransferred["first_answered_by"] == untransferred["answered_by"] == "101"
 
 
+def test_a_blind_transfer_reported_after_its_target_rings_is_one_transfer() -> None:
+    """Asterisk publishes a REFER's BlindTransfer after the transfer is done; the caller's
+    new Dial to the target may come out first. Either way it is one transfer."""
+    frames = frames_of("sip_blind_transfer_refer")
+    blind = frames.pop(next(i for i, f in enumerate(frames) if f.get("Event") == "BlindTransfer"))
+    dials = [i for i, f in enumerate(frames) if f.get("Event") == "DialBegin"]
+    frames.insert(dials[-1] + 1, blind)  # after the Dial to 102
+    t = tracker()
+    calls, events = run(t, frames)
+    [call] = calls.values()
+    assert [(x["kind"], x["from"], x["to"]) for x in call["transfers"]] == [("blind", "101", "102")]
+    assert len([e for e in events if e.type == "call.transferred"]) == 1
+    assert (call["first_answered_by"], call["answered_by"]) == ("101", "102")
+
+
 def test_a_received_fax_talks_while_it_transmits() -> None:
     """Issue 15, D6: the transmission counted as waiting (wait 32.8 s, talk 0.02 s)."""
     frames = frames_of("fax_receive")

@@ -75,6 +75,9 @@ class _CallState:
     outside_result: LegResult | None = None  # how the dial to the outside world ended
     abandoned_in_queue: bool = False
     transfer_pending_to: str | None = None
+    # A transfer noted from its target ringing, before any transfer event: the PBX's own
+    # BlindTransfer for it may still come (it is published after the caller's new Dial).
+    noted_transfer: CallTransfer | None = None
     # A Redirect we sent: (from, to). The PBX raises no transfer event for it, so when
     # ``to`` starts ringing the transfer is noted, answered or not (issue 15, D9).
     redirect: tuple[str | None, str] | None = None
@@ -656,7 +659,7 @@ class CallTracker:
             source, state.redirect = state.redirect[0], None
         elif call.answered_by is None or call.answered_by == target:
             return
-        transfer = CallTransfer(TransferKind.BLIND, source, target, now)
+        transfer = state.noted_transfer = CallTransfer(TransferKind.BLIND, source, target, now)
         call.transfers.append(transfer)
         events.append(call_events.transferred(call, transfer))
 
@@ -724,6 +727,11 @@ class CallTracker:
             return
         target = frame.get("Extension") or None
         from_ext = transferer.extension if transferer else None
+        noted, state.noted_transfer = state.noted_transfer, None
+        if noted is not None and noted.to == target and noted.kind is TransferKind.BLIND:
+            noted.from_extension = from_ext or noted.from_extension  # already in the log
+            self._touch(state)
+            return
         transfer = CallTransfer(TransferKind.BLIND, from_ext, target, now)
         state.call.transfers.append(transfer)
         state.transfer_pending_to = target
@@ -743,6 +751,7 @@ class CallTracker:
         if state is None:
             return
         call = state.call
+        state.noted_transfer = None  # a BlindTransfer after this one is another transfer
         from_ext = transferer.extension if transferer else None
         leg = self._transfer_target_leg(state, target, target_state, now, events)
         to_ext = leg.extension if leg else target.extension if target else None
