@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from lab import LAB_INBOUND_CONTEXTS, LAB_TRUNKS
+from lab import lab_pbx_toml
 
 from cti.auth import create_user, issue_token
 from cti.db.engine import create_engine, session_factory
@@ -134,8 +134,6 @@ class Cluster:
 def node_config(
     tmp: Path, name: str, port: int, db_url: str, ami_port: int, stream: str, extra: str = ""
 ) -> Path:
-    trunks = ", ".join(f"'{p}'" for p in LAB_TRUNKS)
-    contexts = ", ".join(f'"{c}"' for c in LAB_INBOUND_CONTEXTS)
     path = tmp / f"{name}.toml"
     path.write_text(
         f"""
@@ -154,19 +152,7 @@ nats_url = "{NATS_URL}"
 node = "{name}"
 stream = "{stream}"
 lease_seconds = {LEASE_SECONDS}
-
-[[pbx]]
-name = "lab"
-type = "asterisk"
-host = "127.0.0.1"
-port = {ami_port}
-username = "cti"
-secret = "{SECRET}"
-trunk_channels = [{trunks}]
-inbound_contexts = [{contexts}]
-ping_interval = 0.3
-reconnect_max_seconds = 0.5
-{extra}""",
+{lab_pbx_toml(ami_port, SECRET)}{extra}""",
         encoding="utf-8",
     )
     return path

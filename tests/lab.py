@@ -177,3 +177,22 @@ def lab_pbx(port: int, secret: str, **overrides: Any) -> PbxConfig:
         secret=secret,
         **options,
     )
+
+
+def lab_pbx_toml(port: int, secret: str) -> str:
+    """``lab_pbx`` as a ``[[pbx]]`` section of a configuration file (for ``cti serve``)."""
+    trunks = ", ".join(f"'{p}'" for p in LAB_TRUNKS)
+    contexts = ", ".join(f'"{c}"' for c in LAB_INBOUND_CONTEXTS)
+    return f"""
+[[pbx]]
+name = "lab"
+type = "asterisk"
+host = "127.0.0.1"
+port = {port}
+username = "cti"
+secret = "{secret}"
+trunk_channels = [{trunks}]
+inbound_contexts = [{contexts}]
+ping_interval = 0.3
+reconnect_max_seconds = 0.5
+"""

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from lab import FIXTURES, LAB_INBOUND_CONTEXTS, LAB_TRUNKS
+from lab import FIXTURES, lab_pbx_toml
 from sqlalchemy import select
 
 from cti.callstore import WRITE_INTERVAL_SECONDS
@@ -100,8 +100,6 @@ def free_port() -> int:
 
 
 def config_file(tmp_path: Path, db_url: str, ami_port: int, port: int) -> Path:
-    trunks = ", ".join(f"'{p}'" for p in LAB_TRUNKS)
-    contexts = ", ".join(f'"{c}"' for c in LAB_INBOUND_CONTEXTS)
     path = tmp_path / "cti.toml"
     path.write_text(
         f"""
@@ -113,19 +111,7 @@ data_dir = "{tmp_path / "data"}"
 [database]
 url = "{db_url}"
 auto_migrate = true
-
-[[pbx]]
-name = "lab"
-type = "asterisk"
-host = "127.0.0.1"
-port = {ami_port}
-username = "cti"
-secret = "{SECRET}"
-trunk_channels = [{trunks}]
-inbound_contexts = [{contexts}]
-ping_interval = 0.3
-reconnect_max_seconds = 0.5
-""",
+{lab_pbx_toml(ami_port, SECRET)}""",
         encoding="utf-8",
     )
     return path
