@@ -41,9 +41,6 @@ from pathlib import Path
 import aiohttp
 from scratch_postgres import scratch_postgres  # bench/, beside this script
 from screenpop import (
-    AMI_SECRET,
-    AMI_USER,
-    LAB_PBX_OPTIONS,
     PBX_NAME,
     RINGING_DELAY,
     TRANSCRIPT,
@@ -56,6 +53,7 @@ from screenpop import (
     load_script,
     make_calls,
     ms,
+    pbx_toml,
     population,
     quantiles,
     raise_fd_limit,
@@ -123,14 +121,13 @@ class Result:
 def write_config(
     tmp: Path, name: str, port: int, db_url: str, ami_port: int, stream: str | None
 ) -> Path:
-    trunks = ", ".join(f"'{p}'" for p in LAB_PBX_OPTIONS["trunk_channels"])
-    contexts = ", ".join(f'"{c}"' for c in LAB_PBX_OPTIONS["inbound_contexts"])
     cluster = (
         f'[cluster]\nnats_url = "{NATS_URL}"\nnode = "{name}"\nstream = "{stream}"\n'
         f"lease_seconds = {LEASE_SECONDS}\n"
         if stream
         else ""
     )
+    pbx = pbx_toml(ami_port, "reconnect_max_seconds = 0.5\n")
     path = tmp / f"{name}.toml"
     path.write_text(
         f"""
@@ -143,18 +140,7 @@ data_dir = "{tmp / name}"
 url = "{db_url}"
 auto_migrate = true
 
-{cluster}
-[[pbx]]
-name = "{PBX_NAME}"
-type = "asterisk"
-host = "127.0.0.1"
-port = {ami_port}
-username = "{AMI_USER}"
-secret = "{AMI_SECRET}"
-trunk_channels = [{trunks}]
-inbound_contexts = [{contexts}]
-reconnect_max_seconds = 0.5
-""",
+{cluster}{pbx}""",
         encoding="utf-8",
     )
     return path

@@ -870,8 +870,6 @@ async def run_ours(
     ami_port = await ami.start()
     port = free_port()
     supervisor_token = await create_users(database_url, specs)
-    trunks = ", ".join(f"'{p}'" for p in LAB_PBX_OPTIONS["trunk_channels"])
-    contexts = ", ".join(f'"{c}"' for c in LAB_PBX_OPTIONS["inbound_contexts"])
     config = tmp / "cti.toml"
     config.write_text(
         f"""
@@ -883,17 +881,7 @@ data_dir = "{tmp}"
 [database]
 url = "{database_url}"
 auto_migrate = true
-
-[[pbx]]
-name = "{PBX_NAME}"
-type = "asterisk"
-host = "127.0.0.1"
-port = {ami_port}
-username = "{AMI_USER}"
-secret = "{AMI_SECRET}"
-trunk_channels = [{trunks}]
-inbound_contexts = [{contexts}]
-"""
+{pbx_toml(ami_port)}"""
     )
     log = tmp / "service.log"
     with log.open("wb") as stderr:
@@ -962,6 +950,23 @@ inbound_contexts = [{contexts}]
     if clients.closed_early:
         result.notes.append(f"{clients.closed_early} WebSockets closed by the server mid-run")
     return result, clients.sample_pop
+
+
+def pbx_toml(ami_port: int, extra: str = "") -> str:
+    """The ``[[pbx]]`` section for the bench's AMI server on ``ami_port``."""
+    trunks = ", ".join(f"'{p}'" for p in LAB_PBX_OPTIONS["trunk_channels"])
+    contexts = ", ".join(f'"{c}"' for c in LAB_PBX_OPTIONS["inbound_contexts"])
+    return f"""
+[[pbx]]
+name = "{PBX_NAME}"
+type = "asterisk"
+host = "127.0.0.1"
+port = {ami_port}
+username = "{AMI_USER}"
+secret = "{AMI_SECRET}"
+trunk_channels = [{trunks}]
+inbound_contexts = [{contexts}]
+{extra}"""
 
 
 async def start_py_spy(args: argparse.Namespace, pid: int) -> None:
