@@ -12,7 +12,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote
 
 from sqlalchemy import Select, bindparam, delete, func, insert, or_, select
 from sqlalchemy.engine import Connection
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, selectinload
 
 from cti.clients.models import Client, Contact, Phone
+from cti.db.engine import sqlite_file, sqlite_uri
 from cti.db.models import User
 from cti.db.reads import LoopReader
 from cti.directory import LATER, Found, Later, Match, ResponsibleManager, SharedNumber
@@ -160,12 +160,12 @@ class _SqliteReader:
         self.compiled = {q: q.compile(dialect=dialect) for q in (_BY_NUMBER, _BY_SUFFIX)}
         self.db: sqlite3.Connection | None = None
 
-    async def rows(self, query: Select, params: dict[str, str]) -> list[Any]:
-        return self.rows_now(query, params)
+    async def all(self, query: Select, params: dict[str, str]) -> list[Any]:
+        return self.all_now(query, params)
 
-    def rows_now(self, query: Select, params: dict[str, str]) -> list[Any]:
+    def all_now(self, query: Select, params: dict[str, str]) -> list[Any]:
         if self.db is None:
-            self.db = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True)
+            self.db = sqlite3.connect(sqlite_uri(self.path, read_only=True), uri=True)
         compiled = self.compiled[query]
         values = compiled.construct_params(params)
         args = [values[name] for name in compiled.positiontup or ()]
@@ -185,11 +185,11 @@ class SqlDirectory:
         self.sessions = sessions
         self.suffix_digits = suffix_digits
         engine: AsyncEngine = sessions.kw["bind"]
-        path = engine.url.database
+        path = sqlite_file(engine)
         # SQLite: its own reader (compiled once, the row read raw); elsewhere the
         # loop's reader (one connection kept, cti.db.reads).
         self._reader: _SqliteReader | LoopReader
-        if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        if path is not None:
             self._reader = _SqliteReader(path, engine.dialect)
         else:
             self._reader = LoopReader(engine)
@@ -198,12 +198,7 @@ class SqlDirectory:
         plan = _plan(number, self.suffix_digits)
         if plan is None:
             return None
-        query, params = plan
-        if isinstance(self._reader, _SqliteReader):
-            rows = await self._reader.rows(query, params)
-        else:
-            rows = await self._reader.all(query, params)
-        return _pick(rows, query is _BY_NUMBER)
+        return _pick(await self._reader.all(*plan), plan[0] is _BY_NUMBER)
 
     def lookup_now(self, number: str) -> Found | Later:
         """``lookup`` at once on SQLite (``cti.directory.lookup_now``); LATER elsewhere."""
@@ -212,7 +207,7 @@ class SqlDirectory:
         plan = _plan(number, self.suffix_digits)
         if plan is None:
             return None
-        return _pick(self._reader.rows_now(*plan), plan[0] is _BY_NUMBER)
+        return _pick(self._reader.all_now(*plan), plan[0] is _BY_NUMBER)
 
     async def search(self, text: str, limit: int = 20) -> list[Match]:
         async with self.sessions() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,21 @@ def create_engine(url: str, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **options)
+
+
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of an SQLite database on disk (one that other connections can open);
+    None for an in-memory one or another backend."""
+    path = engine.url.database
+    if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        return path
+    return None
+
+
+def sqlite_uri(path: str, *, read_only: bool = False) -> str:
+    """``path`` as the URI ``sqlite3.connect(..., uri=True)`` opens, whatever its folder's
+    name holds (``?``, ``#``, spaces)."""
+    return f"file:{urllib.parse.quote(path)}" + ("?mode=ro" if read_only else "")
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

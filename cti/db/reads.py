@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +27,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
 
+from cti.db.engine import sqlite_file, sqlite_uri
+
 Params = Mapping[str, Any] | None
 
 
@@ -35,9 +36,9 @@ class LoopReader:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sync: Engine | None = None
-        path = engine.url.database
-        if engine.dialect.name == "sqlite" and path and path != ":memory:":
-            uri = f"file:{urllib.parse.quote(path)}?mode=ro"  # any folder name, read-only
+        path = sqlite_file(engine)
+        if path is not None:
+            uri = sqlite_uri(path, read_only=True)
 
             def connect() -> sqlite3.Connection:
                 return sqlite3.connect(uri, uri=True, check_same_thread=False)

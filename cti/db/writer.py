@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import urllib.parse
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -32,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from cti.db.engine import sqlite_pragmas
+from cti.db.engine import sqlite_file, sqlite_pragmas, sqlite_uri
 
 T = TypeVar("T")
 
@@ -41,8 +40,8 @@ class Writer:
     def __init__(self, engine: AsyncEngine) -> None:
         self.async_engine = engine
         self._sqlite: Engine | None = None
-        path = engine.url.database
-        if engine.dialect.name == "sqlite" and path and path != ":memory:":
+        path = sqlite_file(engine)
+        if path is not None:
             self._sqlite = _sqlite_engine(path)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
             self._lock = asyncio.Lock()
@@ -125,7 +124,7 @@ def _roll_back(conn: Connection, transaction: RootTransaction) -> None:
 
 
 def _sqlite_engine(path: str) -> Engine:
-    uri = f"file:{urllib.parse.quote(path)}"  # any folder name
+    uri = sqlite_uri(path)
 
     def connect() -> sqlite3.Connection:
         # Used on the writer's thread and the loop's, never both at once.
