@@ -150,8 +150,7 @@ class CallWriteBack:
         self, conn: Connection, *, calls: list[dict[str, Any]], external: dict[str, Match | None]
     ) -> Generator[None, None, list[DomainEvent]]:
         """The work, in steps (each finished call asks the directory): see CallFollower."""
-        ids = [c["id"] for c in calls]
-        seen = set(conn.scalars(select(CallFollowUp.call_id).where(CallFollowUp.call_id.in_(ids))))
+        seen = set(conn.scalars(_FOLLOWED_UP, {"ids": [c["id"] for c in calls]}))
         todo = []
         for call in calls:
             if call["id"] not in seen:
