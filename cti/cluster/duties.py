@@ -48,7 +48,7 @@ async def join(service: Service, cluster: Cluster) -> None:
     service.wakes.broadcast = messaging.notify
     await messaging.serve_state(live.shared.snapshot)
 
-    def take(seq: int, _node: str, frame: dict[str, Any]) -> None:
+    def take(seq: int, frame: dict[str, Any]) -> None:
         audience = frozenset(frame["a"]) if frame["a"] is not None else None
         live.take(seq, frame["k"], audience, frame["d"], frame["c"])
 

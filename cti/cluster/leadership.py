@@ -61,7 +61,6 @@ class Leadership:
         self.lost = lost
         self.metrics = metrics
         self.leading = False
-        self.elected_at: float | None = None  # monotonic, for the failover figures
         self._task: asyncio.Task[None] | None = None
         self._stepping_down: asyncio.Task[None] | None = None
 
@@ -119,7 +118,6 @@ class Leadership:
 
     async def _take_over(self) -> None:
         self.leading = True
-        self.elected_at = asyncio.get_running_loop().time()
         self.metrics.takeovers.labels(self.name).inc()
         self.metrics.leading.labels(self.name).set(1)
         log.warning("this node leads %s now", self.name)

@@ -39,7 +39,7 @@ NODE_HEADER = "Cti-Node"
 PUBLISH_QUEUE = 100_000  # frames waiting for NATS before the feed is told it lost some
 
 Frame = dict[str, Any]  # {"k": kind, "a": audience or None, "d": data, "c": call event}
-Deliver = Callable[[int, str, Frame], None]  # (stream seq, producing node, frame)
+Deliver = Callable[[int, Frame], None]  # (stream seq, frame)
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -64,7 +64,6 @@ class Messaging:
         self._publisher: asyncio.Task[None] | None = None
         self._subscriptions: list[Any] = []
         self._notices: set[asyncio.Task[None]] = set()
-        self.on_lost_frames: Callable[[], None] = lambda: None
 
     @property
     def connected(self) -> bool:
@@ -121,8 +120,7 @@ class Messaging:
         try:
             self._outbox.put_nowait((f"{self.stream}.frames", orjson.dumps(frame)))
         except asyncio.QueueFull:
-            self.lost += 1
-            self.on_lost_frames()
+            self.lost += 1  # /healthz cluster.nats.frames_lost
 
     async def _publish_loop(self) -> None:
         assert self.nc is not None
@@ -150,9 +148,7 @@ class Messaging:
 
         async def on_message(msg: Msg) -> None:
             try:
-                frame = orjson.loads(msg.data)
-                node = (msg.headers or {}).get(NODE_HEADER, "")
-                deliver(msg.metadata.sequence.stream, node, frame)
+                deliver(msg.metadata.sequence.stream, orjson.loads(msg.data))
             except Exception:
                 log.exception("skipped a live frame from NATS")
 
@@ -164,12 +160,6 @@ class Messaging:
             idle_heartbeat=2.0,
         )
         self._subscriptions.append(sub)
-
-    async def last_seq(self) -> int:
-        """The stream's last sequence now."""
-        assert self.nc is not None
-        info = await self.nc.jetstream().stream_info(self.stream)
-        return info.state.last_seq
 
     # -- commands for a link's leader ----------------------------------------------------
 

@@ -56,7 +56,6 @@ class ClusterPbx:
         self.messaging = messaging
         self.leading = leading
         self.active: PbxAdapter | None = None  # started, while this node leads the link
-        self.remote = True
 
     @property
     def local(self) -> PbxAdapter | None:
